@@ -1,0 +1,369 @@
+// Package sqlite is passflow's embedded store: one SQLite file, pure Go
+// (modernc.org/sqlite), shared safely by a server and CLI commands.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+var _ store.Store = (*Store)(nil)
+
+// Store is a store.Store on one SQLite database file.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens (creating if need be) the database at path and applies pending
+// migrations.
+//
+// WAL lets readers run beside a writer; busy_timeout makes a writer wait for
+// another process's write instead of failing; _txlock=immediate takes the
+// write lock when a transaction begins, so two read-then-write transactions
+// never deadlock into "database is locked".
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("sqlite: database path %q: must be non-empty and contain no '?' or '#'", path)
+	}
+	dsn := path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	// Two processes opening a new file together (a server and a CLI) can
+	// both find a migration pending; the loser's transaction fails and rolls
+	// back whole, since SQLite's DDL is transactional. Trying again then
+	// finds the winner's work recorded and has nothing left to do.
+	for attempt := 1; ; attempt++ {
+		_, err = p.Up(ctx)
+		if err == nil {
+			return nil
+		}
+		if attempt == 10 || ctx.Err() != nil {
+			return fmt.Errorf("sqlite: apply migrations: %w", err)
+		}
+		select {
+		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", errors.Join(fault.ErrUnavailable, err))
+	}
+	return nil
+}
+
+func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) &&
+		(se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+// tx runs fn in a transaction, committing when it returns nil.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+const userColumns = `id, username, password_hash, scopes, disabled, token_version, created_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanUser(row scanner) (store.User, error) {
+	var u store.User
+	var scopes string
+	var created, updated int64
+	err := row.Scan(&u.ID, &u.Username, &u.PasswordHash, &scopes, &u.Disabled, &u.TokenVersion, &created, &updated)
+	if err != nil {
+		return store.User{}, err
+	}
+	u.Scopes = strings.Fields(scopes)
+	u.CreatedAt, u.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return u, nil
+}
+
+// CreateUser adds u.
+func (s *Store) CreateUser(ctx context.Context, u store.User) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Username, u.PasswordHash, strings.Join(u.Scopes, " "), u.Disabled, u.TokenVersion,
+		micros(u.CreatedAt), micros(u.UpdatedAt))
+	if isUniqueViolation(err) {
+		return fmt.Errorf("sqlite: create user: %w", fault.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: create user: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) userWhere(ctx context.Context, q queryer, where string, arg any) (store.User, error) {
+	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE `+where, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.User{}, fmt.Errorf("sqlite: user: %w", fault.ErrNotFound)
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("sqlite: user: %w", err)
+	}
+	return u, nil
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// UserByUsername returns the user called username.
+func (s *Store) UserByUsername(ctx context.Context, username string) (store.User, error) {
+	return s.userWhere(ctx, s.db, `username = ?`, username)
+}
+
+// UserByID returns the user whose ID is id.
+func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
+	return s.userWhere(ctx, s.db, `id = ?`, id)
+}
+
+// ListUsers returns up to limit users after the username after.
+func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]store.User, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT `+userColumns+` FROM users WHERE username > ? ORDER BY username LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list users: %w", err)
+	}
+	defer rows.Close()
+	users := []store.User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list users: %w", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list users: %w", err)
+	}
+	return users, nil
+}
+
+// UpdateUser applies change to a user in one transaction.
+func (s *Store) UpdateUser(ctx context.Context, username string, change func(*store.User) error) (store.User, error) {
+	var u store.User
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if u, err = s.userWhere(ctx, tx, `username = ?`, username); err != nil {
+			return err
+		}
+		before := u
+		if err := change(&u); err != nil {
+			return err
+		}
+		if u.ID != before.ID || u.Username != before.Username || !u.CreatedAt.Equal(before.CreatedAt) {
+			return errors.New("sqlite: update user: id, username and created_at are immutable")
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, scopes = ?, disabled = ?,
+			token_version = ?, updated_at = ? WHERE id = ?`,
+			u.PasswordHash, strings.Join(u.Scopes, " "), u.Disabled, u.TokenVersion, micros(u.UpdatedAt), u.ID)
+		if err != nil {
+			return fmt.Errorf("sqlite: update user: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return store.User{}, err
+	}
+	return u, nil
+}
+
+// DeleteUser deletes a user and their items.
+func (s *Store) DeleteUser(ctx context.Context, username string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE username = ?`, username)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete user: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: delete user: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: delete user: %w", fault.ErrNotFound)
+	}
+	return nil
+}
+
+// HasUserWithScope reports whether an enabled user holds scope.
+func (s *Store) HasUserWithScope(ctx context.Context, scope string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users
+		WHERE disabled = 0 AND (' ' || scopes || ' ') LIKE ('% ' || ? || ' %')`, scope).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: users with scope: %w", err)
+	}
+	return n > 0, nil
+}
+
+// ListItems returns a user's items ordered by key.
+func (s *Store) ListItems(ctx context.Context, userID string) ([]store.Item, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, value, updated_at FROM items WHERE user_id = ? ORDER BY key`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list items: %w", err)
+	}
+	defer rows.Close()
+	items := []store.Item{}
+	for rows.Next() {
+		var it store.Item
+		var updated int64
+		if err := rows.Scan(&it.Key, &it.Value, &updated); err != nil {
+			return nil, fmt.Errorf("sqlite: list items: %w", err)
+		}
+		it.UpdatedAt = fromMicros(updated)
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list items: %w", err)
+	}
+	return items, nil
+}
+
+// PutItem creates or replaces an item.
+func (s *Store) PutItem(ctx context.Context, userID, key, value string) (bool, error) {
+	var existed bool
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM items WHERE user_id = ? AND key = ?`, userID, key).Scan(&n); err != nil {
+			return fmt.Errorf("sqlite: put item: %w", err)
+		}
+		existed = n > 0
+		_, err := tx.ExecContext(ctx, `INSERT INTO items (user_id, key, value, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (user_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+			userID, key, value, micros(time.Now()))
+		if err != nil {
+			return fmt.Errorf("sqlite: put item: %w", err)
+		}
+		return nil
+	})
+	return !existed, err
+}
+
+// DeleteItem deletes one of a user's items.
+func (s *Store) DeleteItem(ctx context.Context, userID, key string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM items WHERE user_id = ? AND key = ?`, userID, key)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete item: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: delete item: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: delete item: %w", fault.ErrNotFound)
+	}
+	return nil
+}
+
+// SigningKeys returns every signing key, newest first.
+func (s *Store) SigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	return signingKeys(ctx, s.db)
+}
+
+type rowser interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, algorithm, private_key, created_at FROM signing_keys ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: signing keys: %w", err)
+	}
+	defer rows.Close()
+	var keys []store.SigningKey
+	for rows.Next() {
+		var k store.SigningKey
+		var created int64
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Private, &created); err != nil {
+			return nil, fmt.Errorf("sqlite: signing keys: %w", err)
+		}
+		k.CreatedAt = fromMicros(created)
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: signing keys: %w", err)
+	}
+	return keys, nil
+}
+
+// EnsureSigningKey stores k unless a key of its algorithm exists and returns every key.
+func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]store.SigningKey, error) {
+	var keys []store.SigningKey
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if keys, err = signingKeys(ctx, tx); err != nil {
+			return err
+		}
+		for _, have := range keys {
+			if have.Algorithm == k.Algorithm {
+				return nil
+			}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES (?, ?, ?, ?)`,
+			k.ID, k.Algorithm, k.Private, micros(k.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("sqlite: add signing key: %w", err)
+		}
+		keys = append([]store.SigningKey{k}, keys...)
+		return nil
+	})
+	return keys, err
+}

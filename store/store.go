@@ -1,0 +1,124 @@
+// Package store defines passflow's storage: what is kept and the interfaces
+// that keep it. Implementations live beside it (sqlite/, and postgres/ to
+// come); handlers and the auth package see only these interfaces.
+//
+// Errors: a missing row is fault.ErrNotFound, a uniqueness clash
+// fault.ErrConflict, an unreachable database fault.ErrUnavailable, each
+// wrapped with context. Anything else is the store's own failure.
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Scope names, as the spec declares them.
+const (
+	ScopeDataRead   = "data:read"
+	ScopeDataWrite  = "data:write"
+	ScopeUsersAdmin = "users:admin"
+)
+
+// AllScopes lists every scope in the spec, in a stable order.
+var AllScopes = []string{ScopeDataRead, ScopeDataWrite, ScopeUsersAdmin}
+
+// User is an account.
+type User struct {
+	// ID is immutable and becomes the tokens' sub claim.
+	ID string
+	// Username is unique and already normalised (see auth.NormalizeUsername).
+	Username string
+	// PasswordHash is a PHC string; it never leaves the server.
+	PasswordHash string
+	// Scopes are the scopes the user may be granted, sorted.
+	Scopes   []string
+	Disabled bool
+	// TokenVersion rises whenever every token the user holds must die
+	// (password change, disable, logout everywhere); tokens carry the
+	// version they were issued at.
+	TokenVersion int64
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// HasScope reports whether the user may be granted scope.
+func (u User) HasScope(scope string) bool {
+	for _, s := range u.Scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
+}
+
+// Item is one of a user's key/value items.
+type Item struct {
+	Key       string
+	Value     string
+	UpdatedAt time.Time
+}
+
+// SigningKey is a private key tokens are signed with.
+type SigningKey struct {
+	// ID is the key's kid: its RFC 7638 thumbprint.
+	ID string
+	// Algorithm is the JWS alg the key signs with, such as EdDSA.
+	Algorithm string
+	// Private is the PKCS #8 DER encoding of the private key.
+	Private   []byte
+	CreatedAt time.Time
+}
+
+// Users keeps accounts.
+type Users interface {
+	// CreateUser adds u; u.ID, u.CreatedAt and u.UpdatedAt must be set.
+	// It returns fault.ErrConflict when the username is taken.
+	CreateUser(ctx context.Context, u User) error
+	// UserByUsername returns fault.ErrNotFound when there is no such user.
+	UserByUsername(ctx context.Context, username string) (User, error)
+	// UserByID returns fault.ErrNotFound when there is no such user.
+	UserByID(ctx context.Context, id string) (User, error)
+	// ListUsers returns up to limit users whose usernames sort after
+	// after, in username order.
+	ListUsers(ctx context.Context, after string, limit int) ([]User, error)
+	// UpdateUser applies change to the user in one transaction and returns
+	// the result. change may not alter ID, Username or CreatedAt. It returns
+	// fault.ErrNotFound when there is no such user and passes on any error
+	// change returns.
+	UpdateUser(ctx context.Context, username string, change func(*User) error) (User, error)
+	// DeleteUser deletes the user and everything they own. It returns
+	// fault.ErrNotFound when there is no such user.
+	DeleteUser(ctx context.Context, username string) error
+	// HasUserWithScope reports whether any enabled user holds scope.
+	HasUserWithScope(ctx context.Context, scope string) (bool, error)
+}
+
+// Items keeps each user's items. No method ever reaches another user's.
+type Items interface {
+	// ListItems returns the user's items ordered by key.
+	ListItems(ctx context.Context, userID string) ([]Item, error)
+	// PutItem creates or replaces an item and reports whether it was created.
+	PutItem(ctx context.Context, userID, key, value string) (created bool, err error)
+	// DeleteItem returns fault.ErrNotFound when the user has no such item.
+	DeleteItem(ctx context.Context, userID, key string) error
+}
+
+// Keys keeps signing keys.
+type Keys interface {
+	// SigningKeys returns every key, newest first.
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	// EnsureSigningKey stores k unless a key of k.Algorithm already exists,
+	// in one transaction, and returns every key, newest first. Processes
+	// starting together on one store thus agree on one key.
+	EnsureSigningKey(ctx context.Context, k SigningKey) ([]SigningKey, error)
+}
+
+// Store is everything passflow keeps.
+type Store interface {
+	Users
+	Items
+	Keys
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}

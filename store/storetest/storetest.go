@@ -1,0 +1,292 @@
+// Package storetest is the one test suite every store.Store implementation
+// must pass. Each backend's tests call Run with a function that opens a
+// fresh, empty store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/store"
+)
+
+// Run runs the suite. open must return a fresh, empty store and arrange for
+// it to be closed when the test ends.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Users", testUsers},
+		{"ListUsers", testListUsers},
+		{"UpdateUser", testUpdateUser},
+		{"DeleteUserTakesItems", testDeleteUserTakesItems},
+		{"HasUserWithScope", testHasUserWithScope},
+		{"Items", testItems},
+		{"ConcurrentPuts", testConcurrentPuts},
+		{"SigningKeys", testSigningKeys},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, open(t))
+		})
+	}
+}
+
+var epoch = time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
+
+func user(name string, scopes ...string) store.User {
+	return store.User{
+		ID: "id-" + name, Username: name, PasswordHash: "$argon2id$hash-of-" + name,
+		Scopes: scopes, CreatedAt: epoch, UpdatedAt: epoch,
+	}
+}
+
+func mustCreate(t *testing.T, s store.Store, u store.User) {
+	t.Helper()
+	if err := s.CreateUser(context.Background(), u); err != nil {
+		t.Fatalf("CreateUser(%s): %v", u.Username, err)
+	}
+}
+
+func testUsers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := user("alice", "data:read", "data:write")
+	u.TokenVersion = 3
+	mustCreate(t, s, u)
+
+	got, err := s.UserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != u.ID || got.PasswordHash != u.PasswordHash || fmt.Sprint(got.Scopes) != fmt.Sprint(u.Scopes) ||
+		got.TokenVersion != 3 || got.Disabled || !got.CreatedAt.Equal(epoch) || !got.UpdatedAt.Equal(epoch) {
+		t.Errorf("UserByUsername = %+v, want %+v", got, u)
+	}
+	if byID, err := s.UserByID(ctx, u.ID); err != nil || byID.Username != "alice" {
+		t.Errorf("UserByID = %+v, %v", byID, err)
+	}
+	if _, err := s.UserByUsername(ctx, "bob"); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("UserByUsername(bob) error = %v, want not found", err)
+	}
+	if _, err := s.UserByID(ctx, "nope"); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("UserByID(nope) error = %v, want not found", err)
+	}
+	dup := user("alice")
+	dup.ID = "other-id"
+	if err := s.CreateUser(ctx, dup); !errors.Is(err, fault.ErrConflict) {
+		t.Errorf("CreateUser(duplicate) error = %v, want conflict", err)
+	}
+	noScopes := user("carl")
+	mustCreate(t, s, noScopes)
+	if got, _ := s.UserByUsername(ctx, "carl"); len(got.Scopes) != 0 {
+		t.Errorf("scopes of a user without any = %q", got.Scopes)
+	}
+}
+
+func testListUsers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, n := range []string{"dora", "bea", "eve", "amy", "cid"} {
+		mustCreate(t, s, user(n))
+	}
+	page, err := s.ListUsers(ctx, "", 2)
+	if err != nil || len(page) != 2 || page[0].Username != "amy" || page[1].Username != "bea" {
+		t.Fatalf("first page = %v, %v", names(page), err)
+	}
+	page, err = s.ListUsers(ctx, "bea", 10)
+	if err != nil || fmt.Sprint(names(page)) != "[cid dora eve]" {
+		t.Fatalf("after bea = %v, %v", names(page), err)
+	}
+	page, err = s.ListUsers(ctx, "eve", 10)
+	if err != nil || page == nil || len(page) != 0 {
+		t.Fatalf("after the last = %v, %v; want an empty, non-nil list", page, err)
+	}
+}
+
+func names(us []store.User) []string {
+	var out []string
+	for _, u := range us {
+		out = append(out, u.Username)
+	}
+	return out
+}
+
+func testUpdateUser(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, user("fay", "data:read"))
+	later := epoch.Add(time.Hour)
+	got, err := s.UpdateUser(ctx, "fay", func(u *store.User) error {
+		u.Disabled, u.TokenVersion, u.Scopes, u.PasswordHash, u.UpdatedAt = true, 7, []string{"data:write"}, "new-hash", later
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := s.UserByUsername(ctx, "fay")
+	for _, u := range []store.User{got, again} {
+		if !u.Disabled || u.TokenVersion != 7 || fmt.Sprint(u.Scopes) != "[data:write]" || u.PasswordHash != "new-hash" || !u.UpdatedAt.Equal(later) {
+			t.Errorf("after update: %+v", u)
+		}
+	}
+
+	refuse := errors.New("refused")
+	if _, err := s.UpdateUser(ctx, "fay", func(u *store.User) error { u.Disabled = false; return refuse }); !errors.Is(err, refuse) {
+		t.Errorf("error from change = %v, want it passed on", err)
+	}
+	if u, _ := s.UserByUsername(ctx, "fay"); !u.Disabled {
+		t.Error("a refused change was written")
+	}
+	if _, err := s.UpdateUser(ctx, "fay", func(u *store.User) error { u.Username = "other"; return nil }); err == nil {
+		t.Error("renaming through UpdateUser succeeded")
+	}
+	if _, err := s.UpdateUser(ctx, "ghost", func(*store.User) error { return nil }); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("UpdateUser(ghost) error = %v, want not found", err)
+	}
+}
+
+func testDeleteUserTakesItems(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, user("gus"))
+	if _, err := s.PutItem(ctx, "id-gus", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "gus"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UserByUsername(ctx, "gus"); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("deleted user still found: %v", err)
+	}
+	if items, err := s.ListItems(ctx, "id-gus"); err != nil || len(items) != 0 {
+		t.Errorf("deleted user's items = %v, %v", items, err)
+	}
+	if err := s.DeleteUser(ctx, "gus"); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("second delete error = %v, want not found", err)
+	}
+}
+
+func testHasUserWithScope(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	has := func() bool {
+		t.Helper()
+		ok, err := s.HasUserWithScope(ctx, "users:admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if has() {
+		t.Error("an empty store has an admin")
+	}
+	mustCreate(t, s, user("hal", "data:read", "users:admin-ish"))
+	if has() {
+		t.Error("users:admin-ish counted as users:admin")
+	}
+	mustCreate(t, s, user("ida", "data:read", "users:admin"))
+	if !has() {
+		t.Error("ida holds users:admin")
+	}
+	if _, err := s.UpdateUser(ctx, "ida", func(u *store.User) error { u.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if has() {
+		t.Error("a disabled admin counted")
+	}
+}
+
+func testItems(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, user("jo"))
+	mustCreate(t, s, user("kai"))
+	if items, err := s.ListItems(ctx, "id-jo"); err != nil || items == nil || len(items) != 0 {
+		t.Fatalf("no items = %v, %v; want an empty, non-nil list", items, err)
+	}
+	for _, kv := range [][2]string{{"b", "1"}, {"a", "2"}, {"c", "3"}} {
+		if created, err := s.PutItem(ctx, "id-jo", kv[0], kv[1]); err != nil || !created {
+			t.Fatalf("PutItem(%s) = %v, %v; want created", kv[0], created, err)
+		}
+	}
+	if created, err := s.PutItem(ctx, "id-jo", "b", "4"); err != nil || created {
+		t.Fatalf("replacing PutItem = %v, %v; want not created", created, err)
+	}
+	if _, err := s.PutItem(ctx, "id-kai", "a", "kai's"); err != nil {
+		t.Fatal(err)
+	}
+	items, err := s.ListItems(ctx, "id-jo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range items {
+		got = append(got, it.Key+"="+it.Value)
+		if it.UpdatedAt.IsZero() {
+			t.Errorf("item %s has no UpdatedAt", it.Key)
+		}
+	}
+	if fmt.Sprint(got) != "[a=2 b=4 c=3]" {
+		t.Errorf("jo's items = %v", got)
+	}
+	if err := s.DeleteItem(ctx, "id-kai", "b"); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("deleting another user's key: %v, want not found", err)
+	}
+	if err := s.DeleteItem(ctx, "id-jo", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if items, _ := s.ListItems(ctx, "id-jo"); len(items) != 2 {
+		t.Errorf("after delete: %v", items)
+	}
+}
+
+func testConcurrentPuts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, user("lou"))
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.PutItem(ctx, "id-lou", fmt.Sprintf("k%02d", i%10), fmt.Sprint(i))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent PutItem: %v", err)
+		}
+	}
+	if items, _ := s.ListItems(ctx, "id-lou"); len(items) != 10 {
+		t.Errorf("%d items, want 10", len(items))
+	}
+}
+
+func testSigningKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if keys, err := s.SigningKeys(ctx); err != nil || len(keys) != 0 {
+		t.Fatalf("SigningKeys of an empty store = %v, %v", keys, err)
+	}
+	first := store.SigningKey{ID: "k1", Algorithm: "EdDSA", Private: []byte{1, 2, 3}, CreatedAt: epoch}
+	keys, err := s.EnsureSigningKey(ctx, first)
+	if err != nil || len(keys) != 1 || keys[0].ID != "k1" || string(keys[0].Private) != "\x01\x02\x03" {
+		t.Fatalf("EnsureSigningKey = %+v, %v", keys, err)
+	}
+	second := store.SigningKey{ID: "k2", Algorithm: "EdDSA", Private: []byte{4}, CreatedAt: epoch.Add(time.Hour)}
+	if keys, err := s.EnsureSigningKey(ctx, second); err != nil || len(keys) != 1 || keys[0].ID != "k1" {
+		t.Fatalf("EnsureSigningKey with a key of that algorithm = %+v, %v; want only k1", keys, err)
+	}
+	other := store.SigningKey{ID: "k3", Algorithm: "ES256", Private: []byte{5}, CreatedAt: epoch.Add(time.Hour)}
+	keys, err = s.EnsureSigningKey(ctx, other)
+	if err != nil || len(keys) != 2 || keys[0].ID != "k3" || keys[1].ID != "k1" {
+		t.Fatalf("EnsureSigningKey of another algorithm = %+v, %v; want k3 then k1", keys, err)
+	}
+	if all, _ := s.SigningKeys(ctx); len(all) != 2 || all[0].ID != "k3" || !all[1].CreatedAt.Equal(epoch) {
+		t.Errorf("SigningKeys = %+v", all)
+	}
+}
