@@ -1,0 +1,140 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/argon2"
+
+	"github.com/passflow/passflow/fault"
+)
+
+// Password length limits: at least MinPasswordChars characters, at most
+// MaxPasswordBytes bytes (the bound keeps hashing cost independent of input).
+const (
+	MinPasswordChars = 8
+	MaxPasswordBytes = 1024
+)
+
+// CheckPassword returns an invalid_request error about field when password
+// is too short or too long. It never repeats the password.
+func CheckPassword(field, password string) error {
+	if len(password) > MaxPasswordBytes {
+		return fault.Invalid(field, fmt.Sprintf("password must be at most %d bytes", MaxPasswordBytes))
+	}
+	if !utf8.ValidString(password) {
+		return fault.Invalid(field, "password must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(password) < MinPasswordChars {
+		return fault.Invalid(field, fmt.Sprintf("password must be at least %d characters", MinPasswordChars))
+	}
+	return nil
+}
+
+// Hasher turns passwords into stored hashes and checks them.
+type Hasher interface {
+	// Hash returns the encoded hash of password.
+	Hash(password string) (string, error)
+	// Verify reports whether password matches encoded, and whether encoded
+	// should be replaced by a fresh Hash because its parameters are weaker
+	// than the current ones. A malformed encoded hash is an error.
+	Verify(encoded, password string) (ok, rehash bool, err error)
+}
+
+// Argon2idParams are argon2id cost parameters.
+type Argon2idParams struct {
+	MemoryKiB   uint32
+	Iterations  uint32
+	Parallelism uint8
+	SaltLen     uint32
+	KeyLen      uint32
+}
+
+// OWASPArgon2id is the OWASP Password Storage Cheat Sheet's first
+// recommended configuration: 19 MiB, two passes, one lane.
+var OWASPArgon2id = Argon2idParams{MemoryKiB: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+
+// Argon2id hashes with argon2id and encodes hashes as PHC strings:
+// $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>, base64 without padding.
+type Argon2id struct {
+	params Argon2idParams
+}
+
+var _ Hasher = (*Argon2id)(nil)
+
+// NewArgon2id returns a hasher with the given parameters.
+func NewArgon2id(params Argon2idParams) *Argon2id {
+	return &Argon2id{params: params}
+}
+
+var b64 = base64.RawStdEncoding
+
+// Hash returns the PHC string of password with a fresh random salt.
+func (h *Argon2id) Hash(password string) (string, error) {
+	salt := make([]byte, h.params.SaltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	p := h.params
+	key := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.MemoryKiB, p.Iterations, p.Parallelism, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// Verify checks password against a PHC argon2id string in constant time.
+func (h *Argon2id) Verify(encoded, password string) (bool, bool, error) {
+	p, salt, want, err := parseArgon2id(encoded)
+	if err != nil {
+		return false, false, err
+	}
+	got := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))
+	ok := subtle.ConstantTimeCompare(got, want) == 1
+	cur := h.params
+	rehash := p.MemoryKiB < cur.MemoryKiB || p.Iterations < cur.Iterations ||
+		p.Parallelism != cur.Parallelism || len(want) < int(cur.KeyLen) || len(salt) < int(cur.SaltLen)
+	return ok, rehash, nil
+}
+
+var errMalformedHash = errors.New("auth: malformed argon2id hash")
+
+// Upper bounds on stored parameters, so a tampered row cannot make one
+// verification allocate gigabytes or run for minutes.
+const (
+	maxArgonMemoryKiB = 1 << 20 // 1 GiB
+	maxArgonTime      = 64
+)
+
+func parseArgon2id(encoded string) (Argon2idParams, []byte, []byte, error) {
+	var p Argon2idParams
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return p, nil, nil, errMalformedHash
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return p, nil, nil, errMalformedHash
+	}
+	var par uint32
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &par); err != nil {
+		return p, nil, nil, errMalformedHash
+	}
+	if p.MemoryKiB == 0 || p.MemoryKiB > maxArgonMemoryKiB || p.Iterations == 0 || p.Iterations > maxArgonTime || par == 0 || par > 255 {
+		return p, nil, nil, errMalformedHash
+	}
+	p.Parallelism = uint8(par)
+	salt, err := b64.DecodeString(parts[4])
+	if err != nil || len(salt) < 8 {
+		return p, nil, nil, errMalformedHash
+	}
+	key, err := b64.DecodeString(parts[5])
+	if err != nil || len(key) < 16 {
+		return p, nil, nil, errMalformedHash
+	}
+	p.SaltLen, p.KeyLen = uint32(len(salt)), uint32(len(key))
+	return p, salt, key, nil
+}

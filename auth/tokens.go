@@ -1,0 +1,232 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/passflow/passflow/fault"
+)
+
+// MaxTokenBytes bounds an access token: anything longer is refused before
+// any parsing. Real tokens are a few hundred bytes.
+const MaxTokenBytes = 4096
+
+// accessTokenType is the JWT typ of RFC 9068 access tokens.
+const accessTokenType = "at+jwt"
+
+// accessClaims are the claims of an RFC 9068 access token, plus the
+// username and the user's token version at issue.
+type accessClaims struct {
+	jwt.RegisteredClaims
+	ClientID *string `json:"client_id"`
+	Scope    *string `json:"scope"`
+	Username string  `json:"username,omitempty"`
+	Version  int64   `json:"ver"`
+}
+
+// Validate adds RFC 9068's required claims to golang-jwt's checks.
+func (c *accessClaims) Validate() error {
+	switch {
+	case c.Subject == "":
+		return errors.New("missing sub")
+	case c.ID == "":
+		return errors.New("missing jti")
+	case c.IssuedAt == nil:
+		return errors.New("missing iat")
+	case c.ClientID == nil:
+		return errors.New("missing client_id")
+	case c.Scope == nil:
+		return errors.New("missing scope")
+	}
+	return nil
+}
+
+// Subject is what an access token is issued for.
+type Subject struct {
+	UserID   string
+	Username string
+	ClientID string
+	Scopes   []string
+	// Version is the user's token version at issue.
+	Version int64
+}
+
+// AccessToken is a freshly issued access token.
+type AccessToken struct {
+	Token     string
+	ID        string
+	ExpiresIn time.Duration
+}
+
+// Tokens issues and verifies access tokens: JWTs in the RFC 9068 profile.
+type Tokens struct {
+	issuer string
+	ttl    time.Duration
+	leeway time.Duration
+	keys   *KeySet
+	now    func() time.Time
+	parser *jwt.Parser
+	// cache maps the SHA-256 of a whole compact token, signature included,
+	// to the principal it verified as, so a token's signature is checked
+	// once, not on every request. Expiry is still checked on every hit.
+	cache *lru.Cache[[sha256.Size]byte, *Principal]
+}
+
+// NewTokens returns a token service for issuer (the iss and aud of every
+// token), signing with keys. Tokens live for ttl; verification tolerates
+// clock skew up to leeway. Up to cacheSize verified tokens are remembered.
+func NewTokens(issuer string, ttl, leeway time.Duration, keys *KeySet, cacheSize int, now func() time.Time) (*Tokens, error) {
+	cache, err := lru.New[[sha256.Size]byte, *Principal](cacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("auth: token cache: %w", err)
+	}
+	return &Tokens{
+		issuer: issuer,
+		ttl:    ttl,
+		leeway: leeway,
+		keys:   keys,
+		now:    now,
+		cache:  cache,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods(keys.Algorithms()),
+			jwt.WithIssuer(issuer),
+			jwt.WithAudience(issuer),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(leeway),
+			jwt.WithTimeFunc(now),
+		),
+	}, nil
+}
+
+// TTL is how long new access tokens live.
+func (t *Tokens) TTL() time.Duration { return t.ttl }
+
+// Issue signs a new access token for s.
+func (t *Tokens) Issue(s Subject) (AccessToken, error) {
+	jti, err := randomID()
+	if err != nil {
+		return AccessToken{}, err
+	}
+	now := t.now()
+	scope := strings.Join(s.Scopes, " ")
+	clientID := s.ClientID
+	claims := &accessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Subject:   s.UserID,
+			Audience:  jwt.ClaimStrings{t.issuer},
+			ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ID:        jti,
+		},
+		ClientID: &clientID,
+		Scope:    &scope,
+		Username: s.Username,
+		Version:  s.Version,
+	}
+	key := t.keys.Signing()
+	tok := jwt.NewWithClaims(key.method, claims)
+	tok.Header["typ"] = accessTokenType
+	tok.Header["kid"] = key.ID
+	signed, err := tok.SignedString(key.private)
+	if err != nil {
+		return AccessToken{}, fmt.Errorf("auth: sign access token: %w", err)
+	}
+	return AccessToken{Token: signed, ID: jti, ExpiresIn: t.ttl}, nil
+}
+
+// Verify checks an access token and returns its principal. Every failure is
+// an invalid_token error whose description says what was wrong, never what
+// the token held.
+func (t *Tokens) Verify(raw string) (*Principal, error) {
+	if len(raw) > MaxTokenBytes {
+		return nil, fault.New(fault.InvalidToken, "token is too long")
+	}
+	sum := sha256.Sum256([]byte(raw))
+	if p, ok := t.cache.Get(sum); ok {
+		if !t.now().Before(p.ExpiresAt.Add(t.leeway)) {
+			t.cache.Remove(sum)
+			return nil, fault.New(fault.InvalidToken, "token has expired")
+		}
+		return p, nil
+	}
+	var claims accessClaims
+	if _, err := t.parser.ParseWithClaims(raw, &claims, t.keyFor); err != nil {
+		return nil, verifyError(err)
+	}
+	p := &Principal{
+		UserID:    claims.Subject,
+		Username:  claims.Username,
+		ClientID:  *claims.ClientID,
+		TokenID:   claims.ID,
+		Scopes:    strings.Fields(*claims.Scope),
+		ExpiresAt: claims.ExpiresAt.Time,
+	}
+	t.cache.Add(sum, p)
+	return p, nil
+}
+
+var (
+	errWrongType  = errors.New("typ is not at+jwt")
+	errUnknownKey = errors.New("unknown kid")
+)
+
+// keyFor picks the verification key by kid and insists that the token's alg
+// is that key's own: a public key is never used as an HMAC secret.
+func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
+	typ, _ := tok.Header["typ"].(string)
+	if !strings.EqualFold(typ, accessTokenType) && !strings.EqualFold(typ, "application/"+accessTokenType) {
+		return nil, errWrongType
+	}
+	kid, _ := tok.Header["kid"].(string)
+	k, ok := t.keys.Lookup(kid)
+	if !ok || k.method.Alg() != tok.Method.Alg() {
+		return nil, errUnknownKey
+	}
+	return k.public, nil
+}
+
+func verifyError(err error) error {
+	desc := "token is invalid"
+	switch {
+	case errors.Is(err, errWrongType):
+		desc = "token is not an access token (typ must be at+jwt)"
+	case errors.Is(err, errUnknownKey):
+		desc = "token is signed with an unknown key"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		desc = "token is malformed"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		desc = "token signature is invalid"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		desc = "token has expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		desc = "token is not valid yet"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		desc = "token is issued in the future"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		desc = "token has the wrong issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		desc = "token has the wrong audience"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing), errors.Is(err, jwt.ErrTokenInvalidClaims):
+		desc = "token lacks a required claim"
+	}
+	return fault.Wrap(fault.InvalidToken, desc, err)
+}
+
+// randomID returns 128 random bits, base64url-encoded.
+func randomID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
