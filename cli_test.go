@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs passflow with args, stdin and env, and returns its output.
+func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &out)
+	return out.String(), err
+}
+
+func TestUserAdd(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "p.db")
+
+	// Flags after NAME, and before it.
+	if out, err := runCLI(t, nil, "kim-password\n", "user", "add", "Kim", "--scopes", "data:read", "--db", db); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	} else if !strings.Contains(out, `added user kim with scopes "data:read"`) {
+		t.Errorf("output = %q", out)
+	}
+	if out, err := runCLI(t, nil, "lee-password\r\n", "user", "add", "--db", db, "--scopes", "data:read, data:write", "lee"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	} else if !strings.Contains(out, `"data:read data:write"`) {
+		t.Errorf("output = %q", out)
+	}
+	// The env names the database too.
+	if out, err := runCLI(t, map[string]string{"PASSFLOW_DB": db}, "mo-password\n", "user", "add", "mo"); err != nil {
+		t.Fatalf("user add with PASSFLOW_DB: %v\n%s", err, out)
+	}
+
+	const secret = "short"
+	tests := []struct {
+		name    string
+		stdin   string
+		args    []string
+		wantErr string
+	}{
+		{name: "no name", stdin: "some-password\n", args: []string{"user", "add"}, wantErr: "exactly one NAME"},
+		{name: "two names", stdin: "some-password\n", args: []string{"user", "add", "a", "b"}, wantErr: "exactly one NAME"},
+		{name: "taken, in another case", stdin: "some-password\n", args: []string{"user", "add", "KIM"}, wantErr: "username is taken"},
+		{name: "rejected name", stdin: "some-password\n", args: []string{"user", "add", "a b"}, wantErr: "username is not allowed"},
+		{name: "short password", stdin: secret + "\n", args: []string{"user", "add", "nia"}, wantErr: "at least 8 characters"},
+		{name: "long password", stdin: strings.Repeat("p", 1100) + "\n", args: []string{"user", "add", "nia"}, wantErr: "at most 1024 bytes"},
+		{name: "no password", stdin: "", args: []string{"user", "add", "nia"}, wantErr: "no password on stdin"},
+		{name: "unknown scope", stdin: "some-password\n", args: []string{"user", "add", "nia", "--scopes", "root"}, wantErr: "unknown scope"},
+		{name: "unknown flag", stdin: "some-password\n", args: []string{"user", "add", "nia", "--admin"}, wantErr: "flag provided but not defined: -admin"},
+		{name: "unknown subcommand", args: []string{"user", "frobnicate"}, wantErr: "unknown subcommand"},
+		{name: "unknown command", args: []string{"frobnicate"}, wantErr: "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := append(tt.args, "--db", db)
+			out, err := runCLI(t, nil, tt.stdin, args...)
+			if err == nil {
+				t.Fatalf("no error; output %q", out)
+			}
+			msg := describe(err)
+			if !strings.Contains(msg, tt.wantErr) || strings.Contains(msg, "\n") {
+				t.Errorf("error = %q, want one line containing %q", msg, tt.wantErr)
+			}
+			if strings.Contains(msg, secret) || strings.Contains(out, secret) {
+				t.Errorf("the password is repeated: %q %q", msg, out)
+			}
+		})
+	}
+}
+
+func TestServeSettingErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{name: "bad env duration", env: map[string]string{"PASSFLOW_ACCESS_TOKEN_TTL": "soon"}, wantErr: "PASSFLOW_ACCESS_TOKEN_TTL: invalid value"},
+		{name: "bad flag duration", args: []string{"--access-token-ttl", "soon"}, wantErr: "invalid value"},
+		{name: "flag beats env", env: map[string]string{"PASSFLOW_ACCESS_TOKEN_TTL": "1m"}, args: []string{"--access-token-ttl", "0s"}, wantErr: "--access-token-ttl must be at least 1s"},
+		{name: "unsupported alg", args: []string{"--signing-alg", "none"}, wantErr: "not supported"},
+		{name: "bad issuer", args: []string{"--issuer", "localhost"}, wantErr: "--issuer must be"},
+		{name: "stray argument", args: []string{"now"}, wantErr: "serve takes no arguments"},
+		{name: "short admin password", env: map[string]string{"PASSFLOW_ADMIN_PASSWORD": "short"}, args: []string{"--addr", "127.0.0.1:0"}, wantErr: "at least 8 characters"},
+		{name: "postgres not yet", args: []string{"--db", "postgres://localhost/x"}, wantErr: "PostgreSQL is not supported yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"serve", "--db", filepath.Join(t.TempDir(), "p.db")}, tt.args...)
+			_, err := runCLI(t, tt.env, "", args...)
+			if err == nil || !strings.Contains(describe(err), tt.wantErr) {
+				t.Errorf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	out, err := runCLI(t, nil, "", "serve", "-h")
+	if err != nil || !strings.Contains(out, "--access-token-ttl") || !strings.Contains(out, "$PASSFLOW_ACCESS_TOKEN_TTL") {
+		t.Errorf("serve -h = %v, %q", err, out)
+	}
+	if _, err := runCLI(t, nil, ""); err == nil {
+		t.Error("no command: want an error")
+	}
+}
+
+// TestAdminBootstrap: with no admin password configured and stderr not a
+// terminal, the generated password goes to a 0600 file beside the database,
+// never to the log, and works; a restart creates nothing new.
+func TestAdminBootstrap(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "p.db")
+	ts := startServerOn(t, db, map[string]string{})
+	file := db + ".admin-password"
+	info, err := os.Stat(file)
+	if err != nil {
+		t.Fatalf("no admin password file: %v", err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("password file mode = %v, want 0600", info.Mode().Perm())
+	}
+	b, _ := os.ReadFile(file)
+	pw := strings.TrimSpace(string(b))
+	if len(pw) < 16 {
+		t.Fatalf("generated password %d characters long", len(pw))
+	}
+	if logs := ts.logs.String(); strings.Contains(logs, pw) || !strings.Contains(logs, file) {
+		t.Errorf("the log must name the file and not hold the password:\n%s", logs)
+	}
+	ts.login("admin", pw)
+	ts.stop()
+
+	os.Remove(file)
+	again := startServerOn(t, db, map[string]string{"PASSFLOW_ADMIN_PASSWORD": "ignored-password"})
+	if _, err := os.Stat(file); err == nil {
+		t.Error("a restart wrote a new password file")
+	}
+	again.login("admin", pw)
+	if res := again.postForm("/token", "grant_type=password&username=admin&password=ignored-password", nil); res.Status != 400 {
+		t.Errorf("PASSFLOW_ADMIN_PASSWORD must be ignored once admin exists; login with it = %d", res.Status)
+	}
+}

@@ -1,0 +1,477 @@
+// Package guard is passflow's request gate. Before any handler runs it finds
+// the request's OpenAPI operation through a table built once from the spec,
+// then has kin-openapi's openapi3filter check the operation's security
+// (bearer token and scopes), parameters and body, in that order. Every
+// failure, the guard's own and the handlers', is written by the one error
+// writer here.
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/gin-gonic/gin"
+
+	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/fault"
+)
+
+// Realm is the realm of every bearer challenge.
+const Realm = "passflow"
+
+// OAuth2EndpointExtension marks an operation as an RFC 6749 endpoint: form
+// parameters from the body only, empty ones dropped, repeated ones refused,
+// RFC 6749 §5.2 error bodies and no-store caching.
+const OAuth2EndpointExtension = "x-oauth2-endpoint"
+
+// OAuth2ErrorExtension on a schema names the RFC 6749 error code for a
+// value that fails it, such as unsupported_grant_type for grant_type.
+const OAuth2ErrorExtension = "x-oauth2-error"
+
+// Verifier checks a bearer access token.
+type Verifier interface {
+	// Verify returns the token's principal, or an invalid_token error.
+	Verify(raw string) (*auth.Principal, error)
+}
+
+// Alias serves a spec operation on a second gin route too, such as
+// "/my_data/" beside "/my_data".
+type Alias struct {
+	Method  string
+	GinPath string
+	// SpecPath is the operation's path as the spec writes it.
+	SpecPath string
+}
+
+// Guard is the request gate.
+type Guard struct {
+	logger   *slog.Logger
+	verifier Verifier
+	maxBody  int64
+	routes   map[routeKey]*operation
+	options  *openapi3filter.Options
+}
+
+type routeKey struct{ method, path string }
+
+type operation struct {
+	route      *routers.Route
+	oauth      bool
+	pathParams bool
+}
+
+// New builds the guard's route table from doc, which must be valid. Request
+// bodies larger than maxBody bytes are refused with 413.
+func New(
+	logger *slog.Logger,
+	doc *openapi3.T,
+	verifier Verifier,
+	maxBody int64,
+	aliases []Alias,
+) (*Guard, error) {
+	g := &Guard{
+		logger:   logger,
+		verifier: verifier,
+		maxBody:  maxBody,
+		routes:   map[routeKey]*operation{},
+	}
+	g.options = &openapi3filter.Options{
+		AuthenticationFunc: g.authenticate,
+		// The generated wrappers bind the value kin validated, member names
+		// matched exactly, instead of decoding the body a second time.
+		KeepValidatedValue: true,
+		// Schema errors must never carry the submitted value (a password).
+		SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
+	}
+	for specPath, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			oauth, _ := op.Extensions[OAuth2EndpointExtension].(bool)
+			g.routes[routeKey{method, ginPath(specPath)}] = &operation{
+				route: &routers.Route{
+					Spec: doc, Path: specPath, PathItem: item, Method: method, Operation: op,
+				},
+				oauth:      oauth,
+				pathParams: strings.Contains(specPath, "{"),
+			}
+		}
+	}
+	for _, a := range aliases {
+		op, ok := g.routes[routeKey{a.Method, ginPath(a.SpecPath)}]
+		if !ok {
+			return nil, fmt.Errorf("guard: alias %s %s: the spec has no operation %s %s", a.Method, a.GinPath, a.Method, a.SpecPath)
+		}
+		g.routes[routeKey{a.Method, a.GinPath}] = op
+	}
+	return g, nil
+}
+
+// ginPath turns an OpenAPI path template into gin's: /a/{b} → /a/:b.
+func ginPath(specPath string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(specPath, '{')
+		if i < 0 {
+			b.WriteString(specPath)
+			return b.String()
+		}
+		j := strings.IndexByte(specPath[i:], '}')
+		if j < 0 {
+			b.WriteString(specPath)
+			return b.String()
+		}
+		b.WriteString(specPath[:i])
+		b.WriteByte(':')
+		b.WriteString(specPath[i+1 : i+j])
+		specPath = specPath[i+j+1:]
+	}
+}
+
+// Covers reports whether the gin route method+path maps to a spec operation.
+func (g *Guard) Covers(method, path string) bool {
+	_, ok := g.routes[routeKey{method, path}]
+	return ok
+}
+
+func (g *Guard) lookup(c *gin.Context) *operation {
+	return g.routes[routeKey{c.Request.Method, c.FullPath()}]
+}
+
+type principalHolder struct{ p *auth.Principal }
+
+type holderKey struct{}
+
+// Middleware returns the gate, to attach to the router group the generated
+// routes are registered on.
+func (g *Guard) Middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		op := g.lookup(c)
+		if op == nil {
+			g.WriteError(c, fmt.Errorf("guard: route %s %s is not in the spec", c.Request.Method, c.FullPath()))
+			return
+		}
+		r := c.Request
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(c.Writer, r.Body, g.maxBody)
+		}
+		if op.oauth {
+			c.Header("Cache-Control", "no-store")
+			c.Header("Pragma", "no-cache")
+			var err error
+			if r, err = g.prepareOAuth(r); err != nil {
+				g.WriteError(c, err)
+				return
+			}
+			c.Request = r
+		}
+
+		input := &openapi3filter.RequestValidationInput{Request: r, Route: op.route, Options: g.options}
+		if op.pathParams {
+			input.PathParams = make(map[string]string, len(c.Params))
+			for _, p := range c.Params {
+				input.PathParams[p.Key] = p.Value
+			}
+		}
+		var holder principalHolder
+		ctx := context.WithValue(r.Context(), holderKey{}, &holder)
+		if err := openapi3filter.ValidateRequest(ctx, input); err != nil {
+			g.WriteError(c, g.classify(op, err))
+			return
+		}
+		if holder.p != nil {
+			c.Request = r.WithContext(auth.WithPrincipal(r.Context(), holder.p))
+		}
+		c.Next()
+	}
+}
+
+// authenticate is kin's AuthenticationFunc: it checks the bearer token of
+// one security requirement and the scopes it names.
+func (g *Guard) authenticate(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
+	if in.SecurityScheme.Type != "oauth2" {
+		return fmt.Errorf("guard: security scheme %q of type %q is not supported", in.SecuritySchemeName, in.SecurityScheme.Type)
+	}
+	raw, err := bearerToken(in.RequestValidationInput.Request.Header)
+	if err != nil {
+		return err
+	}
+	p, err := g.verifier.Verify(raw)
+	if err != nil {
+		return err
+	}
+	if !p.HasScopes(in.Scopes) {
+		return &fault.Error{
+			Code:        fault.InsufficientScope,
+			Description: "the token lacks a scope this operation requires",
+			Scope:       strings.Join(in.Scopes, " "),
+		}
+	}
+	if h, ok := ctx.Value(holderKey{}).(*principalHolder); ok {
+		h.p = p
+	}
+	return nil
+}
+
+var (
+	errNoCredentials = fault.New(fault.Unauthorized, "a bearer token is required")
+	// errManyAuthorizations is a malformed request (RFC 6750 §3.1
+	// invalid_request), answered with a challenge on protected operations.
+	errManyAuthorizations = fault.New(fault.InvalidRequest, "more than one Authorization header")
+)
+
+// bearerToken reads an RFC 6750 §2.1 bearer token from the Authorization
+// header. A token anywhere else (the URL query, a form body) is never read.
+func bearerToken(h http.Header) (string, error) {
+	vals := h.Values("Authorization")
+	switch {
+	case len(vals) == 0:
+		return "", errNoCredentials
+	case len(vals) > 1:
+		return "", errManyAuthorizations
+	}
+	scheme, token, _ := strings.Cut(vals[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", errNoCredentials
+	}
+	token = strings.TrimLeft(token, " ")
+	if token == "" {
+		return "", errNoCredentials
+	}
+	if len(token) > auth.MaxTokenBytes {
+		return "", fault.New(fault.InvalidToken, "token is too long")
+	}
+	if !isB64Token(token) {
+		return "", fault.New(fault.InvalidToken, "token is malformed")
+	}
+	return token, nil
+}
+
+// isB64Token reports whether s matches RFC 6750's b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		ch := s[i]
+		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' ||
+			ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/') {
+			break
+		}
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+const formType = "application/x-www-form-urlencoded"
+
+// prepareOAuth applies RFC 6749's transport rules before validation: no
+// query string, client credentials from a Basic header onto the context, a
+// parameter sent empty counts as omitted, a repeated one is refused.
+func (g *Guard) prepareOAuth(r *http.Request) (*http.Request, error) {
+	if r.URL.RawQuery != "" || r.URL.ForceQuery {
+		return r, fault.New(fault.InvalidRequest, "parameters belong in the form body, not the URL query")
+	}
+	if auths := r.Header.Values("Authorization"); len(auths) > 1 {
+		return r, errManyAuthorizations
+	} else if len(auths) == 1 {
+		creds, present, err := auth.ParseBasic(auths[0])
+		if err != nil {
+			return r, err
+		}
+		if present {
+			r = r.WithContext(auth.WithClientCredentials(r.Context(), creds))
+		}
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != formType || r.Body == nil {
+		return r, nil // validation refuses the content type
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return r, bodyReadError(err)
+	}
+	form, err := url.ParseQuery(string(raw))
+	if err != nil {
+		return r, fault.New(fault.InvalidRequest, "the form body is malformed")
+	}
+	for name, values := range form {
+		values = slices.DeleteFunc(values, func(v string) bool { return v == "" })
+		switch len(values) {
+		case 0:
+			delete(form, name)
+		case 1:
+			form[name] = values
+		default:
+			return r, fault.New(fault.InvalidRequest, "a parameter is repeated: "+safeName(name))
+		}
+	}
+	body := form.Encode()
+	r.Body = io.NopCloser(strings.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.GetBody = nil
+	return r, nil
+}
+
+// safeName returns a parameter name fit to repeat in a description: short,
+// printable ASCII, or a placeholder.
+func safeName(name string) string {
+	if len(name) == 0 || len(name) > 32 {
+		return "(unnamed)"
+	}
+	for i := 0; i < len(name); i++ {
+		if ch := name[i]; ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' {
+			return "(unnamed)"
+		}
+	}
+	return name
+}
+
+func bodyReadError(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return fault.Wrap(fault.PayloadTooLarge, fmt.Sprintf("the request body exceeds %d bytes", tooBig.Limit), err)
+	}
+	return fault.Wrap(fault.InvalidRequest, "the request body could not be read", err)
+}
+
+// classify turns a validation error into a fault.Error whose description
+// names the problem and never the submitted value.
+func (g *Guard) classify(op *operation, err error) error {
+	// kin reads the whole body before it checks security, so an oversized
+	// body surfaces first, even wrapped in a security error.
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return bodyReadError(tooBig)
+	}
+	var sec *openapi3filter.SecurityRequirementsError
+	if errors.As(err, &sec) {
+		return securityError(sec)
+	}
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		return fe
+	}
+	var re *openapi3filter.RequestError
+	if !errors.As(err, &re) {
+		return err
+	}
+	switch {
+	case re.Parameter != nil:
+		return fault.Wrap(fault.InvalidRequest,
+			fmt.Sprintf("%s parameter %q: %s", re.Parameter.In, re.Parameter.Name, reason(re.Err)), err)
+	case re.RequestBody != nil:
+		if strings.HasPrefix(re.Reason, "header Content-Type has unexpected value") {
+			types := make([]string, 0, len(re.RequestBody.Content))
+			for t := range re.RequestBody.Content {
+				types = append(types, t)
+			}
+			slices.Sort(types)
+			return fault.Wrap(fault.InvalidRequest, "Content-Type must be "+strings.Join(types, " or "), err)
+		}
+		if errors.Is(re.Err, openapi3filter.ErrInvalidRequired) {
+			return fault.Wrap(fault.InvalidRequest, "a request body is required", err)
+		}
+		var se *openapi3.SchemaError
+		if errors.As(re.Err, &se) {
+			return bodySchemaError(op, se, err)
+		}
+		if re.Reason == "failed to decode request body" {
+			return fault.Wrap(fault.InvalidRequest, "the request body is malformed", err)
+		}
+	}
+	return fault.Wrap(fault.InvalidRequest, "the request does not match the API description", err)
+}
+
+func bodySchemaError(op *operation, se *openapi3.SchemaError, err error) error {
+	ptr := jsonPointer(se.JSONPointer())
+	desc := se.Reason
+	if desc == "" {
+		desc = "does not match the schema"
+	}
+	if se.SchemaField == "required" || ptr == "" {
+		desc = "request body: " + desc
+	} else {
+		desc = ptr + ": " + desc
+	}
+	code := fault.InvalidRequest
+	if op.oauth && se.Schema != nil && se.SchemaField != "required" {
+		if c, ok := se.Schema.Extensions[OAuth2ErrorExtension].(string); ok {
+			code = fault.Code(c)
+		}
+	}
+	if op.oauth {
+		// Form parameters are names, not JSON members.
+		desc = strings.TrimPrefix(desc, "/")
+	}
+	return &fault.Error{Code: code, Description: desc, Field: ptr, Err: err}
+}
+
+func reason(err error) string {
+	var se *openapi3.SchemaError
+	if errors.As(err, &se) && se.Reason != "" {
+		return se.Reason
+	}
+	switch {
+	case errors.Is(err, openapi3filter.ErrInvalidRequired):
+		return "is required"
+	case errors.Is(err, openapi3filter.ErrInvalidEmptyValue):
+		return "must not be empty"
+	}
+	return "is invalid"
+}
+
+func jsonPointer(parts []string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteByte('/')
+		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(p))
+	}
+	return b.String()
+}
+
+// securityError picks the most telling of the failed requirements' errors:
+// a valid token lacking scope (403) beats an invalid token (401), which
+// beats no token at all (401 without an error code).
+func securityError(sec *openapi3filter.SecurityRequirementsError) error {
+	var best *fault.Error
+	rank := func(e *fault.Error) int {
+		switch e.Code {
+		case fault.InsufficientScope:
+			return 3
+		case fault.InvalidToken, fault.InvalidRequest:
+			return 2
+		case fault.Unauthorized:
+			return 1
+		}
+		return 0
+	}
+	for _, err := range sec.Errors {
+		var fe *fault.Error
+		if !errors.As(err, &fe) {
+			// Not a credentials problem: a misconfigured scheme.
+			return err
+		}
+		if best == nil || rank(fe) > rank(best) {
+			best = fe
+		}
+	}
+	if best == nil {
+		return errNoCredentials
+	}
+	return best
+}

@@ -1,0 +1,105 @@
+package guard
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/fault"
+)
+
+// RequestID gives every request an id: the client's X-Request-ID when it is
+// sane (1 to 64 of [A-Za-z0-9._-]), else a fresh random one. The id is
+// echoed in the response, where the access log and error writer read it.
+func RequestID() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader(RequestIDHeader)
+		if !saneRequestID(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		c.Header(RequestIDHeader, id)
+		c.Next()
+	}
+}
+
+func saneRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// AccessLog logs one line per request: never its query string, body or
+// credentials; the subject is the authenticated user's id.
+func AccessLog(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		attrs := []slog.Attr{
+			slog.String("request_id", c.Writer.Header().Get(RequestIDHeader)),
+			slog.String("method", c.Request.Method),
+			slog.String("path", c.Request.URL.Path),
+			slog.String("route", c.FullPath()),
+			slog.Int("status", c.Writer.Status()),
+			slog.Duration("duration", time.Since(start)),
+			slog.Int("bytes", c.Writer.Size()),
+			slog.String("remote", c.ClientIP()),
+		}
+		if p, ok := auth.PrincipalFrom(c.Request.Context()); ok {
+			attrs = append(attrs, slog.String("subject", p.UserID), slog.String("client_id", p.ClientID))
+		}
+		logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
+	}
+}
+
+// Recover turns a panic into a logged 500 internal_error whose body says
+// nothing of the cause.
+func (g *Guard) Recover() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v)
+			}
+			g.logger.LogAttrs(c.Request.Context(), slog.LevelError, "panic",
+				slog.String("request_id", c.Writer.Header().Get(RequestIDHeader)),
+				slog.String("panic", fmt.Sprint(v)),
+				slog.String("stack", string(debug.Stack())))
+			if c.Writer.Written() {
+				c.Abort()
+				return
+			}
+			g.WriteError(c, fault.Wrap(fault.Internal, "", fmt.Errorf("panic: %v", v)))
+		}()
+		c.Next()
+	}
+}
+
+// NoRoute answers requests for paths nothing serves.
+func (g *Guard) NoRoute(c *gin.Context) {
+	g.WriteError(c, fault.New(fault.NotFound, "no such path"))
+}
+
+// NoMethod answers requests whose path exists but not with that method.
+func (g *Guard) NoMethod(c *gin.Context) {
+	g.WriteError(c, fault.New(fault.MethodNotAllowed, "method not allowed on this path"))
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testServer is the whole program, started through run on 127.0.0.1:0.
+type testServer struct {
+	t        *testing.T
+	URL      string
+	DB       string
+	Admin    string // the admin password
+	env      map[string]string
+	logs     *logBuffer
+	stopped  chan error
+	cancel   context.CancelFunc
+	stopOnce sync.Once
+}
+
+// logBuffer collects a program's stderr and reports the address it serves on.
+type logBuffer struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	addrC chan string
+	sent  bool
+}
+
+var servingRe = regexp.MustCompile(`msg=serving addr=(\S+)`)
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if !b.sent {
+		if m := servingRe.FindSubmatch(b.buf.Bytes()); m != nil {
+			b.sent = true
+			b.addrC <- string(m[1])
+		}
+	}
+	return len(p), nil
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startServer runs `passflow serve` on a fresh database with the admin
+// password set through the env, plus any extra args, and stops it when the
+// test ends, checking that it stopped cleanly.
+func startServer(t *testing.T, args ...string) *testServer {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "passflow.db")
+	return startServerOn(t, db, map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1"}, args...)
+}
+
+func startServerOn(t *testing.T, db string, env map[string]string, args ...string) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &testServer{
+		t: t, DB: db, Admin: env["PASSFLOW_ADMIN_PASSWORD"], env: env,
+		logs:    &logBuffer{addrC: make(chan string, 1)},
+		stopped: make(chan error, 1),
+	}
+	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db}, args...)
+	go func() { ts.stopped <- run(ctx, all, ts.getenv, nil, io.Discard, ts.logs) }()
+	select {
+	case addr := <-ts.logs.addrC:
+		ts.URL = "http://" + addr
+	case err := <-ts.stopped:
+		cancel()
+		t.Fatalf("serve exited before serving: %v\n%s", err, ts.logs)
+	case <-time.After(20 * time.Second):
+		cancel()
+		t.Fatalf("serve did not start within 20s\n%s", ts.logs)
+	}
+	ts.cancel = cancel
+	t.Cleanup(func() {
+		ts.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", ts.logs)
+		}
+	})
+	return ts
+}
+
+// stop stops the server as SIGTERM would and checks it exits cleanly.
+func (ts *testServer) stop() {
+	ts.stopOnce.Do(func() {
+		ts.cancel()
+		select {
+		case err := <-ts.stopped:
+			if err != nil {
+				ts.t.Errorf("serve returned %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			ts.t.Errorf("serve did not stop within 15s")
+		}
+	})
+}
+
+func (ts *testServer) getenv(k string) string { return ts.env[k] }
+
+// cli runs a passflow command against the server's database.
+func (ts *testServer) cli(stdin string, args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	args = append(args, "--db", ts.DB)
+	err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(stdin), &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+// addUser adds a user through the CLI, as an operator would.
+func (ts *testServer) addUser(name, password string, scopes ...string) {
+	ts.t.Helper()
+	if out, err := ts.cli(password+"\n", "user", "add", name, "--scopes", strings.Join(scopes, ",")); err != nil {
+		ts.t.Fatalf("user add %s: %v\n%s", name, err, out)
+	}
+}
+
+// response is a finished HTTP exchange.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a map.
+func (r response) JSON(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("body %q is not a JSON object: %v", r.Body, err)
+	}
+	return m
+}
+
+func (ts *testServer) do(method, path string, header http.Header, body io.Reader) response {
+	ts.t.Helper()
+	req, err := http.NewRequest(method, ts.URL+path, body)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return response{Status: res.StatusCode, Header: res.Header, Body: b}
+}
+
+// postForm posts a raw form body to path.
+func (ts *testServer) postForm(path, form string, header http.Header) response {
+	ts.t.Helper()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	for k, v := range header {
+		h[k] = v
+	}
+	return ts.do(http.MethodPost, path, h, strings.NewReader(form))
+}
+
+// login runs the password grant and returns the access token.
+func (ts *testServer) login(username, password string, extra ...string) string {
+	ts.t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	res := ts.postForm("/token", form.Encode(), nil)
+	if res.Status != http.StatusOK {
+		ts.t.Fatalf("login %s: status %d: %s", username, res.Status, res.Body)
+	}
+	tok, _ := res.JSON(ts.t)["access_token"].(string)
+	if tok == "" {
+		ts.t.Fatalf("login %s: no access_token in %s", username, res.Body)
+	}
+	return tok
+}
+
+func bearer(token string) http.Header {
+	return http.Header{"Authorization": {"Bearer " + token}}
+}
+
+func jsonBody(h http.Header) http.Header {
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Content-Type", "application/json")
+	return h
+}
+
+// claims decodes a JWT's header and payload without verifying it.
+func claims(t *testing.T, token string) (header, payload map[string]any) {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token has %d parts, want 3", len(parts))
+	}
+	dec := func(s string) map[string]any {
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	return dec(parts[0]), dec(parts[1])
+}

@@ -1,0 +1,152 @@
+// Package impl holds passflow's hand-written handlers: typed requests in,
+// typed responses out, business rules only. The guard has already checked
+// each request against the spec, bearer token and scopes included, so no
+// handler looks at credentials other than the token endpoint's own.
+package impl
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/generated/api"
+	"github.com/passflow/passflow/store"
+)
+
+var _ api.StrictServerInterface = (*Server)(nil)
+
+// Server implements the generated strict server interface.
+type Server struct {
+	users  store.Users
+	items  store.Items
+	grants *auth.Grants
+}
+
+// NewServer returns the handlers.
+func NewServer(
+	users store.Users,
+	items store.Items,
+	grants *auth.Grants,
+) *Server {
+	return &Server{users: users, items: items, grants: grants}
+}
+
+var (
+	noStore = "no-store"
+	noCache = "no-cache"
+)
+
+// IssueToken is POST /token.
+func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject) (api.IssueTokenResponseObject, error) {
+	b := req.Body
+	client, err := auth.MergeClientCredentials(auth.ClientCredentialsFrom(ctx), deref(b.ClientId), deref(b.ClientSecret))
+	if err != nil {
+		return nil, err
+	}
+	var g auth.Grant
+	switch b.GrantType {
+	case api.TokenRequestGrantTypePassword:
+		g, err = s.grants.Password(ctx, auth.PasswordRequest{
+			Username: deref(b.Username),
+			Password: deref(b.Password),
+			Scope:    deref(b.Scope),
+			Client:   client,
+		})
+	default:
+		// The guard refuses grant types the spec does not list.
+		err = fault.New(fault.UnsupportedGrantType, "unsupported grant_type")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return api.IssueToken200JSONResponse{
+		Body: api.TokenResponse{
+			AccessToken: g.AccessToken,
+			TokenType:   api.TokenResponseTokenTypeBearer,
+			ExpiresIn:   int64(g.ExpiresIn.Seconds()),
+			Scope:       strings.Join(g.Scopes, " "),
+		},
+		Headers: api.IssueToken200ResponseHeaders{CacheControl: &noStore, Pragma: &noCache},
+	}, nil
+}
+
+// ListMyData is GET /my_data (and /my_data/).
+func (s *Server) ListMyData(ctx context.Context, _ api.ListMyDataRequestObject) (api.ListMyDataResponseObject, error) {
+	p := principal(ctx)
+	items, err := s.items.ListItems(ctx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(api.ListMyData200JSONResponse, len(items))
+	for i, it := range items {
+		out[i] = api.Item{Key: it.Key, Value: it.Value}
+	}
+	return out, nil
+}
+
+// PutMyData is PUT /my_data/{key}.
+func (s *Server) PutMyData(ctx context.Context, req api.PutMyDataRequestObject) (api.PutMyDataResponseObject, error) {
+	p := principal(ctx)
+	created, err := s.items.PutItem(ctx, p.UserID, req.Key, req.Body.Value)
+	if err != nil {
+		return nil, err
+	}
+	item := api.Item{Key: req.Key, Value: req.Body.Value}
+	if created {
+		return api.PutMyData201JSONResponse(item), nil
+	}
+	return api.PutMyData200JSONResponse(item), nil
+}
+
+// DeleteMyData is DELETE /my_data/{key}.
+func (s *Server) DeleteMyData(ctx context.Context, req api.DeleteMyDataRequestObject) (api.DeleteMyDataResponseObject, error) {
+	p := principal(ctx)
+	if err := s.items.DeleteItem(ctx, p.UserID, req.Key); err != nil {
+		if errors.Is(err, fault.ErrNotFound) {
+			return nil, fault.Wrap(fault.NotFound, "you have no item with that key", err)
+		}
+		return nil, err
+	}
+	return api.DeleteMyData204Response{}, nil
+}
+
+// GetMe is GET /users/me.
+func (s *Server) GetMe(ctx context.Context, _ api.GetMeRequestObject) (api.GetMeResponseObject, error) {
+	p := principal(ctx)
+	u, err := s.users.UserByID(ctx, p.UserID)
+	if err != nil {
+		if errors.Is(err, fault.ErrNotFound) {
+			// The token outlived its account.
+			return nil, fault.Wrap(fault.InvalidToken, "the token's account no longer exists", err)
+		}
+		return nil, err
+	}
+	return api.GetMe200JSONResponse(userJSON(u)), nil
+}
+
+func userJSON(u store.User) api.User {
+	scopes := u.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return api.User{Username: u.Username, Scopes: scopes, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+}
+
+// principal returns the request's principal. The guard only lets requests
+// for protected operations through with one, so its absence is a bug.
+func principal(ctx context.Context) *auth.Principal {
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok {
+		panic("impl: protected operation reached without a principal")
+	}
+	return p
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

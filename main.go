@@ -1,0 +1,101 @@
+// Command passflow is a spec-first OAuth2 password-flow API server.
+//
+// Usage:
+//
+//	passflow serve [flags]
+//	passflow user add NAME [--scopes data:read,data:write] [--db FILE]
+//
+// Run `passflow help` for every command and setting.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/passflow/passflow/fault"
+)
+
+// specYAML is openapi.yaml, the contract, embedded here because go:embed
+// cannot reach a parent folder from the packages that use it.
+//
+//go:embed openapi.yaml
+var specYAML []byte
+
+func init() {
+	// gin's debug mode prints every route; passflow logs through slog.
+	gin.SetMode(gin.ReleaseMode)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "passflow: %s\n", describe(err))
+		os.Exit(1)
+	}
+}
+
+// describe renders err in one line; for a fault it is the client-facing
+// description, which never holds a secret.
+func describe(err error) string {
+	var fe *fault.Error
+	if errors.As(err, &fe) && fe.Description != "" {
+		return fe.Description
+	}
+	return err.Error()
+}
+
+const topUsage = `passflow: a spec-first OAuth2 password-flow API server
+
+usage:
+  passflow serve [flags]                       serve the API (embedded SQLite by default)
+  passflow user add NAME [--scopes ...]        add a user; the password is read from stdin
+
+Run "passflow COMMAND -h" for a command's flags. Every flag --name can also be
+set with the env PASSFLOW_NAME (upper case, dashes as underscores).
+`
+
+// run is the whole program: main only adds the process's signals, args,
+// environment and standard streams, so tests run it in parallel.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return errors.New("no command given")
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = cmdServe(ctx, rest, getenv, stdout, stderr)
+	case "user":
+		err = cmdUser(ctx, rest, getenv, stdin, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, topUsage)
+	default:
+		err = fmt.Errorf("unknown command %q; run \"passflow help\"", cmd)
+	}
+	if errors.Is(err, errHelpShown) {
+		return nil
+	}
+	return err
+}
+
+// errHelpShown ends a command after -h printed its usage.
+var errHelpShown = errors.New("help shown")
+
+// flagError turns a flag parsing error into one line, and -h into usage.
+func flagError(err error, w io.Writer, synopsis string, fs *flag.FlagSet) error {
+	if errors.Is(err, flag.ErrHelp) {
+		usage(w, synopsis, fs)
+		return errHelpShown
+	}
+	return fmt.Errorf("%v (see -h)", err)
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/gin-gonic/gin"
+	"golang.org/x/term"
+
+	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/generated/api"
+	"github.com/passflow/passflow/guard"
+	"github.com/passflow/passflow/impl"
+	"github.com/passflow/passflow/store"
+	"github.com/passflow/passflow/store/sqlite"
+)
+
+const serveSynopsis = "passflow serve [flags]"
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	bindServe(fs, &cfg)
+	pos, err := parse(fs, args, getenv)
+	if err != nil {
+		return flagError(err, stdout, serveSynopsis, fs)
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", pos[0])
+	}
+	cfg.issuerSet = given(fs, "issuer")
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	st, err := openStore(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	hasher := auth.NewArgon2id(auth.OWASPArgon2id)
+	if err := bootstrapAdmin(ctx, logger, cfg, auth.NewAccounts(st, hasher, time.Now), st, stderr); err != nil {
+		return err
+	}
+	handler, err := newHandler(ctx, logger, cfg, st, hasher)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "db", cfg.DB)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: draining requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// openStore opens the store a --db value names.
+func openStore(ctx context.Context, db string) (store.Store, error) {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		return nil, errors.New("--db: PostgreSQL is not supported yet; use a SQLite file path")
+	}
+	return sqlite.Open(ctx, db)
+}
+
+// loadSpec parses and validates the embedded openapi.yaml.
+func loadSpec(ctx context.Context) (*openapi3.T, error) {
+	doc, err := openapi3.NewLoader().LoadFromData(specYAML)
+	if err != nil {
+		return nil, fmt.Errorf("openapi.yaml: %w", err)
+	}
+	if err := doc.Validate(ctx); err != nil {
+		return nil, fmt.Errorf("openapi.yaml: %w", err)
+	}
+	return doc, nil
+}
+
+// newHandler wires the whole HTTP side: keys, tokens, the guard, handlers
+// and every route.
+func newHandler(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher) (http.Handler, error) {
+	keys, err := auth.LoadKeys(ctx, st, cfg.SigningAlg, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := auth.NewTokens(cfg.Issuer, cfg.AccessTokenTTL, cfg.ClockLeeway, keys, cfg.TokenCacheSize, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	grants, err := auth.NewGrants(logger, st, hasher, tokens, auth.NewClients(true), time.Now)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := loadSpec(ctx)
+	if err != nil {
+		return nil, err
+	}
+	specJSON, err := doc.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	g, err := guard.New(logger, doc, tokens, cfg.MaxBodyBytes, aliases)
+	if err != nil {
+		return nil, err
+	}
+	server := impl.NewServer(st, st, grants)
+	return routes(logger, g, server, specJSON)
+}
+
+// aliases are gin routes served by a spec operation besides its own path.
+var aliases = []guard.Alias{
+	// The FastAPI seed's trailing-slash path.
+	{Method: http.MethodGet, GinPath: "/my_data/", SpecPath: "/my_data"},
+}
+
+// unguarded are the routes the spec does not describe, served beside it.
+var unguarded = map[string]bool{
+	"GET /healthz":      true,
+	"GET /openapi.yaml": true,
+	"GET /openapi.json": true,
+}
+
+// routes registers every route in one place: the generated ones behind the
+// guard, and the few the spec does not describe. It fails when a route is
+// neither, so no route can slip past the guard.
+func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, specJSON []byte) (*gin.Engine, error) {
+	engine := gin.New()
+	engine.ContextWithFallback = true
+	engine.RedirectTrailingSlash = false
+	engine.RedirectFixedPath = false
+	engine.HandleMethodNotAllowed = true
+	_ = engine.SetTrustedProxies(nil)
+	engine.Use(guard.RequestID(), guard.AccessLog(logger), g.Recover())
+	engine.NoRoute(g.NoRoute)
+	engine.NoMethod(g.NoMethod)
+
+	engine.GET("/healthz", func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	})
+	engine.GET("/openapi.yaml", func(c *gin.Context) {
+		c.Data(http.StatusOK, "application/yaml", specYAML)
+	})
+	engine.GET("/openapi.json", func(c *gin.Context) {
+		c.Data(http.StatusOK, "application/json", specJSON)
+	})
+
+	bindErr := func(c *gin.Context, err error) {
+		g.WriteError(c, fault.Wrap(fault.InvalidRequest, "the request could not be read", err))
+	}
+	strict := api.NewStrictHandlerWithOptions(server, nil, api.StrictGinServerOptions{
+		RequestErrorHandlerFunc:  bindErr,
+		HandlerErrorFunc:         g.WriteError,
+		ResponseErrorHandlerFunc: g.WriteError,
+	})
+	wrapperErr := func(c *gin.Context, err error, _ int) { bindErr(c, err) }
+	gated := engine.Group("", g.Middleware())
+	api.RegisterHandlersWithOptions(gated, strict, api.GinServerOptions{ErrorHandler: wrapperErr})
+	wrapper := api.ServerInterfaceWrapper{Handler: strict, ErrorHandler: wrapperErr}
+	gated.GET("/my_data/", wrapper.ListMyData)
+
+	for _, r := range engine.Routes() {
+		if !unguarded[r.Method+" "+r.Path] && !g.Covers(r.Method, r.Path) {
+			return nil, fmt.Errorf("route %s %s is neither in the spec nor listed as unguarded", r.Method, r.Path)
+		}
+	}
+	return engine, nil
+}
+
+// bootstrapAdmin creates admin with every scope when no account holds
+// users:admin. Its password is the configured one, or a generated one shown
+// once on the terminal or, without one, written to a 0600 file beside the
+// database. A password never goes into a log line.
+func bootstrapAdmin(ctx context.Context, logger *slog.Logger, cfg config, accounts *auth.Accounts, users store.Users, stderr io.Writer) error {
+	has, err := accounts.HasAdmin(ctx)
+	if err != nil || has {
+		return err
+	}
+	pw, generated := cfg.AdminPassword, false
+	if pw == "" {
+		if pw, err = auth.GeneratePassword(); err != nil {
+			return err
+		}
+		generated = true
+	}
+	_, err = accounts.Create(ctx, auth.NewAccount{Username: "admin", Password: pw, Scopes: store.AllScopes})
+	if errors.Is(err, fault.ErrConflict) {
+		// admin exists but nobody holds users:admin: give it back its scopes.
+		_, err = users.UpdateUser(ctx, "admin", func(u *store.User) error {
+			u.Scopes, u.Disabled, u.UpdatedAt = store.AllScopes, false, time.Now().UTC()
+			return nil
+		})
+		if err == nil {
+			logger.Warn("no enabled account held users:admin; restored every scope to admin (its password is unchanged)")
+		}
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("create admin: %w", err)
+	}
+	if !generated {
+		logger.Info("created account admin with the configured password")
+		return nil
+	}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(stderr, "\n  Created account admin with password: %s\n  It is shown only this once.\n\n", pw)
+		return nil
+	}
+	path := cfg.DB + ".admin-password"
+	if err := writeSecretFile(path, pw+"\n"); err != nil {
+		return fmt.Errorf("write admin password: %w", err)
+	}
+	logger.Warn("created account admin; its generated password is in a file readable only by this user", "path", path)
+	return nil
+}
+
+// writeSecretFile writes data to path readable by its owner only.
+func writeSecretFile(path, data string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

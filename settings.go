@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/passflow/passflow/auth"
+)
+
+// config holds every setting. Each has a flag --kebab-name and an env
+// PASSFLOW_UPPER_SNAKE; a flag beats the env, which beats the default.
+type config struct {
+	Addr           string
+	DB             string
+	Issuer         string
+	AdminPassword  string
+	AccessTokenTTL time.Duration
+	SigningAlg     string
+	ClockLeeway    time.Duration
+	MaxBodyBytes   int64
+	TokenCacheSize int
+
+	// issuerSet records whether the issuer was set explicitly.
+	issuerSet bool
+}
+
+// Setting groups: each command binds the ones it uses.
+func bindStore(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.DB, "db", "passflow.db", "SQLite database file")
+}
+
+func bindServe(fs *flag.FlagSet, c *config) {
+	bindStore(fs, c)
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&c.Issuer, "issuer", "http://localhost:8080", "issuer URL: the iss and aud of every token")
+	fs.StringVar(&c.AdminPassword, "admin-password", "", "password for the admin account created when no account holds users:admin (prefer the env)")
+	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
+	fs.StringVar(&c.SigningAlg, "signing-alg", auth.AlgEdDSA, "JWS algorithm access tokens are signed with: EdDSA")
+	fs.DurationVar(&c.ClockLeeway, "clock-leeway", 5*time.Second, "clock skew tolerated when checking token times")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
+	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 100_000, "verified access tokens remembered, so their signatures are checked once")
+}
+
+// validate checks settings that flag parsing cannot.
+func (c *config) validate() error {
+	switch {
+	case c.AccessTokenTTL < time.Second:
+		return errors.New("--access-token-ttl must be at least 1s")
+	case c.ClockLeeway < 0 || c.ClockLeeway > 5*time.Minute:
+		return errors.New("--clock-leeway must be between 0s and 5m")
+	case c.MaxBodyBytes < 1024:
+		return errors.New("--max-body-bytes must be at least 1024")
+	case c.TokenCacheSize < 1:
+		return errors.New("--token-cache-size must be at least 1")
+	case c.SigningAlg != auth.AlgEdDSA:
+		return fmt.Errorf("--signing-alg %q is not supported; use EdDSA", c.SigningAlg)
+	case !strings.HasPrefix(c.Issuer, "https://") && !strings.HasPrefix(c.Issuer, "http://"):
+		return errors.New("--issuer must be an http:// or https:// URL")
+	}
+	return nil
+}
+
+// envName is the environment variable of a flag: db → PASSFLOW_DB.
+func envName(flagName string) string {
+	return "PASSFLOW_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse parses args with fs, flags allowed before and after positional
+// arguments (stdlib flag stops at the first non-flag), then fills every flag
+// not given from its env. It returns the positional arguments.
+func parse(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: invalid value: %v", envName(f.Name), e)
+			}
+		}
+	})
+	return positional, err
+}
+
+// given reports whether a flag was set, on the command line or by its env,
+// once parse has run.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// usage writes a command's synopsis and its flags with their envs.
+func usage(w io.Writer, synopsis string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: %s\n", synopsis)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%s  %s%s [$%s]\n", f.Name, f.Usage, def, envName(f.Name))
+	})
+}
