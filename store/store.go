@@ -10,6 +10,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/passflow/passflow/fault"
 )
 
 // Scope names, as the spec declares them.
@@ -69,6 +71,13 @@ type SigningKey struct {
 	CreatedAt time.Time
 }
 
+// ErrLastAdmin refuses a change that would leave no enabled account holding
+// users:admin, so that someone can always manage the accounts.
+var ErrLastAdmin = &fault.Error{Code: fault.Conflict, Description: "this is the last enabled account holding users:admin"}
+
+// IsEnabledAdmin reports whether u can manage accounts.
+func (u User) IsEnabledAdmin() bool { return !u.Disabled && u.HasScope(ScopeUsersAdmin) }
+
 // Users keeps accounts.
 type Users interface {
 	// CreateUser adds u; u.ID, u.CreatedAt and u.UpdatedAt must be set.
@@ -83,11 +92,13 @@ type Users interface {
 	ListUsers(ctx context.Context, after string, limit int) ([]User, error)
 	// UpdateUser applies change to the user in one transaction and returns
 	// the result. change may not alter ID, Username or CreatedAt. It returns
-	// fault.ErrNotFound when there is no such user and passes on any error
-	// change returns.
+	// fault.ErrNotFound when there is no such user, ErrLastAdmin when the
+	// change would leave no enabled user holding users:admin, and passes on
+	// any error change returns.
 	UpdateUser(ctx context.Context, username string, change func(*User) error) (User, error)
 	// DeleteUser deletes the user and everything they own. It returns
-	// fault.ErrNotFound when there is no such user.
+	// fault.ErrNotFound when there is no such user and ErrLastAdmin when the
+	// user is the last enabled one holding users:admin.
 	DeleteUser(ctx context.Context, username string) error
 	// HasUserWithScope reports whether any enabled user holds scope.
 	HasUserWithScope(ctx context.Context, scope string) (bool, error)
@@ -113,11 +124,53 @@ type Keys interface {
 	EnsureSigningKey(ctx context.Context, k SigningKey) ([]SigningKey, error)
 }
 
+// Kinds of Change.
+const (
+	// ChangeUser: an account changed or was deleted; Subject is its ID.
+	ChangeUser = "user"
+	// ChangeAccessToken: an access token was revoked; Subject is its jti.
+	ChangeAccessToken = "access_token"
+	// ChangeKeys: the signing keys changed.
+	ChangeKeys = "keys"
+)
+
+// Change is one entry of the change feed: something every process must
+// apply to what it keeps in memory.
+type Change struct {
+	Seq     int64
+	Kind    string
+	Subject string
+	// ExpiresAt is set for revoked access tokens: after it, the token is
+	// dead anyway.
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// Changes is the change feed. UpdateUser, DeleteUser and EnsureSigningKey
+// append to it in the same transaction as their change, so a process that
+// has read the feed up to a Seq has seen every change before it.
+type Changes interface {
+	// ChangesSince returns up to limit changes after seq, in order.
+	ChangesSince(ctx context.Context, seq int64, limit int) ([]Change, error)
+	// LatestChange returns the Seq of the newest change, 0 when none.
+	LatestChange(ctx context.Context) (int64, error)
+	// RevokeAccessToken records that the access token jti, which expires at
+	// expiresAt, is revoked.
+	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// RevokedAccessTokens returns the revoked access tokens that expire
+	// after now.
+	RevokedAccessTokens(ctx context.Context, now time.Time) ([]Change, error)
+	// PruneChanges drops revoked access tokens that expired before cutoff
+	// and other changes created before it.
+	PruneChanges(ctx context.Context, cutoff time.Time) error
+}
+
 // Store is everything passflow keeps.
 type Store interface {
 	Users
 	Items
 	Keys
+	Changes
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	Close() error

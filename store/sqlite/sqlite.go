@@ -28,6 +28,8 @@ var _ store.Store = (*Store)(nil)
 // Store is a store.Store on one SQLite database file.
 type Store struct {
 	db *sql.DB
+	// listItems is prepared once: it runs on every GET /my_data.
+	listItems *sql.Stmt
 }
 
 // Open opens (creating if need be) the database at path and applies pending
@@ -55,6 +57,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if s.listItems, err = db.PrepareContext(ctx, `SELECT key, value, updated_at FROM items WHERE user_id = ? ORDER BY key`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
 	return s, nil
 }
@@ -88,7 +94,10 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.listItems.Close()
+	return s.db.Close()
+}
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -217,13 +226,18 @@ func (s *Store) UpdateUser(ctx context.Context, username string, change func(*st
 		if u.ID != before.ID || u.Username != before.Username || !u.CreatedAt.Equal(before.CreatedAt) {
 			return errors.New("sqlite: update user: id, username and created_at are immutable")
 		}
+		if before.IsEnabledAdmin() && !u.IsEnabledAdmin() {
+			if err := otherAdminExists(ctx, tx, u.ID); err != nil {
+				return err
+			}
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, scopes = ?, disabled = ?,
 			token_version = ?, updated_at = ? WHERE id = ?`,
 			u.PasswordHash, strings.Join(u.Scopes, " "), u.Disabled, u.TokenVersion, micros(u.UpdatedAt), u.ID)
 		if err != nil {
 			return fmt.Errorf("sqlite: update user: %w", err)
 		}
-		return nil
+		return appendChange(ctx, tx, store.ChangeUser, u.ID, time.Time{})
 	})
 	if err != nil {
 		return store.User{}, err
@@ -233,14 +247,37 @@ func (s *Store) UpdateUser(ctx context.Context, username string, change func(*st
 
 // DeleteUser deletes a user and their items.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE username = ?`, username)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		u, err := s.userWhere(ctx, tx, `username = ?`, username)
+		if err != nil {
+			return err
+		}
+		if u.IsEnabledAdmin() {
+			if err := otherAdminExists(ctx, tx, u.ID); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, u.ID); err != nil {
+			return fmt.Errorf("sqlite: delete user: %w", err)
+		}
+		return appendChange(ctx, tx, store.ChangeUser, u.ID, time.Time{})
+	})
+}
+
+// hasScopeSQL matches a row whose space-delimited scopes hold the argument.
+const hasScopeSQL = `(' ' || scopes || ' ') LIKE ('% ' || ? || ' %')`
+
+// otherAdminExists returns store.ErrLastAdmin unless an enabled user other
+// than id holds users:admin.
+func otherAdminExists(ctx context.Context, tx *sql.Tx, id string) error {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE disabled = 0 AND id != ? AND `+hasScopeSQL,
+		id, store.ScopeUsersAdmin).Scan(&n)
 	if err != nil {
-		return fmt.Errorf("sqlite: delete user: %w", err)
+		return fmt.Errorf("sqlite: count admins: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: delete user: %w", err)
-	} else if n == 0 {
-		return fmt.Errorf("sqlite: delete user: %w", fault.ErrNotFound)
+	if n == 0 {
+		return store.ErrLastAdmin
 	}
 	return nil
 }
@@ -248,8 +285,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 // HasUserWithScope reports whether an enabled user holds scope.
 func (s *Store) HasUserWithScope(ctx context.Context, scope string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users
-		WHERE disabled = 0 AND (' ' || scopes || ' ') LIKE ('% ' || ? || ' %')`, scope).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE disabled = 0 AND `+hasScopeSQL, scope).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: users with scope: %w", err)
 	}
@@ -258,7 +294,7 @@ func (s *Store) HasUserWithScope(ctx context.Context, scope string) (bool, error
 
 // ListItems returns a user's items ordered by key.
 func (s *Store) ListItems(ctx context.Context, userID string) ([]store.Item, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT key, value, updated_at FROM items WHERE user_id = ? ORDER BY key`, userID)
+	rows, err := s.listItems.QueryContext(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list items: %w", err)
 	}
@@ -363,7 +399,89 @@ func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]sto
 			return fmt.Errorf("sqlite: add signing key: %w", err)
 		}
 		keys = append([]store.SigningKey{k}, keys...)
-		return nil
+		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
 	})
 	return keys, err
+}
+
+// appendChange adds to the change feed inside tx. Writers hold SQLite's
+// one write lock, so Seq order is commit order.
+func appendChange(ctx context.Context, tx *sql.Tx, kind, subject string, expiresAt time.Time) error {
+	var exp any
+	if !expiresAt.IsZero() {
+		exp = micros(expiresAt)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO changes (kind, subject, expires_at, created_at) VALUES (?, ?, ?, ?)`,
+		kind, subject, exp, micros(time.Now()))
+	if err != nil {
+		return fmt.Errorf("sqlite: append change: %w", err)
+	}
+	return nil
+}
+
+func scanChanges(rows *sql.Rows, err error) ([]store.Change, error) {
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: changes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Change
+	for rows.Next() {
+		var c store.Change
+		var exp sql.NullInt64
+		var created int64
+		if err := rows.Scan(&c.Seq, &c.Kind, &c.Subject, &exp, &created); err != nil {
+			return nil, fmt.Errorf("sqlite: changes: %w", err)
+		}
+		if exp.Valid {
+			c.ExpiresAt = fromMicros(exp.Int64)
+		}
+		c.CreatedAt = fromMicros(created)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: changes: %w", err)
+	}
+	return out, nil
+}
+
+const changeColumns = `seq, kind, subject, expires_at, created_at`
+
+// ChangesSince returns up to limit changes after seq.
+func (s *Store) ChangesSince(ctx context.Context, seq int64, limit int) ([]store.Change, error) {
+	return scanChanges(s.db.QueryContext(ctx,
+		`SELECT `+changeColumns+` FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, seq, limit))
+}
+
+// LatestChange returns the newest change's Seq.
+func (s *Store) LatestChange(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM changes`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("sqlite: latest change: %w", err)
+	}
+	return seq, nil
+}
+
+// RevokeAccessToken records a revoked access token.
+func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		return appendChange(ctx, tx, store.ChangeAccessToken, jti, expiresAt)
+	})
+}
+
+// RevokedAccessTokens returns revoked access tokens not yet expired.
+func (s *Store) RevokedAccessTokens(ctx context.Context, now time.Time) ([]store.Change, error) {
+	return scanChanges(s.db.QueryContext(ctx,
+		`SELECT `+changeColumns+` FROM changes WHERE kind = ? AND expires_at > ? ORDER BY seq`,
+		store.ChangeAccessToken, micros(now)))
+}
+
+// PruneChanges drops changes nobody needs any more.
+func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM changes WHERE
+		(kind = ? AND expires_at < ?) OR (kind != ? AND created_at < ?)`,
+		store.ChangeAccessToken, micros(cutoff), store.ChangeAccessToken, micros(cutoff))
+	if err != nil {
+		return fmt.Errorf("sqlite: prune changes: %w", err)
+	}
+	return nil
 }

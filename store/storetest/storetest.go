@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateUser", testUpdateUser},
 		{"DeleteUserTakesItems", testDeleteUserTakesItems},
 		{"HasUserWithScope", testHasUserWithScope},
+		{"LastAdmin", testLastAdmin},
 		{"Items", testItems},
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"SigningKeys", testSigningKeys},
@@ -187,15 +188,48 @@ func testHasUserWithScope(t *testing.T, s store.Store) {
 	if has() {
 		t.Error("users:admin-ish counted as users:admin")
 	}
-	mustCreate(t, s, user("ida", "data:read", "users:admin"))
-	if !has() {
-		t.Error("ida holds users:admin")
-	}
-	if _, err := s.UpdateUser(ctx, "ida", func(u *store.User) error { u.Disabled = true; return nil }); err != nil {
-		t.Fatal(err)
-	}
+	disabled := user("ida", "users:admin")
+	disabled.Disabled = true
+	mustCreate(t, s, disabled)
 	if has() {
 		t.Error("a disabled admin counted")
+	}
+	mustCreate(t, s, user("ike", "data:read", "users:admin"))
+	if !has() {
+		t.Error("ike holds users:admin")
+	}
+}
+
+// testLastAdmin: no change may leave the store without an enabled admin.
+func testLastAdmin(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, user("root", "users:admin"))
+	mustCreate(t, s, user("pat", "data:read"))
+	refused := map[string]func(*store.User) error{
+		"disable":     func(u *store.User) error { u.Disabled = true; return nil },
+		"drop scope":  func(u *store.User) error { u.Scopes = []string{"data:read"}; return nil },
+		"drop scopes": func(u *store.User) error { u.Scopes = nil; return nil },
+	}
+	for name, change := range refused {
+		if _, err := s.UpdateUser(ctx, "root", change); !errors.Is(err, store.ErrLastAdmin) {
+			t.Errorf("%s the last admin: %v, want ErrLastAdmin", name, err)
+		}
+	}
+	if err := s.DeleteUser(ctx, "root"); !errors.Is(err, store.ErrLastAdmin) {
+		t.Errorf("delete the last admin: %v, want ErrLastAdmin", err)
+	}
+	if _, err := s.UpdateUser(ctx, "root", func(u *store.User) error { u.TokenVersion++; return nil }); err != nil {
+		t.Errorf("a change keeping the admin: %v", err)
+	}
+	// With a second admin, either may go.
+	if _, err := s.UpdateUser(ctx, "pat", func(u *store.User) error { u.Scopes = []string{"users:admin"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "root"); err != nil {
+		t.Errorf("delete one of two admins: %v", err)
+	}
+	if _, err := s.UpdateUser(ctx, "pat", func(u *store.User) error { u.Disabled = true; return nil }); !errors.Is(err, store.ErrLastAdmin) {
+		t.Errorf("disable the remaining admin: %v, want ErrLastAdmin", err)
 	}
 }
 
