@@ -4,6 +4,7 @@
 //
 //	passflow serve [flags]
 //	passflow user add NAME [--scopes data:read,data:write] [--db FILE]
+//	passflow user list | disable NAME | enable NAME | passwd NAME | delete NAME
 //
 // Run `passflow help` for every command and setting.
 package main
@@ -59,6 +60,10 @@ const topUsage = `passflow: a spec-first OAuth2 password-flow API server
 usage:
   passflow serve [flags]                       serve the API (embedded SQLite by default)
   passflow user add NAME [--scopes ...]        add a user; the password is read from stdin
+  passflow user list                           list users
+  passflow user disable NAME | enable NAME     disable (ending its tokens) or enable a user
+  passflow user passwd NAME                    set a user's password from stdin
+  passflow user delete NAME                    delete a user and everything it owns
 
 Run "passflow COMMAND -h" for a command's flags. Every flag --name can also be
 set with the env PASSFLOW_NAME (upper case, dashes as underscores).

@@ -50,21 +50,27 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer st.Close()
-	hasher := auth.NewArgon2id(auth.OWASPArgon2id)
-	if err := bootstrapAdmin(ctx, logger, cfg, auth.NewAccounts(st, hasher, time.Now), st, stderr); err != nil {
-		return err
-	}
-	handler, err := newHandler(ctx, logger, cfg, st, hasher)
+	doc, err := loadSpec(ctx)
 	if err != nil {
 		return err
 	}
+	a, err := newApp(ctx, logger, cfg, st, auth.NewArgon2id(auth.OWASPArgon2id), doc)
+	if err != nil {
+		return err
+	}
+	if err := bootstrapAdmin(ctx, logger, cfg, a.accounts, stderr); err != nil {
+		return err
+	}
+	syncCtx, stopSync := context.WithCancel(ctx)
+	defer stopSync()
+	go a.revocations.Run(syncCtx)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -111,22 +117,32 @@ func loadSpec(ctx context.Context) (*openapi3.T, error) {
 	return doc, nil
 }
 
-// newHandler wires the whole HTTP side: keys, tokens, the guard, handlers
-// and every route.
-func newHandler(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher) (http.Handler, error) {
+// app is the wired program: what serve runs and what tests drive in process.
+type app struct {
+	handler     http.Handler
+	accounts    *auth.Accounts
+	tokens      *auth.Tokens
+	revocations *auth.Revocations
+}
+
+// newApp wires everything: keys, revocations, tokens, accounts, grants, the
+// guard over doc, the handlers and every route. Run a.revocations to follow
+// changes other processes make.
+func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher, doc *openapi3.T) (*app, error) {
 	keys, err := auth.LoadKeys(ctx, st, cfg.SigningAlg, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := auth.NewTokens(cfg.Issuer, cfg.AccessTokenTTL, cfg.ClockLeeway, keys, cfg.TokenCacheSize, time.Now)
+	revs, err := auth.NewRevocations(ctx, logger, st, keys, cfg.TokenCacheSize, time.Now)
 	if err != nil {
 		return nil, err
 	}
+	tokens, err := auth.NewTokens(cfg.Issuer, cfg.AccessTokenTTL, cfg.ClockLeeway, keys, revs, cfg.TokenCacheSize, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	accounts := auth.NewAccounts(st, hasher, revs, time.Now)
 	grants, err := auth.NewGrants(logger, st, hasher, tokens, auth.NewClients(true), time.Now)
-	if err != nil {
-		return nil, err
-	}
-	doc, err := loadSpec(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +154,11 @@ func newHandler(ctx context.Context, logger *slog.Logger, cfg config, st store.S
 	if err != nil {
 		return nil, err
 	}
-	server := impl.NewServer(st, st, grants)
-	return routes(logger, g, server, specJSON)
+	handler, err := routes(logger, g, impl.NewServer(accounts, st, grants), specJSON)
+	if err != nil {
+		return nil, err
+	}
+	return &app{handler: handler, accounts: accounts, tokens: tokens, revocations: revs}, nil
 }
 
 // aliases are gin routes served by a spec operation besides its own path.
@@ -205,7 +224,7 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 // users:admin. Its password is the configured one, or a generated one shown
 // once on the terminal or, without one, written to a 0600 file beside the
 // database. A password never goes into a log line.
-func bootstrapAdmin(ctx context.Context, logger *slog.Logger, cfg config, accounts *auth.Accounts, users store.Users, stderr io.Writer) error {
+func bootstrapAdmin(ctx context.Context, logger *slog.Logger, cfg config, accounts *auth.Accounts, stderr io.Writer) error {
 	has, err := accounts.HasAdmin(ctx)
 	if err != nil || has {
 		return err
@@ -220,10 +239,8 @@ func bootstrapAdmin(ctx context.Context, logger *slog.Logger, cfg config, accoun
 	_, err = accounts.Create(ctx, auth.NewAccount{Username: "admin", Password: pw, Scopes: store.AllScopes})
 	if errors.Is(err, fault.ErrConflict) {
 		// admin exists but nobody holds users:admin: give it back its scopes.
-		_, err = users.UpdateUser(ctx, "admin", func(u *store.User) error {
-			u.Scopes, u.Disabled, u.UpdatedAt = store.AllScopes, false, time.Now().UTC()
-			return nil
-		})
+		enabled := false
+		_, err = accounts.Update(ctx, "admin", auth.Change{Disabled: &enabled, Scopes: store.AllScopes})
 		if err == nil {
 			logger.Warn("no enabled account held users:admin; restored every scope to admin (its password is unchanged)")
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -16,53 +17,136 @@ import (
 	"github.com/passflow/passflow/auth"
 )
 
-const userSynopsis = "passflow user add NAME [--scopes data:read,data:write] [--db FILE]"
+const userSynopsis = `passflow user add NAME [--scopes data:read,data:write] [--db FILE]
+       passflow user list | disable NAME | enable NAME | passwd NAME | delete NAME [--db FILE]`
+
+// userCommand describes one `passflow user` subcommand.
+type userCommand struct {
+	// name says whether the command takes a NAME argument.
+	name bool
+	run  func(ctx context.Context, a *auth.Accounts, name string, io userIO) error
+}
+
+type userIO struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	scopes         string
+}
+
+var userCommands = map[string]userCommand{
+	"add": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+		password, err := readPassword(io.stdin, io.stderr)
+		if err != nil {
+			return err
+		}
+		u, err := a.Create(ctx, auth.NewAccount{Username: name, Password: password, Scopes: splitScopes(io.scopes)})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(io.stdout, "added user %s with scopes %q\n", u.Username, strings.Join(u.Scopes, " "))
+		return nil
+	}},
+	"list": {run: func(ctx context.Context, a *auth.Accounts, _ string, io userIO) error {
+		w := tabwriter.NewWriter(io.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "USERNAME\tSCOPES\tDISABLED\tCREATED")
+		after := ""
+		for {
+			users, next, err := a.List(ctx, after, 500)
+			if err != nil {
+				return err
+			}
+			for _, u := range users {
+				fmt.Fprintf(w, "%s\t%s\t%v\t%s\n", u.Username, strings.Join(u.Scopes, " "), u.Disabled, u.CreatedAt.Format(time.RFC3339))
+			}
+			if next == "" {
+				return w.Flush()
+			}
+			after = next
+		}
+	}},
+	"disable": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+		return setDisabled(ctx, a, name, true, io.stdout)
+	}},
+	"enable": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+		return setDisabled(ctx, a, name, false, io.stdout)
+	}},
+	"passwd": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+		password, err := readPassword(io.stdin, io.stderr)
+		if err != nil {
+			return err
+		}
+		u, err := a.Update(ctx, name, auth.Change{Password: &password})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(io.stdout, "changed the password of %s; its tokens no longer work\n", u.Username)
+		return nil
+	}},
+	"delete": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+		if err := a.Delete(ctx, name); err != nil {
+			return err
+		}
+		fmt.Fprintf(io.stdout, "deleted user %s and everything it owned\n", name)
+		return nil
+	}},
+}
+
+func setDisabled(ctx context.Context, a *auth.Accounts, name string, disabled bool, stdout io.Writer) error {
+	u, err := a.Update(ctx, name, auth.Change{Disabled: &disabled})
+	if err != nil {
+		return err
+	}
+	if disabled {
+		fmt.Fprintf(stdout, "disabled user %s; its tokens no longer work\n", u.Username)
+	} else {
+		fmt.Fprintf(stdout, "enabled user %s\n", u.Username)
+	}
+	return nil
+}
 
 func cmdUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("user: missing subcommand; usage: %s", userSynopsis)
+		return fmt.Errorf("user: missing subcommand; run \"passflow help\"")
 	}
-	switch sub, rest := args[0], args[1:]; sub {
-	case "add":
-		return cmdUserAdd(ctx, rest, getenv, stdin, stdout, stderr)
-	default:
-		return fmt.Errorf("user: unknown subcommand %q; usage: %s", sub, userSynopsis)
+	sub := args[0]
+	cmd, ok := userCommands[sub]
+	if !ok {
+		return fmt.Errorf("user: unknown subcommand %q; run \"passflow help\"", sub)
 	}
-}
-
-func cmdUserAdd(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var cfg config
-	var scopes string
-	fs := flag.NewFlagSet("user add", flag.ContinueOnError)
+	uio := userIO{stdin: stdin, stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	bindStore(fs, &cfg)
-	fs.StringVar(&scopes, "scopes", "data:read,data:write", "comma-separated scopes the user may be granted")
-	pos, err := parse(fs, args, getenv)
+	if sub == "add" {
+		fs.StringVar(&uio.scopes, "scopes", "data:read,data:write", "comma-separated scopes the user may be granted")
+	}
+	pos, err := parse(fs, args[1:], getenv)
 	if err != nil {
 		return flagError(err, stdout, userSynopsis, fs)
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("user add: want exactly one NAME; usage: %s", userSynopsis)
-	}
-	password, err := readPassword(stdin, stderr)
-	if err != nil {
-		return fmt.Errorf("user add: %w", err)
+	name := ""
+	switch {
+	case cmd.name && len(pos) != 1:
+		return fmt.Errorf("user %s: want exactly one NAME; run \"passflow help\"", sub)
+	case !cmd.name && len(pos) != 0:
+		return fmt.Errorf("user %s: takes no arguments, got %q", sub, pos[0])
+	case cmd.name:
+		name = pos[0]
 	}
 	st, err := openStore(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	accounts := auth.NewAccounts(st, auth.NewArgon2id(auth.OWASPArgon2id), time.Now)
-	u, err := accounts.Create(ctx, auth.NewAccount{
-		Username: pos[0],
-		Password: password,
-		Scopes:   strings.FieldsFunc(scopes, func(r rune) bool { return r == ',' || r == ' ' }),
-	})
-	if err != nil {
-		return fmt.Errorf("user add: %w", err)
+	accounts := auth.NewAccounts(st, auth.NewArgon2id(auth.OWASPArgon2id), nil, time.Now)
+	if err := cmd.run(ctx, accounts, name, uio); err != nil {
+		return fmt.Errorf("user %s: %w", sub, err)
 	}
-	fmt.Fprintf(stdout, "added user %s with scopes %q\n", u.Username, strings.Join(u.Scopes, " "))
 	return nil
+}
+
+func splitScopes(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 // readPassword reads a password from stdin: without echo, and twice, from

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,16 +19,21 @@ import (
 type Accounts struct {
 	users  store.Users
 	hasher Hasher
+	revs   *Revocations
 	now    func() time.Time
 }
 
-// NewAccounts returns the account service.
+// NewAccounts returns the account service. After a change that ends tokens
+// it syncs revs, so the change is in force in this process before the call
+// returns; revs is nil in a process that verifies no tokens (the command
+// line), whose changes servers pick up from the change feed.
 func NewAccounts(
 	users store.Users,
 	hasher Hasher,
+	revs *Revocations,
 	now func() time.Time,
 ) *Accounts {
-	return &Accounts{users: users, hasher: hasher, now: now}
+	return &Accounts{users: users, hasher: hasher, revs: revs, now: now}
 }
 
 // NewAccount describes an account to create.
@@ -48,10 +55,7 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 	}
 	scopes, err := CheckScopes(n.Scopes, fault.InvalidRequest)
 	if err != nil {
-		if fe := fault.As(err); fe.Field == "" {
-			fe.Field = "/scopes"
-		}
-		return store.User{}, err
+		return store.User{}, withField(err, "/scopes")
 	}
 	hash, err := a.hasher.Hash(n.Password)
 	if err != nil {
@@ -73,6 +77,114 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 		return store.User{}, err
 	}
 	return u, nil
+}
+
+// ByID returns the account whose immutable id is id.
+func (a *Accounts) ByID(ctx context.Context, id string) (store.User, error) {
+	u, err := a.users.UserByID(ctx, id)
+	return u, notFound(err)
+}
+
+// List returns up to limit accounts whose usernames sort after after, and
+// the username to pass as after for the next page ("" on the last).
+func (a *Accounts) List(ctx context.Context, after string, limit int) ([]store.User, string, error) {
+	users, err := a.users.ListUsers(ctx, after, limit+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(users) <= limit {
+		return users, "", nil
+	}
+	users = users[:limit]
+	return users, users[limit-1].Username, nil
+}
+
+// Change describes a change to an account; nil fields stay as they are.
+type Change struct {
+	Disabled *bool
+	Scopes   []string // nil: unchanged; empty: none
+	Password *string
+}
+
+// Update applies c to the account called username. Disabling it, changing
+// its password or taking a scope away ends every token it holds (its token
+// version rises). The last enabled account holding users:admin cannot be
+// disabled or lose that scope: store.ErrLastAdmin.
+func (a *Accounts) Update(ctx context.Context, username string, c Change) (store.User, error) {
+	name, err := NormalizeUsername("", username)
+	if err != nil {
+		return store.User{}, err
+	}
+	var hash string
+	if c.Password != nil {
+		if err := CheckPassword("/password", *c.Password); err != nil {
+			return store.User{}, err
+		}
+		// Hash before the transaction: it is slow, and needs no lock.
+		if hash, err = a.hasher.Hash(*c.Password); err != nil {
+			return store.User{}, err
+		}
+	}
+	var scopes []string
+	if c.Scopes != nil {
+		if scopes, err = CheckScopes(c.Scopes, fault.InvalidRequest); err != nil {
+			return store.User{}, withField(err, "/scopes")
+		}
+	}
+	u, err := a.users.UpdateUser(ctx, name, func(u *store.User) error {
+		revoke := false
+		if c.Disabled != nil {
+			revoke = *c.Disabled && !u.Disabled
+			u.Disabled = *c.Disabled
+		}
+		if c.Scopes != nil {
+			for _, s := range u.Scopes {
+				revoke = revoke || !slices.Contains(scopes, s)
+			}
+			u.Scopes = scopes
+		}
+		if c.Password != nil {
+			u.PasswordHash = hash
+			revoke = true
+		}
+		if revoke {
+			u.TokenVersion++
+		}
+		u.UpdatedAt = a.now().UTC()
+		return nil
+	})
+	if err != nil {
+		return store.User{}, notFound(err)
+	}
+	return u, a.revs.Sync(ctx)
+}
+
+// Delete deletes the account called username and everything it owns. The
+// last enabled account holding users:admin cannot be deleted.
+func (a *Accounts) Delete(ctx context.Context, username string) error {
+	name, err := NormalizeUsername("", username)
+	if err != nil {
+		return err
+	}
+	if err := a.users.DeleteUser(ctx, name); err != nil {
+		return notFound(err)
+	}
+	return a.revs.Sync(ctx)
+}
+
+// notFound names a missing account for the client.
+func notFound(err error) error {
+	if errors.Is(err, fault.ErrNotFound) {
+		return fault.Wrap(fault.NotFound, "no such user", err)
+	}
+	return err
+}
+
+func withField(err error, field string) error {
+	if fe := fault.As(err); fe.Field == "" && fe.Code != fault.Internal {
+		fe.Field = field
+	}
+	return err
 }
 
 // HasAdmin reports whether any enabled account holds users:admin.

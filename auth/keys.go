@@ -158,6 +158,15 @@ func LoadKeys(ctx context.Context, ks store.Keys, alg string, now time.Time) (*K
 	return set, nil
 }
 
+// Reload reads the keys in ks again, as after another process rotated them.
+func (s *KeySet) Reload(ctx context.Context, ks store.Keys) error {
+	stored, err := ks.SigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	return s.replace(stored)
+}
+
 func hasAlg(keys []store.SigningKey, alg string) bool {
 	for _, k := range keys {
 		if k.Algorithm == alg {

@@ -17,6 +17,8 @@ type Principal struct {
 	TokenID   string
 	Scopes    []string
 	ExpiresAt time.Time
+	// Version is the account's token version when the token was issued.
+	Version int64
 }
 
 // HasScopes reports whether the principal holds every scope in required.

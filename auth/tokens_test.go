@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/store"
 	"github.com/passflow/passflow/store/sqlite"
 )
 
@@ -28,11 +30,20 @@ func newTokens(t *testing.T, c *clock) (*Tokens, *KeySet) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	for _, id := range []string{"u1", "u"} {
+		if err := st.CreateUser(context.Background(), store.User{ID: id, Username: "name-" + id, PasswordHash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	keys, err := LoadKeys(context.Background(), st, AlgEdDSA, c.now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := NewTokens(issuer, 10*time.Minute, 5*time.Second, keys, 100, c.now)
+	revs, err := NewRevocations(context.Background(), slog.New(slog.DiscardHandler), st, keys, 100, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := NewTokens(issuer, 10*time.Minute, 5*time.Second, keys, revs, 100, c.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +52,7 @@ func newTokens(t *testing.T, c *clock) (*Tokens, *KeySet) {
 
 func TestIssueVerify(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	c := &clock{time.Now()}
 	tokens, _ := newTokens(t, c)
 	at, err := tokens.Issue(Subject{UserID: "u1", Username: "ann", ClientID: "app", Scopes: []string{"data:read", "data:write"}})
@@ -48,7 +60,7 @@ func TestIssueVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 { // the second time from the cache
-		p, err := tokens.Verify(at.Token)
+		p, err := tokens.Verify(ctx, at.Token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,11 +71,11 @@ func TestIssueVerify(t *testing.T) {
 	}
 	// Expiry is checked on cache hits too, with the leeway.
 	c.t = c.t.Add(10*time.Minute + 4*time.Second)
-	if _, err := tokens.Verify(at.Token); err != nil {
+	if _, err := tokens.Verify(ctx, at.Token); err != nil {
 		t.Errorf("within the leeway: %v", err)
 	}
 	c.t = c.t.Add(2 * time.Second)
-	if _, err := tokens.Verify(at.Token); fault.As(err).Code != fault.InvalidToken {
+	if _, err := tokens.Verify(ctx, at.Token); fault.As(err).Code != fault.InvalidToken {
 		t.Errorf("expired (cached): %v, want invalid_token", err)
 	}
 }
@@ -84,6 +96,7 @@ func sign(t *testing.T, method jwt.SigningMethod, header map[string]any, claims 
 
 func TestVerifyRefuses(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	c := &clock{time.Now()}
 	tokens, keys := newTokens(t, c)
 	kid := keys.Signing().ID
@@ -117,11 +130,11 @@ func TestVerifyRefuses(t *testing.T) {
 		"garbage":                   "a.b.c",
 		"too long":                  strings.Repeat("a", MaxTokenBytes+1),
 	}
-	if _, err := tokens.Verify(sign(t, jwt.SigningMethodEdDSA, hdr, good(), real)); err != nil {
+	if _, err := tokens.Verify(ctx, sign(t, jwt.SigningMethodEdDSA, hdr, good(), real)); err != nil {
 		t.Fatalf("the control token fails: %v", err)
 	}
 	for name, tok := range tests {
-		if _, err := tokens.Verify(tok); fault.As(err).Code != fault.InvalidToken {
+		if _, err := tokens.Verify(ctx, tok); fault.As(err).Code != fault.InvalidToken {
 			t.Errorf("%s: Verify = %v, want invalid_token", name, err)
 		}
 	}

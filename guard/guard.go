@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -42,7 +43,7 @@ const OAuth2ErrorExtension = "x-oauth2-error"
 // Verifier checks a bearer access token.
 type Verifier interface {
 	// Verify returns the token's principal, or an invalid_token error.
-	Verify(raw string) (*auth.Principal, error)
+	Verify(ctx context.Context, raw string) (*auth.Principal, error)
 }
 
 // Alias serves a spec operation on a second gin route too, such as
@@ -60,7 +61,7 @@ type Guard struct {
 	verifier Verifier
 	maxBody  int64
 	routes   map[routeKey]*operation
-	options  *openapi3filter.Options
+	checks   sync.Pool
 }
 
 type routeKey struct{ method, path string }
@@ -86,14 +87,7 @@ func New(
 		maxBody:  maxBody,
 		routes:   map[routeKey]*operation{},
 	}
-	g.options = &openapi3filter.Options{
-		AuthenticationFunc: g.authenticate,
-		// The generated wrappers bind the value kin validated, member names
-		// matched exactly, instead of decoding the body a second time.
-		KeepValidatedValue: true,
-		// Schema errors must never carry the submitted value (a password).
-		SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
-	}
+	g.checks.New = g.newCheck
 	for specPath, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			oauth, _ := op.Extensions[OAuth2EndpointExtension].(bool)
@@ -147,10 +141,6 @@ func (g *Guard) lookup(c *gin.Context) *operation {
 	return g.routes[routeKey{c.Request.Method, c.FullPath()}]
 }
 
-type principalHolder struct{ p *auth.Principal }
-
-type holderKey struct{}
-
 // Middleware returns the gate, to attach to the router group the generated
 // routes are registered on.
 func (g *Guard) Middleware() gin.HandlerFunc {
@@ -175,29 +165,61 @@ func (g *Guard) Middleware() gin.HandlerFunc {
 			c.Request = r
 		}
 
-		input := &openapi3filter.RequestValidationInput{Request: r, Route: op.route, Options: g.options}
+		v := g.checks.Get().(*check)
+		v.input.Request, v.input.Route = r, op.route
 		if op.pathParams {
-			input.PathParams = make(map[string]string, len(c.Params))
+			v.input.PathParams = make(map[string]string, len(c.Params))
 			for _, p := range c.Params {
-				input.PathParams[p.Key] = p.Value
+				v.input.PathParams[p.Key] = p.Value
 			}
 		}
-		var holder principalHolder
-		ctx := context.WithValue(r.Context(), holderKey{}, &holder)
-		if err := openapi3filter.ValidateRequest(ctx, input); err != nil {
+		err := openapi3filter.ValidateRequest(r.Context(), &v.input)
+		p := v.principal
+		v.reset()
+		g.checks.Put(v)
+		if err != nil {
 			g.WriteError(c, g.classify(op, err))
 			return
 		}
-		if holder.p != nil {
-			c.Request = r.WithContext(auth.WithPrincipal(r.Context(), holder.p))
+		if p != nil {
+			c.Request = r.WithContext(auth.WithPrincipal(r.Context(), p))
 		}
 		c.Next()
 	}
 }
 
+// check is the state of one request's validation. Checks are pooled: each
+// carries options whose AuthenticationFunc is bound to it, so the principal
+// found by authenticate reaches the middleware without an allocation.
+type check struct {
+	g         *Guard
+	input     openapi3filter.RequestValidationInput
+	options   openapi3filter.Options
+	principal *auth.Principal
+}
+
+func (g *Guard) newCheck() any {
+	v := &check{g: g}
+	v.options = openapi3filter.Options{
+		AuthenticationFunc: v.authenticate,
+		// The generated wrappers bind the value kin validated, member names
+		// matched exactly, instead of decoding the body a second time.
+		KeepValidatedValue: true,
+		// Schema errors must never carry the submitted value (a password).
+		SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
+	}
+	v.input.Options = &v.options
+	return v
+}
+
+func (v *check) reset() {
+	v.input.Request, v.input.Route, v.input.PathParams, v.input.QueryParams = nil, nil, nil, nil
+	v.principal = nil
+}
+
 // authenticate is kin's AuthenticationFunc: it checks the bearer token of
 // one security requirement and the scopes it names.
-func (g *Guard) authenticate(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
+func (v *check) authenticate(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
 	if in.SecurityScheme.Type != "oauth2" {
 		return fmt.Errorf("guard: security scheme %q of type %q is not supported", in.SecuritySchemeName, in.SecurityScheme.Type)
 	}
@@ -205,7 +227,7 @@ func (g *Guard) authenticate(ctx context.Context, in *openapi3filter.Authenticat
 	if err != nil {
 		return err
 	}
-	p, err := g.verifier.Verify(raw)
+	p, err := v.g.verifier.Verify(ctx, raw)
 	if err != nil {
 		return err
 	}
@@ -216,9 +238,7 @@ func (g *Guard) authenticate(ctx context.Context, in *openapi3filter.Authenticat
 			Scope:       strings.Join(in.Scopes, " "),
 		}
 	}
-	if h, ok := ctx.Value(holderKey{}).(*principalHolder); ok {
-		h.p = p
-	}
+	v.principal = p
 	return nil
 }
 

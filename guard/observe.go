@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -17,15 +19,18 @@ import (
 )
 
 // RequestID gives every request an id: the client's X-Request-ID when it is
-// sane (1 to 64 of [A-Za-z0-9._-]), else a fresh random one. The id is
-// echoed in the response, where the access log and error writer read it.
+// sane (1 to 64 of [A-Za-z0-9._-]), else a new one, unique to the process
+// (a random prefix drawn at start and a counter). The id is echoed in the
+// response, where the access log and error writer read it.
 func RequestID() gin.HandlerFunc {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := hex.EncodeToString(b[:]) + "-"
+	var n atomic.Uint64
 	return func(c *gin.Context) {
 		id := c.GetHeader(RequestIDHeader)
 		if !saneRequestID(id) {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = prefix + strconv.FormatUint(n.Add(1), 36)
 		}
 		c.Header(RequestIDHeader, id)
 		c.Next()
@@ -51,7 +56,11 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		attrs := []slog.Attr{
+		if !logger.Enabled(c.Request.Context(), slog.LevelInfo) {
+			return
+		}
+		attrs := make([]slog.Attr, 0, 10)
+		attrs = append(attrs,
 			slog.String("request_id", c.Writer.Header().Get(RequestIDHeader)),
 			slog.String("method", c.Request.Method),
 			slog.String("path", c.Request.URL.Path),
@@ -60,7 +69,7 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 			slog.Duration("duration", time.Since(start)),
 			slog.Int("bytes", c.Writer.Size()),
 			slog.String("remote", c.ClientIP()),
-		}
+		)
 		if p, ok := auth.PrincipalFrom(c.Request.Context()); ok {
 			attrs = append(attrs, slog.String("subject", p.UserID), slog.String("client_id", p.ClientID))
 		}

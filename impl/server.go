@@ -19,18 +19,18 @@ var _ api.StrictServerInterface = (*Server)(nil)
 
 // Server implements the generated strict server interface.
 type Server struct {
-	users  store.Users
-	items  store.Items
-	grants *auth.Grants
+	accounts *auth.Accounts
+	items    store.Items
+	grants   *auth.Grants
 }
 
 // NewServer returns the handlers.
 func NewServer(
-	users store.Users,
+	accounts *auth.Accounts,
 	items store.Items,
 	grants *auth.Grants,
 ) *Server {
-	return &Server{users: users, items: items, grants: grants}
+	return &Server{accounts: accounts, items: items, grants: grants}
 }
 
 var (
@@ -114,16 +114,82 @@ func (s *Server) DeleteMyData(ctx context.Context, req api.DeleteMyDataRequestOb
 
 // GetMe is GET /users/me.
 func (s *Server) GetMe(ctx context.Context, _ api.GetMeRequestObject) (api.GetMeResponseObject, error) {
-	p := principal(ctx)
-	u, err := s.users.UserByID(ctx, p.UserID)
+	u, err := s.accounts.ByID(ctx, principal(ctx).UserID)
+	if errors.Is(err, fault.ErrNotFound) {
+		// The token outlived its account.
+		return nil, fault.Wrap(fault.InvalidToken, "the token's account no longer exists", err)
+	}
 	if err != nil {
-		if errors.Is(err, fault.ErrNotFound) {
-			// The token outlived its account.
-			return nil, fault.Wrap(fault.InvalidToken, "the token's account no longer exists", err)
-		}
 		return nil, err
 	}
 	return api.GetMe200JSONResponse(userJSON(u)), nil
+}
+
+// ListUsers is GET /users.
+func (s *Server) ListUsers(ctx context.Context, req api.ListUsersRequestObject) (api.ListUsersResponseObject, error) {
+	limit := 50
+	if req.Params.Limit != nil {
+		limit = *req.Params.Limit
+	}
+	users, next, err := s.accounts.List(ctx, deref(req.Params.After), limit)
+	if err != nil {
+		return nil, err
+	}
+	page := api.ListUsers200JSONResponse{Users: make([]api.User, len(users))}
+	for i, u := range users {
+		page.Users[i] = userJSON(u)
+	}
+	if next != "" {
+		page.NextAfter = &next
+	}
+	return page, nil
+}
+
+// CreateUser is POST /users.
+func (s *Server) CreateUser(ctx context.Context, req api.CreateUserRequestObject) (api.CreateUserResponseObject, error) {
+	u, err := s.accounts.Create(ctx, auth.NewAccount{
+		Username: req.Body.Username,
+		Password: deref(req.Body.Password),
+		Scopes:   scopes(req.Body.Scopes),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return api.CreateUser201JSONResponse(userJSON(u)), nil
+}
+
+// UpdateUser is PATCH /users/{username}.
+func (s *Server) UpdateUser(ctx context.Context, req api.UpdateUserRequestObject) (api.UpdateUserResponseObject, error) {
+	u, err := s.accounts.Update(ctx, req.Username, auth.Change{
+		Disabled: req.Body.Disabled,
+		Scopes:   scopes(req.Body.Scopes),
+		Password: req.Body.Password,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return api.UpdateUser200JSONResponse(userJSON(u)), nil
+}
+
+// DeleteUser is DELETE /users/{username}.
+func (s *Server) DeleteUser(ctx context.Context, req api.DeleteUserRequestObject) (api.DeleteUserResponseObject, error) {
+	if err := s.accounts.Delete(ctx, req.Username); err != nil {
+		return nil, err
+	}
+	return api.DeleteUser204Response{}, nil
+}
+
+// scopes turns an optional list of spec scopes into strings: nil stays nil
+// (absent), empty stays empty (none).
+func scopes(in *[]api.Scope) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(*in))
+	for i, s := range *in {
+		out[i] = string(s)
+	}
+	return out
 }
 
 func userJSON(u store.User) api.User {

@@ -22,6 +22,27 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for Scope.
+const (
+	ScopeDataRead   Scope = "data:read"
+	ScopeDataWrite  Scope = "data:write"
+	ScopeUsersAdmin Scope = "users:admin"
+)
+
+// Valid indicates whether the value is a known member of the Scope enum.
+func (e Scope) Valid() bool {
+	switch e {
+	case ScopeDataRead:
+		return true
+	case ScopeDataWrite:
+		return true
+	case ScopeUsersAdmin:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TokenRequestGrantType.
 const (
 	TokenRequestGrantTypePassword TokenRequestGrantType = "password"
@@ -77,6 +98,17 @@ type ItemWrite struct {
 	Value string `json:"value"`
 }
 
+// NewUser defines model for NewUser.
+type NewUser struct {
+	Password *string `json:"password,omitempty"`
+
+	// Scopes The scopes the account may be granted; none when omitted.
+	Scopes *[]Scope `json:"scopes,omitempty"`
+
+	// Username Normalised with PRECIS UsernameCaseMapped (RFC 8265), so `Alice` is `alice`.
+	Username string `json:"username"`
+}
+
 // OAuthError An RFC 6749 §5.2 error response.
 type OAuthError struct {
 	// Error One of `invalid_request`, `invalid_client`, `invalid_grant`,
@@ -88,6 +120,9 @@ type OAuthError struct {
 	ErrorDescription *string `json:"error_description,omitempty"`
 	ErrorUri         *string `json:"error_uri,omitempty"`
 }
+
+// Scope defines model for Scope.
+type Scope string
 
 // TokenRequest An RFC 6749 §4.3.2 access token request.
 type TokenRequest struct {
@@ -137,11 +172,34 @@ type User struct {
 	Username  string    `json:"username"`
 }
 
+// UserPage defines model for UserPage.
+type UserPage struct {
+	// NextAfter Pass as `after` to read the next page; absent on the last page.
+	NextAfter *string `json:"next_after,omitempty"`
+	Users     []User  `json:"users"`
+}
+
+// UserPatch defines model for UserPatch.
+type UserPatch struct {
+	// Disabled A disabled account cannot log in, and its tokens stop working.
+	Disabled *bool   `json:"disabled,omitempty"`
+	Password *string `json:"password,omitempty"`
+
+	// Scopes Replaces the scopes the account may be granted.
+	Scopes *[]Scope `json:"scopes,omitempty"`
+}
+
 // ItemKey defines model for ItemKey.
 type ItemKey = string
 
+// Username defines model for Username.
+type Username = string
+
 // BadRequest The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type BadRequest = Error
+
+// Conflict The body of every non-2xx JSON response outside the OAuth2 endpoints.
+type Conflict = Error
 
 // Forbidden The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Forbidden = Error
@@ -170,11 +228,26 @@ type PayloadTooLarge = Error
 // Unauthorized The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Unauthorized = Error
 
+// ListUsersParams defines parameters for ListUsers.
+type ListUsersParams struct {
+	// Limit The largest number of accounts to return.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// After Return only accounts whose usernames sort after this one.
+	After *string `form:"after,omitempty" json:"after,omitempty"`
+}
+
 // PutMyDataJSONRequestBody defines body for PutMyData for application/json ContentType.
 type PutMyDataJSONRequestBody = ItemWrite
 
 // IssueTokenFormdataRequestBody defines body for IssueToken for application/x-www-form-urlencoded ContentType.
 type IssueTokenFormdataRequestBody = TokenRequest
+
+// CreateUserJSONRequestBody defines body for CreateUser for application/json ContentType.
+type CreateUserJSONRequestBody = NewUser
+
+// UpdateUserJSONRequestBody defines body for UpdateUser for application/json ContentType.
+type UpdateUserJSONRequestBody = UserPatch
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -190,9 +263,21 @@ type ServerInterface interface {
 	// IssueToken Log in with the OAuth2 password grant
 	// (POST /token)
 	IssueToken(c *gin.Context)
+	// ListUsers List accounts, a page at a time
+	// (GET /users)
+	ListUsers(c *gin.Context, params ListUsersParams)
+	// CreateUser Create an account
+	// (POST /users)
+	CreateUser(c *gin.Context)
 	// GetMe The caller's own account
 	// (GET /users/me)
 	GetMe(c *gin.Context)
+	// DeleteUser Delete an account and everything it owns
+	// (DELETE /users/{username})
+	DeleteUser(c *gin.Context, username Username)
+	// UpdateUser Change an account
+	// (PATCH /users/{username})
+	UpdateUser(c *gin.Context, username Username)
 }
 
 // ServerInterfaceWrapper converts contexts to parameters.
@@ -280,6 +365,54 @@ func (siw *ServerInterfaceWrapper) IssueToken(c *gin.Context) {
 	siw.Handler.IssueToken(c)
 }
 
+// ListUsers operation middleware
+func (siw *ServerInterfaceWrapper) ListUsers(c *gin.Context) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListUsersParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter limit: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", c.Request.URL.Query(), &params.After, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter after: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.ListUsers(c, params)
+}
+
+// CreateUser operation middleware
+func (siw *ServerInterfaceWrapper) CreateUser(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.CreateUser(c)
+}
+
 // GetMe operation middleware
 func (siw *ServerInterfaceWrapper) GetMe(c *gin.Context) {
 
@@ -291,6 +424,56 @@ func (siw *ServerInterfaceWrapper) GetMe(c *gin.Context) {
 	}
 
 	siw.Handler.GetMe(c)
+}
+
+// DeleteUser operation middleware
+func (siw *ServerInterfaceWrapper) DeleteUser(c *gin.Context) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "username" -------------
+	var username Username
+
+	err = runtime.BindStyledParameterWithOptions("simple", "username", c.Param("username"), &username, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter username: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.DeleteUser(c, username)
+}
+
+// UpdateUser operation middleware
+func (siw *ServerInterfaceWrapper) UpdateUser(c *gin.Context) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "username" -------------
+	var username Username
+
+	err = runtime.BindStyledParameterWithOptions("simple", "username", c.Param("username"), &username, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter username: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.UpdateUser(c, username)
 }
 
 // GinServerOptions provides options for the Gin server.
@@ -324,10 +507,16 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.GET(options.BaseURL+"/my_data", wrapper.ListMyData)
 	router.DELETE(options.BaseURL+"/my_data/:key", wrapper.DeleteMyData)
 	router.PUT(options.BaseURL+"/my_data/:key", wrapper.PutMyData)
+	router.GET(options.BaseURL+"/users", wrapper.ListUsers)
+	router.POST(options.BaseURL+"/users", wrapper.CreateUser)
+	router.DELETE(options.BaseURL+"/users/:username", wrapper.DeleteUser)
+	router.PATCH(options.BaseURL+"/users/:username", wrapper.UpdateUser)
 	router.GET(options.BaseURL+"/users/me", wrapper.GetMe)
 }
 
 type BadRequestJSONResponse Error
+
+type ConflictJSONResponse Error
 
 type ForbiddenResponseHeaders struct {
 	WWWAuthenticate *string
@@ -785,6 +974,202 @@ func (response IssueToken500JSONResponse) VisitIssueTokenResponse(w http.Respons
 	return err
 }
 
+type ListUsersRequestObject struct {
+	Params ListUsersParams
+}
+
+type ListUsersResponseObject interface {
+	VisitListUsersResponse(w http.ResponseWriter) error
+}
+
+type ListUsers200JSONResponse UserPage
+
+func (response ListUsers200JSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListUsers400JSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListUsers401JSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListUsers403JSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response ListUsers500JSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUserRequestObject struct {
+	Body *CreateUserJSONRequestBody
+}
+
+type CreateUserResponseObject interface {
+	VisitCreateUserResponse(w http.ResponseWriter) error
+}
+
+type CreateUser201JSONResponse User
+
+func (response CreateUser201JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response CreateUser400JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CreateUser401JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response CreateUser403JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser409JSONResponse struct{ ConflictJSONResponse }
+
+func (response CreateUser409JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response CreateUser413JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response CreateUser500JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMeRequestObject struct {
 }
 
@@ -837,6 +1222,239 @@ func (response GetMe500JSONResponse) VisitGetMeResponse(w http.ResponseWriter) e
 	return err
 }
 
+type DeleteUserRequestObject struct {
+	Username Username `json:"username"`
+}
+
+type DeleteUserResponseObject interface {
+	VisitDeleteUserResponse(w http.ResponseWriter) error
+}
+
+type DeleteUser204Response struct {
+}
+
+func (response DeleteUser204Response) VisitDeleteUserResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteUser400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response DeleteUser400JSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteUser401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteUser401JSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteUser403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response DeleteUser403JSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteUser404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response DeleteUser404JSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteUser409JSONResponse struct{ ConflictJSONResponse }
+
+func (response DeleteUser409JSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteUser500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response DeleteUser500JSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUserRequestObject struct {
+	Username Username `json:"username"`
+	Body     *UpdateUserJSONRequestBody
+}
+
+type UpdateUserResponseObject interface {
+	VisitUpdateUserResponse(w http.ResponseWriter) error
+}
+
+type UpdateUser200JSONResponse User
+
+func (response UpdateUser200JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response UpdateUser400JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UpdateUser401JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response UpdateUser403JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response UpdateUser404JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser409JSONResponse struct{ ConflictJSONResponse }
+
+func (response UpdateUser409JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response UpdateUser413JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response UpdateUser500JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
 	// ListMyData List the caller's items
@@ -851,9 +1469,21 @@ type StrictServerInterface interface {
 	// IssueToken Log in with the OAuth2 password grant
 	// (POST /token)
 	IssueToken(ctx context.Context, request IssueTokenRequestObject) (IssueTokenResponseObject, error)
+	// ListUsers List accounts, a page at a time
+	// (GET /users)
+	ListUsers(ctx context.Context, request ListUsersRequestObject) (ListUsersResponseObject, error)
+	// CreateUser Create an account
+	// (POST /users)
+	CreateUser(ctx context.Context, request CreateUserRequestObject) (CreateUserResponseObject, error)
 	// GetMe The caller's own account
 	// (GET /users/me)
 	GetMe(ctx context.Context, request GetMeRequestObject) (GetMeResponseObject, error)
+	// DeleteUser Delete an account and everything it owns
+	// (DELETE /users/{username})
+	DeleteUser(ctx context.Context, request DeleteUserRequestObject) (DeleteUserResponseObject, error)
+	// UpdateUser Change an account
+	// (PATCH /users/{username})
+	UpdateUser(ctx context.Context, request UpdateUserRequestObject) (UpdateUserResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx *gin.Context, request any) (any, error)
@@ -1045,6 +1675,74 @@ func (sh *strictHandler) IssueToken(ctx *gin.Context) {
 	}
 }
 
+// ListUsers operation middleware
+func (sh *strictHandler) ListUsers(ctx *gin.Context, params ListUsersParams) {
+	var request ListUsersRequestObject
+
+	request.Params = params
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListUsers(ctx, request.(ListUsersRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListUsers")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(ListUsersResponseObject); ok {
+		if err := validResponse.VisitListUsersResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// CreateUser operation middleware
+func (sh *strictHandler) CreateUser(ctx *gin.Context) {
+	var request CreateUserRequestObject
+
+	var body CreateUserJSONRequestBody
+	var err error
+	// A request validator built on kin-openapi's openapi3filter with
+	// KeepValidatedValue leaves the value it validated on the body. Bind
+	// that value, matching member names exactly, so the handler receives
+	// what was validated instead of a second, case-insensitive decode.
+	if vb, ok := ctx.Request.Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+		err = ctx.ShouldBindJSON(&body)
+	} else if binding.Validator != nil {
+		// ShouldBindJSON runs the struct validator after decoding; keep that.
+		err = binding.Validator.ValidateStruct(&body)
+	}
+	if err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateUser(ctx, request.(CreateUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(CreateUserResponseObject); ok {
+		if err := validResponse.VisitCreateUserResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetMe operation middleware
 func (sh *strictHandler) GetMe(ctx *gin.Context) {
 	var request GetMeRequestObject
@@ -1069,56 +1767,140 @@ func (sh *strictHandler) GetMe(ctx *gin.Context) {
 	}
 }
 
+// DeleteUser operation middleware
+func (sh *strictHandler) DeleteUser(ctx *gin.Context, username Username) {
+	var request DeleteUserRequestObject
+
+	request.Username = username
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteUser(ctx, request.(DeleteUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(DeleteUserResponseObject); ok {
+		if err := validResponse.VisitDeleteUserResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// UpdateUser operation middleware
+func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
+	var request UpdateUserRequestObject
+
+	request.Username = username
+
+	var body UpdateUserJSONRequestBody
+	var err error
+	// A request validator built on kin-openapi's openapi3filter with
+	// KeepValidatedValue leaves the value it validated on the body. Bind
+	// that value, matching member names exactly, so the handler receives
+	// what was validated instead of a second, case-insensitive decode.
+	if vb, ok := ctx.Request.Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+		err = ctx.ShouldBindJSON(&body)
+	} else if binding.Validator != nil {
+		// ShouldBindJSON runs the struct validator after decoding; keep that.
+		err = binding.Validator.ValidateStruct(&body)
+	}
+	if err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateUser(ctx, request.(UpdateUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(UpdateUserResponseObject); ok {
+		if err := validResponse.VisitUpdateUserResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"zFrtctu20r6VHb6daTwv9WHH6WnVX07aznFPU3tidzxzLB8JJlYSahJgATAym9G5nd5Hr+zMAiBFSrSs",
-	"tLXTf5YEYBe7+zz7AX+IEpXlSqK0Jhp9iBbIOGr35xuWLPCNklarlD5zNIkWuRVKRqPoJF2y0sBUqp6x",
-	"SuMUXrz77g188Y/jr+D33171Dw/6URyZZIEZo90oiywaXUfV+ugmjmyZYzSKjNVCzqPVKo7ONZv79Q9K",
-	"S0itj5Dm1ndLu7q6OinsAqUVCbO4LfZygeDlvBrC77+9hFtkGjUkC5amKOfYlropYRVHOdMsQxtMemox",
-	"+xeW3YKExexzA3dY0qmCvs6ZXURxJFlG595hGcWRxl8KoZFHI6sLbIrP2P0PKOd2EY0Oj76Mo0zI+jNp",
-	"Yi1qOvU/1ye9f7Per8PeV/3Jf3s3//9ZFHfprtHkShp0qr9m/B3+UqCx9ClR0qJ0f7I8T8l8QsnBz4Zu",
-	"86Gh02caZ9Eo+r/BOswG/lcz+FZrpb2obWtoLwy4QgNSWciYTRZgF8IAV0mRobTwYirke5YKPgnLpwf9",
-	"aBVH3yl9KzhH+Ty6WnWHElKW3BlgYBKVo1dU5aidNAheM05lU8xmIhEo7cQtnsatKAvR3IDi1dVVbzNS",
-	"u7QNWwabge30PpXkf5b6qzyLYQzq96hhxkSK3F3dqzBB2jU9+Bo4WiZSA0wjpGo+Rx6DRNqk0RZaIncO",
-	"/VHZ71Qh+dOr/aMCUyQL0GhUoROEF1Op7GRG0kN0nZFtnwAP7tw9Aq2CxpIZ0DgrDNm2RYdHmwHkuLzX",
-	"IPNd0dMi/hYp79oVVjnN3U3OWZkqxi+V+oHpOT6jmSoD3SpegjBglYKUdOgmjE9uqQsHk78Wl49baROc",
-	"/nMFzb+BWX6SrLALpcWvyJ/JLm9SYmVga/Ik8m7wlw+exC371EZ6KoD9YWzlXqGJVWrivguE+SSO3MXg",
-	"oUzzdPliWjTkT2Ng6/oNlsIuVGGBSXCBD4nieABKA5NjGfwNSjapwx07PYghR91O3GP5l+ftVVXhuQNr",
-	"jth2jHOImgElzxKkkr2j+3v4/uLsR6gKOVCFNYJTcYLggHAEKHmuhLSGYjnXVLFY4Us+7BZ2AhlLFkJi",
-	"TyPj7DZFZ7QRbHFrDJum37BhPJbd5VAj58YwTZScpSJxB27HGB1SSPaeiZSUmZLzNisN75mNGjf2N5y0",
-	"rrd920WRMbm+K97nKZMuYvtwautqJUdmXflX3GbCWuTwnqWF6xC25M4EprxLlnOX84cLX+eonGlLjrUN",
-	"9DELM1akNoblAiX9pJHQqGSXwFWza7gOfu26/bpLUrc/Y2JJV+pZSNV2bNz5LmbrZu7OXb1QWwXfyvjF",
-	"Dwm90sIjhnEuSD2Wnjd0mLHU4GbI1uKbvdBwOBw+ZpOHVWkkjG2HSWjXXYFEKsDtjakzieTiLgRt5JzG",
-	"N3PN6Asf/jXKGgsLaYo8V9piWDyh2zWPCHgbS8JMqwAAJjlMLWa50kyLtJy0MFaFnQ9DlwjqkuJz8zeD",
-	"m5dbaEHyZkpnzEajiD7vB5WusLgkAmt0ALsC47j/sn8ELEnQmHYNvx0g3nsTwbtZ3v/8uQHBKUvMBOo1",
-	"B4Rf1z1zYRD+eXl5Dq+ZEclGWUOyGzA5evWqw3RBHYOJRvuISn7Rn1Gn9k3OjFkqzdsqHg6Pjjt0XId2",
-	"t4Lud7hFIeekAidJ1YCoFrQ1IIqj+54iFY96AbRRN54iN+YJx3QqwJJEFc5E1bo+vAtRBjOlA837n7y6",
-	"f9waDtLbelzkLMEex1RkgtDillE0VqH4NagApAyZNKGOqIYZ9SVgoVJu+nupUhjKwRk+ZpVq3V5WeUzs",
-	"BoIbftoBY0/XjxP8IZjCwXhWpDWSH+J6D3hf6nQxnRFziRy+v7r07ftXwy++PCCPGJQcGLFbs5Dtprb7",
-	"XGg0E9Eh4QITJbmBQlqRVj5cU1DY2oo0Ie0Xx2s5VIfMUe8IK9dIdoeWs7xH25baToMashUYX7vbds9q",
-	"mz5tGbZ1WMsgldJdfv/JoN6uahKNjMDNbCtTcGaxZ0WGXVfhwlCi4o2i51apFJmszebOFhYz01kzhS+Y",
-	"1qzchM1uQ9Qra0ENfeLmdbZtQMphUmhhywtqMLyWvis4D6gLDtny+g9qDkK65glYDV9XMtSAZRamA1/m",
-	"f+0jeisCmRnL6UmoXFwSGIEXCeNiOHyZuGXuTwwl/CxVS6dok3HXRubMshHVDtEoeoeMQ6kKDWop3XTd",
-	"xbpbsvS1ZfTGWSimeiJlib8BxxQtduyke5oR45mbzb9lks0x0GTgsn4d2z/pNBpF/v7O1pX1XUbxbauQ",
-	"M9VJOaE1q67Yo0vDyflpH4LhybbnZxeXEAzc5YmxrPbHZHkJCUs9CyhqF9azaeN373REE3Frf4zlZWsc",
-	"X1WBQs5ThDA/pc5FF3YxalWIoFVh0cRV9hn7gtTJjp0baHWgP9cAe+cEbkGWLLqm60wjsDQdyzlK+pEy",
-	"iVYZtYQoZ0onyOG2BGGd9mdrE2RM3yGH6Trnh754RNrjFGYqJS9U2cDdRmjquoWXO5bT5jDjvrdcLntE",
-	"Ib1CpyipRea+qqb4BCXT0utmN6cqLxj8UqAux9LDnuyqkVCL/CAGBvWjEuHKAma5LcEFoKG0EfI4rfR1",
-	"MrpgqPYI09VnuBrHpWKn0HTd9kzr0UJ1+bF0zY73kwdAPWJImNZkkWlrGDaC+p3Q4zgVCYaMG1633p5e",
-	"EsYcbhbW5mY0GKgcpQ+jvtLzQdhkBrSWMCVsiqE+IoxQS4naeBwN+4f9Ia2iQ1guolH0sj/sv4zcU9jC",
-	"0cUgKyfEB/T33Ne3dVCdEoekwti35Te0ZOM97Gg4/KhRVk3/u2ZartfeygjdgziCs0OSOzkGpTlqH97u",
-	"CXEVR8fDw4ck1ncZtIZzbtPLxzetH9hWcfTKm2L3jvbrUzP7RKPrh/LOdYPQb1Y3cWSKLGO6pBQkjPVN",
-	"RssOlKHZ3FRboxuSVLl58OEOy5WnXOL4bX/77x/y+PHDD7fuMcbv5sH2exil8Yj0fO469vfYvaN+cHsO",
-	"//psvOHgb3waVn4yso+n26/t190ar5cMqtd4kpsXHejPiyb4nZ9eK17+ZSPs9ZRr1a7sKOWs/iThPM4z",
-	"3bxSR3OoiXw4H/nYfD7poXb9u2PpcI8dm+80nwxSvtoFN6D09e5HoIt4tG5lc9U19fr2PlkwOad66IGm",
-	"YOYeVtpdwIv2pOygP5YnsNTKT2vWh7Dw5XokIN77YsXQko2xKDBplqj7Y3lG5RCVUVM/7fSN6WMDDlel",
-	"tOlAGFPgZWg69+ODzipwf6S0hozPzBHtycgDcG068tM+hu7FEZv/ubEvUWw/R++L/c7/hNiXALb+OWCD",
-	"A9oFUaMnb7zvtQdoDViHTvSmOecMPU8ILkK863kHfhYxx85Jdwn+kbQF6oyVVcMpTAzLBbNucC+sCT1c",
-	"fwtfc7RvMXrCkHZDn8fK6WYr/4eyyBNy+waft/RWS1np3vCy8x+x90dJcCHnayjfkA1ckRQO7ZgGzV2b",
-	"Kn3jTgHg3Bs6u2rmEX/YZXfS/w7LgXvGWQ9dwhkuCW2fcOIv3Fzpb7y6Wf0vAAD//w==",
+	"5Fvbchs3k34V1GyqbNUOD5IPa9NXspLUKhtbKksuVa2pFaGZJoloBpgAGFGMi/s6eY882VY3MEeOKMqx",
+	"ZGf/O5IDDBp9+PrrBvg5iFSaKQnSmmD0OZgDj0HTxwMezeFASatVgt9jMJEWmRVKBqNgP1nwpWETqXrG",
+	"Kg0T9vTDzwfs5X88f83++vNFf3enH4SBieaQcpwNMk+D0aegGB+ch4FdZhCMAmO1kLNgtQqDY81nbvyt",
+	"q0Uo1j1Wo/Hdq52dne3ndg7SiohbWF/2dA7MrfNiyP768xm7BK5Bs2jOkwTkDJqrtldYhUHGNU/BepUe",
+	"Wkj/C5bdCwkL6RPDrmCJbxX4c8btPAgDyVN87xUsgzDQ8HsuNMTByOoc6sun/OZXkDM7D0a7e6/CIBWy",
+	"/I6SWAsa3/o/n/Z7/817fwx7r/sX/9s7//cfgi7tfDSg3cpd0vIoUrm0TwzL/Tj2NOU2mkPMIm6gJ6QB",
+	"aYQV15AsQ8YN45Ylaibkzi37K1607Sb3Xrxsb7LDAhpMpqQBMsBbHn+A33MwFr9FSlqQ9JFnWYJOIJQc",
+	"/GZwl59ri/6gYRqMgn8bVMEycE/N4CetlXZLrWtJu8VYrMAwqSwjFTE7F4bFKspTkJY9nQh5zRMRX/jh",
+	"k51+sAqDAyWniYgeWdQo4WYOhi2ERUGBRbnWKKax3AJ7Oom8WJOdkJk8mpNpmeVXICtfUJppSNW1kDN6",
+	"ScKNZTxOhaSt/az0pYhjkI+zN6tQuIRHVyiqiVQGzgYqA02rMe9xhqxh8ulURAKkvaDBk7ABAx5ualh5",
+	"dnbWa0NJl7R+yqCNPCT3ocQA5YnbyqMoxoC+Bs2mXCQQ09adCBeAsyY7b1gMlovEMK4Bo3cGccgk4CQN",
+	"NtcSYjLoe2V/VrmMH17s98p5nQajch2hR0plL6a4ug+cI9TtA4Q6vXcLRytCacEN0zDNDeq2ka/22g5E",
+	"ybZXy7abvKeRmRtZc9MsP4okp50c82WieHyq1K9cz+AR1VQo6FLFSyYMs0qxBGXoxsJvrqkTCpOvG5d3",
+	"a6kdnO57EZrfgVo+Sp7budLiD4gfSS8HCaIy4xV4InjX8Ms5T0TDvrWSHirAvji2MifQhVXqgn7zgPkg",
+	"htyE4J5HO7h8Oslr609CxiuCTTRE5ZZxycjxWaRi2EF+weVYenszJevQQa9FepKBbibusfzqeXtVsFN6",
+	"YYkR64Yhg6gpw+S5ZFLJ3t7NDfvl5Og9KzgqU7k1IgaiTBQIewxknCkhrUFfzjQyFiscm4XuxfZZyqO5",
+	"kNDTwGN+mQApbcTWsDVkbdW3dBiOZTcdquXckFWUMGQdPoYvySW/5iJBYSZovDbTcJZp0ffQ7fCisb31",
+	"3c7zlMtqr3CTJVySx/bZoS3ZSgbcEv3LL1NhLcTsmic5lXBr604FJHHXWmQusge5Lxkq49qiYW0t+rhl",
+	"U54nNmSLOUh8pAGjUcmuBVf1iueTt2vX7qsyVl3+BpFFWbGoRFGbvnHlysy1ndGeu4rVpgiu1nSDb1v0",
+	"TAsXMTyOBYrHk+OaDFOeGGi7bLl8vVgdDofDu3RyuyjvYYGl6j0FybgxC6XJyFOlU26pHvU/hk359p43",
+	"Cs1XbWHDYIG6OJLJ0lWsBAoqc0t1ZHZ6Rg7j62iW8iW7BDbTXFqI3yA+gPMd5byVimYLqbkLd0/w5aiY",
+	"lN8cugm7L0uJudZ8iU/zW8v796iORCBrpSLw+MNPB4cnrOgHHHAD73iWFaT21d7LF1gKKjbZT0QEE/Tz",
+	"CaeP/aYmt6jYm1avtQRK23T5QI00rAetZE3u7RNJAbpb4+qRBAzzLhRt8Y7aL2TQAgJLpK0NzKXJs0xp",
+	"C37wBe6u/gqPuWOJuNkggYzLmE0spJnSXItkedHA2QJ6HBQRGShp5RPznUGuWzfXohGR+H07uOxyCxcK",
+	"tX5gzC0fodhB6D5T3AYuGsyIGhQdvcIwOMV0WKsnN7nY8/6z/h4GNhjTrAjXXc35wYWIu4HCPX5imIiR",
+	"c0wF6Cqj+KdVcyk3wP7z9PSYveVGRC2SvBaKLzq26cUxEGmwd4jkBv0dcbbC3TUZqyDpFpCes0sQcoYi",
+	"EHAW9u8AkRLCb3oKRdzr+fAPuiMzWIWN5LGpNVqM67MP3l/ZVGlPGtwjJ+6Xa8MULt6U4yTjEfRiSEQq",
+	"MO6KjKMKV3xT5BWWApfGs9KiNVblpblKYtPfSpT8ng3jrbRy17ItLKjZqQsQfBg74L87Vewyk1MYT/Ok",
+	"jOTbsoYLeEecuzDTiJmEmP1ydury5uvhy1c7aBEDMnZN1HpZ1A2SN5nQYC5ExwonECkZG5ZLK5LChhUE",
+	"+akNTxPSvnxerYOsdgZ6g1sReel2Lc9cOsUmCcqQLYLxLe22+2imbtOGYhsvayikELrL7gVBbIGvBo7B",
+	"zW0j58TcQs8KYh1rW4mFwZQX1yj0pVIJcBk0SF9J1daVsYGIbc2G/EI1ecL6dm7TwTF3bYimHiTc2As+",
+	"tdBBeo65MeicE3o+cQjCY/IvnMcyPoM3jF8axH4lq24/Puj0Bsq1DR1torNkujW1dWjGbNi1jeZ31gep",
+	"kPVfd9vxXbd8O7aLZyVsRlxiCkzUjAkZEk8T1oeiYcaqjC2UvhJyVlNRzZG+WXnyAbKER744ubNO+bpF",
+	"yWrNfigoRLkWdnmCb3ISu87IsdeGh5G1nfxKunclDK9OptAUZZrhlk0GrtXxxuHwGm5yM5aTfc/cibqM",
+	"mFuSjfPh8FlEw+gj+DbGNFGLtSKzpvCShKK6ecyWKtdMLSQdARNC17jpKDiguA6RT6NpaAcxJGChY2ad",
+	"yI6Cd1zyGfjk7k3YLxH5o06CUeD239A+8SDXuhNyqjoTpW9PFVvs4abZ/vFhn3nFo26Pj05OmVdwlyXG",
+	"spgfouYli3jicpeyc9DV+Zw/j9xoiHqeqOwxlqeN09aiChJylgDzZ0hqyqzO7XzUqJCYVrkFExacaewK",
+	"MlrbxTSO9kmbPN0Zx4cN8GjedcLINTCeJGM5A4kPkf9olTKlGcip0hHE7HLJhCXpjyoVpFxfQcwmFVP1",
+	"vcERSg8TNlUJWqHgMLQbodmlioVbdywn9YbuTW+xWPQQX3q5TkBGKobYVZUE8komSyebbXeWn3L2ew56",
+	"OZYOZFCvGjBqId4JGWflzQdGmQHSzC4ZOSDlE88+caSrE4GcoZgjTFedTcycCCQJNKnK/knZXi02P5ZU",
+	"7Ds7uQAo26wR1xo1MmkcCIxYeZnFxXEiIvA80V9ReHd4ijFGcTO3NjOjwUBlIJ0b9ZWeDfwkM8CxGFPC",
+	"JuDBG2MkCINr0MbF0bC/2x/iKHwJz0QwCp71h/1n1O+wc4KLQbq8QDzAzzNXlZVOdYgYkghj3y1/xCGt",
+	"6w57w+G92vlbQTn1G9cTcudhBIYzRRK9OWRKx6Cde9M9l1UYPB/u3rZiuZdB44CCJj27e1J1yWAVBi+c",
+	"KjbPaJ7A17NPMPp0W96pdxXOV+dhYPI05XqJKUgY60rjhh4w4/OZKaYG57hSYebB5ytYrhzkIsav29v9",
+	"fpvFn99+u4gOpN3s2Ot+C6XUDtIfz1zP3T42zygvHTyGfV02bhn4R5eGlesMbmPp5pWwT90SV0MGxZUx",
+	"XDfLO6I/y+vBT3Z6q+LlVzvGqzr9qybr9kTybwHO3TjTjSulN3tO5Nx5z/nm463uK67vPZZ2t5jRPqv+",
+	"ZiHl2K67QOb47j2iC3G0bMBkqqtX+9NNNOdyhnzolqJgSofLzSrgabO/u9Mfy3220Mr1GKuXcP9j1cgS",
+	"146sGBzSOhZgXJoF6P5YHiEdQho1cd1+V2Dd1ZYjltKEA2FMDqe+VbIdHnSywO0jpdEaf2SMaPbzbgnX",
+	"uiG/7YWQrTCifXttW6BYv5Kzbex33gbbFgDWLki1MKBJiGo1ee2OQ7PtWwtrX4me17vzvubxzoURXzaU",
+	"Zl2HFvuRrzpE435qDLrPTru6WSHJUzayxrKaNfXXRiXUemJv2KTqoE1cgclttRYdkKRKAzVPXI3WFbrI",
+	"4z/SVtZIwrpT09UKY5nM00sslKcFNPgmv821LO9ZU6VWXbSmzm3j5noMdEQYjF4MqUUj0jzFL0NqLLlv",
+	"u+t94lW43j7ChV3hWAq0mCsDpT4MM0pbRtoq1XmbqK4ruekCeLtlev6AcFO2UDuQ5kgCeU/dFN85MXjI",
+	"BN84UO2oigoVuVbBDBi3jLOi6+7D37d1kTT7XN6MGMe/qEP8MOS3uFuyVVrb/ap+tiGbEQP4B/HP4eu7",
+	"Z5R/dvhOCesGf/aM1VFGtE2HB5dpauAOerozlVwyd5+xwT0xa/i+qDAhW8y5pfsVwhrfauyv5ZIZ2HcQ",
+	"PDAU3tn1qXecv8jZHtCiLSM25FaL7Wz5uchprX5NV7o2loFsHhIhiSfOX3OuSXF0dAlVqybs7ACVuLdN",
+	"/6cOG/9PW0D3xplvhBe+aVThRdWitnNqpVv0QNOdCO/VPSr/w0fto+IYtOkdP7qzS+POH9zHWqlZnjuZ",
+	"GuDgWAPW/VTechnLL3f14gBVaZYo6u9z6xbrosp5Fj9s4q+OjR+5ot2Iq9S4iFuw+q8bv/80nkDmu4Mn",
+	"3Ct7UdXtgMCdSQ0o0P1LOw7EZwQv0p1d0l2EflVrFce+4edNOR1z4xUsB3STszp39u+gPtz6G/bLgqjx",
+	"b18TrM5X/xcAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -1,0 +1,240 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/store"
+)
+
+// SyncInterval is how often a process reads the store's change feed: a
+// change made by another process takes effect here within it.
+const SyncInterval = 250 * time.Millisecond
+
+// changeRetention is how long the feed keeps changes. A process that has
+// not read the feed for half of it forgets all it knows and starts afresh.
+const changeRetention = 24 * time.Hour
+
+// Revocations keeps in memory what this process needs to refuse a token
+// without a store round-trip on every request: the token version and state
+// of each account it has seen tokens of, and the revoked access tokens. It
+// follows the store's change feed; Sync applies it at once.
+type Revocations struct {
+	logger *slog.Logger
+	st     revocationStore
+	keys   *KeySet
+	now    func() time.Time
+
+	// sync serialises reads of the feed.
+	sync    sync.Mutex
+	lastSeq int64
+	lastOK  time.Time
+	pruned  time.Time
+
+	accounts *lru.Cache[string, accountState]
+	// generation rises whenever account entries are dropped, so a load
+	// that raced with the drop is not cached.
+	generation atomic.Int64
+
+	mu      sync.RWMutex
+	revoked map[string]time.Time // jti → expiry
+}
+
+type revocationStore interface {
+	store.Users
+	store.Keys
+	store.Changes
+}
+
+type accountState struct {
+	version  int64
+	disabled bool
+	gone     bool
+}
+
+// NewRevocations reads where the change feed stands and the revoked access
+// tokens still alive, and remembers the state of up to size accounts.
+func NewRevocations(
+	ctx context.Context,
+	logger *slog.Logger,
+	st revocationStore,
+	keys *KeySet,
+	size int,
+	now func() time.Time,
+) (*Revocations, error) {
+	accounts, err := lru.New[string, accountState](size)
+	if err != nil {
+		return nil, err
+	}
+	r := &Revocations{logger: logger, st: st, keys: keys, now: now, accounts: accounts}
+	if err := r.reset(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// reset forgets everything and reads the current state.
+func (r *Revocations) reset(ctx context.Context) error {
+	seq, err := r.st.LatestChange(ctx)
+	if err != nil {
+		return err
+	}
+	tokens, err := r.st.RevokedAccessTokens(ctx, r.now())
+	if err != nil {
+		return err
+	}
+	revoked := make(map[string]time.Time, len(tokens))
+	for _, c := range tokens {
+		revoked[c.Subject] = c.ExpiresAt
+	}
+	if err := r.keys.Reload(ctx, r.st); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.revoked = revoked
+	r.mu.Unlock()
+	r.generation.Add(1)
+	r.accounts.Purge()
+	r.lastSeq, r.lastOK = seq, r.now()
+	return nil
+}
+
+// Run follows the change feed until ctx ends.
+func (r *Revocations) Run(ctx context.Context) {
+	t := time.NewTicker(SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
+				r.logger.Warn("reading the change feed failed; will retry", "error", err)
+			}
+		}
+	}
+}
+
+// Sync applies every change in the feed not yet applied. A process calls it
+// after its own change, so the change is in force before it answers. On a
+// nil *Revocations it does nothing.
+func (r *Revocations) Sync(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	r.sync.Lock()
+	defer r.sync.Unlock()
+	now := r.now()
+	if now.Sub(r.lastOK) > changeRetention/2 {
+		// Changes may have been pruned unseen: start afresh.
+		return r.reset(ctx)
+	}
+	for {
+		changes, err := r.st.ChangesSince(ctx, r.lastSeq, 1000)
+		if err != nil {
+			return err
+		}
+		if err := r.apply(ctx, changes); err != nil {
+			return err
+		}
+		if len(changes) < 1000 {
+			break
+		}
+	}
+	r.lastOK = now
+	r.expire(now)
+	if now.Sub(r.pruned) > time.Hour {
+		r.pruned = now
+		if err := r.st.PruneChanges(ctx, now.Add(-changeRetention)); err != nil {
+			return fmt.Errorf("prune changes: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *Revocations) apply(ctx context.Context, changes []store.Change) error {
+	for _, c := range changes {
+		switch c.Kind {
+		case store.ChangeUser:
+			r.generation.Add(1)
+			r.accounts.Remove(c.Subject)
+		case store.ChangeAccessToken:
+			r.mu.Lock()
+			r.revoked[c.Subject] = c.ExpiresAt
+			r.mu.Unlock()
+		case store.ChangeKeys:
+			if err := r.keys.Reload(ctx, r.st); err != nil {
+				return err
+			}
+		}
+		r.lastSeq = c.Seq
+	}
+	return nil
+}
+
+// expire forgets revoked tokens that have expired anyway.
+func (r *Revocations) expire(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for jti, exp := range r.revoked {
+		if now.After(exp.Add(time.Minute)) {
+			delete(r.revoked, jti)
+		}
+	}
+}
+
+// Check refuses a principal whose token was revoked, whose account has
+// been disabled or deleted, or whose token predates the account's current
+// token version.
+func (r *Revocations) Check(ctx context.Context, p *Principal) error {
+	r.mu.RLock()
+	_, revoked := r.revoked[p.TokenID]
+	r.mu.RUnlock()
+	if revoked {
+		return fault.New(fault.InvalidToken, "token has been revoked")
+	}
+	st, err := r.account(ctx, p.UserID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.gone:
+		return fault.New(fault.InvalidToken, "the token's account no longer exists")
+	case st.disabled:
+		return fault.New(fault.InvalidToken, "the token's account is disabled")
+	case p.Version < st.version:
+		return fault.New(fault.InvalidToken, "token has been revoked")
+	}
+	return nil
+}
+
+// account returns an account's state, reading it from the store the first
+// time and after each change to it.
+func (r *Revocations) account(ctx context.Context, id string) (accountState, error) {
+	if st, ok := r.accounts.Get(id); ok {
+		return st, nil
+	}
+	gen := r.generation.Load()
+	var st accountState
+	u, err := r.st.UserByID(ctx, id)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		st.gone = true
+	case err != nil:
+		return st, fmt.Errorf("auth: account state: %w", err)
+	default:
+		st.version, st.disabled = u.TokenVersion, u.Disabled
+	}
+	if r.generation.Load() == gen {
+		r.accounts.Add(id, st)
+	}
+	return st, nil
+}
