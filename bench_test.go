@@ -43,7 +43,7 @@ func newBenchEnv(b *testing.B, doc *openapi3.T) *benchEnv {
 			b.Fatal(err)
 		}
 	}
-	cfg := config{Issuer: "http://localhost:8080", AccessTokenTTL: 15 * 60e9, ClockLeeway: 5e9,
+	cfg := config{Issuer: "http://localhost:8080", AccessTokenTTL: 15 * 60e9, RefreshTokenTTL: 720 * 3600e9, ClockLeeway: 5e9,
 		SigningAlg: auth.AlgEdDSA, MaxBodyBytes: 1 << 20, TokenCacheSize: 100_000}
 	hasher := auth.NewArgon2id(auth.Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32})
 	a, err := newApp(ctx, slog.New(slog.DiscardHandler), cfg, st, hasher, doc)

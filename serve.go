@@ -142,7 +142,8 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	accounts := auth.NewAccounts(st, hasher, revs, time.Now)
-	grants, err := auth.NewGrants(logger, st, hasher, tokens, auth.NewClients(true), time.Now)
+	clients := auth.NewClients(true)
+	grants, err := auth.NewGrants(logger, st, hasher, tokens, clients, revs, cfg.RefreshTokenTTL, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +155,8 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 	if err != nil {
 		return nil, err
 	}
-	handler, err := routes(logger, g, impl.NewServer(accounts, st, grants), specJSON)
+	server := impl.NewServer(accounts, st, grants, clients, keys, impl.Issuer{URL: cfg.Issuer, Explicit: cfg.issuerSet})
+	handler, err := routes(logger, g, server, specJSON)
 	if err != nil {
 		return nil, err
 	}

@@ -14,15 +14,16 @@ import (
 // config holds every setting. Each has a flag --kebab-name and an env
 // PASSFLOW_UPPER_SNAKE; a flag beats the env, which beats the default.
 type config struct {
-	Addr           string
-	DB             string
-	Issuer         string
-	AdminPassword  string
-	AccessTokenTTL time.Duration
-	SigningAlg     string
-	ClockLeeway    time.Duration
-	MaxBodyBytes   int64
-	TokenCacheSize int
+	Addr            string
+	DB              string
+	Issuer          string
+	AdminPassword   string
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	SigningAlg      string
+	ClockLeeway     time.Duration
+	MaxBodyBytes    int64
+	TokenCacheSize  int
 
 	// issuerSet records whether the issuer was set explicitly.
 	issuerSet bool
@@ -39,6 +40,7 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.Issuer, "issuer", "http://localhost:8080", "issuer URL: the iss and aud of every token")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password for the admin account created when no account holds users:admin (prefer the env)")
 	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
+	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime, from each token's own issue (a login's tokens never outlive 90 days)")
 	fs.StringVar(&c.SigningAlg, "signing-alg", auth.AlgEdDSA, "JWS algorithm access tokens are signed with: EdDSA")
 	fs.DurationVar(&c.ClockLeeway, "clock-leeway", 5*time.Second, "clock skew tolerated when checking token times")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
@@ -50,6 +52,8 @@ func (c *config) validate() error {
 	switch {
 	case c.AccessTokenTTL < time.Second:
 		return errors.New("--access-token-ttl must be at least 1s")
+	case c.RefreshTokenTTL < time.Minute:
+		return errors.New("--refresh-token-ttl must be at least 1m")
 	case c.ClockLeeway < 0 || c.ClockLeeway > 5*time.Minute:
 		return errors.New("--clock-leeway must be between 0s and 5m")
 	case c.MaxBodyBytes < 1024:

@@ -40,8 +40,8 @@ func TestTokenResponse(t *testing.T) {
 	if body["token_type"] != "Bearer" || body["expires_in"] != float64(420) || body["scope"] != "data:read" {
 		t.Errorf("body = %v, want token_type Bearer, expires_in 420, scope data:read", body)
 	}
-	if _, ok := body["refresh_token"]; ok {
-		t.Errorf("body has a refresh_token; refresh tokens are not issued yet")
+	if rt, _ := body["refresh_token"].(string); len(rt) < 43 || strings.Contains(rt, ".") {
+		t.Errorf("refresh_token = %q, want an opaque token of at least 256 bits", rt)
 	}
 
 	header, payload := claims(t, body["access_token"].(string))
@@ -51,6 +51,9 @@ func TestTokenResponse(t *testing.T) {
 	me := ts.do(http.MethodGet, "/users/me", bearer(body["access_token"].(string)), nil).JSON(t)
 	if me["username"] != "bob" {
 		t.Errorf("username = %v, want the normalised bob", me["username"])
+	}
+	if sid, _ := payload["sid"].(string); sid == "" {
+		t.Errorf("no sid claim naming the login the token belongs to")
 	}
 	for claim, want := range map[string]any{
 		"iss": "http://localhost:8080", "client_id": "passflow", "scope": "data:read",

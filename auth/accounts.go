@@ -159,6 +159,44 @@ func (a *Accounts) Update(ctx context.Context, username string, c Change) (store
 	return u, a.revs.Sync(ctx)
 }
 
+// ChangePassword sets the password of p's own account after checking its
+// current one. Every token the account holds stops working, p's included.
+func (a *Accounts) ChangePassword(ctx context.Context, p *Principal, current, next string) error {
+	u, err := a.users.UserByID(ctx, p.UserID)
+	if err != nil {
+		return notFound(err)
+	}
+	ok, _, err := a.hasher.Verify(u.PasswordHash, current)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fault.Invalid("/current_password", "the current password is wrong")
+	}
+	if err := CheckPassword("/new_password", next); err != nil {
+		return err
+	}
+	_, err = a.Update(ctx, u.Username, Change{Password: &next})
+	return err
+}
+
+// LogoutEverywhere ends every token p's account holds: its access tokens
+// and every refresh family, on every device.
+func (a *Accounts) LogoutEverywhere(ctx context.Context, p *Principal) error {
+	_, err := a.users.UpdateUser(ctx, p.Username, func(u *store.User) error {
+		if u.ID != p.UserID {
+			return fault.ErrNotFound
+		}
+		u.TokenVersion++
+		u.UpdatedAt = a.now().UTC()
+		return nil
+	})
+	if err != nil {
+		return notFound(err)
+	}
+	return a.revs.Sync(ctx)
+}
+
 // Delete deletes the account called username and everything it owns. The
 // last enabled account holding users:admin cannot be deleted.
 func (a *Accounts) Delete(ctx context.Context, username string) error {

@@ -85,6 +85,12 @@ func NewClients(allowPublic bool) *Clients {
 	return &Clients{allowPublic: allowPublic}
 }
 
+// AuthMethods lists the token endpoint authentication methods clients may
+// use (RFC 8414 token_endpoint_auth_methods_supported).
+func (c *Clients) AuthMethods() []string {
+	return []string{"none"}
+}
+
 // Authenticate returns the client that creds identify. Without any client
 // id the client is DefaultClientID. An unregistered client id without a
 // secret is a public client naming itself; with a secret it is

@@ -2,37 +2,58 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/passflow/passflow/fault"
 	"github.com/passflow/passflow/store"
 )
 
-// Grants carries out the token endpoint's grants.
+// MaxFamilyLifetime bounds a refresh family: no refresh token outlives 90
+// days from the password login it descends from.
+const MaxFamilyLifetime = 90 * 24 * time.Hour
+
+// Grants carries out the token endpoint's grants and revocation.
 type Grants struct {
-	logger  *slog.Logger
-	users   store.Users
-	hasher  Hasher
-	tokens  *Tokens
-	clients *Clients
-	now     func() time.Time
+	logger     *slog.Logger
+	st         grantStore
+	hasher     Hasher
+	tokens     *Tokens
+	clients    *Clients
+	revs       *Revocations
+	refreshTTL time.Duration
+	now        func() time.Time
 	// dummyHash is verified against when the username is unknown, so an
 	// unknown name costs the same hash work as a wrong password.
 	dummyHash string
 }
 
-// NewGrants returns the grants service. It hashes a random password once,
-// to have a dummy hash with the current parameters.
+type grantStore interface {
+	store.Users
+	store.RefreshTokens
+	store.Changes
+}
+
+// NewGrants returns the grants service; refresh tokens live for
+// refreshTTL from their own issue. It hashes a random password once, to
+// have a dummy hash with the current parameters.
 func NewGrants(
 	logger *slog.Logger,
-	users store.Users,
+	st grantStore,
 	hasher Hasher,
 	tokens *Tokens,
 	clients *Clients,
+	revs *Revocations,
+	refreshTTL time.Duration,
 	now func() time.Time,
 ) (*Grants, error) {
 	pw, err := GeneratePassword()
@@ -43,7 +64,10 @@ func NewGrants(
 	if err != nil {
 		return nil, fmt.Errorf("auth: dummy hash: %w", err)
 	}
-	return &Grants{logger: logger, users: users, hasher: hasher, tokens: tokens, clients: clients, now: now, dummyHash: dummy}, nil
+	return &Grants{
+		logger: logger, st: st, hasher: hasher, tokens: tokens, clients: clients, revs: revs,
+		refreshTTL: refreshTTL, now: now, dummyHash: dummy,
+	}, nil
 }
 
 // PasswordRequest is an RFC 6749 §4.3.2 access token request. An empty
@@ -57,9 +81,10 @@ type PasswordRequest struct {
 
 // Grant is what a successful grant returns.
 type Grant struct {
-	AccessToken string
-	ExpiresIn   time.Duration
-	Scopes      []string
+	AccessToken  string
+	ExpiresIn    time.Duration
+	Scopes       []string
+	RefreshToken string
 }
 
 var errBadCredentials = fault.New(fault.InvalidGrant, "wrong username or password")
@@ -102,26 +127,221 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, erro
 		return Grant{}, fault.New(fault.InvalidGrant, "the account is disabled")
 	}
 
-	scopes := u.Scopes
-	if len(requested) > 0 {
-		for _, s := range requested {
-			if !u.HasScope(s) {
-				return Grant{}, fault.New(fault.InvalidScope, "the account may not be granted a requested scope")
-			}
-		}
-		scopes = requested
+	scopes, err := narrow(u.Scopes, requested, "the account may not be granted a requested scope")
+	if err != nil {
+		return Grant{}, err
 	}
+
+	now := g.now()
+	fam := store.RefreshFamily{
+		ID: uuid.NewString(), UserID: u.ID, ClientID: client.ID, Scopes: scopes,
+		TokenVersion: u.TokenVersion, CreatedAt: now, ExpiresAt: now.Add(MaxFamilyLifetime),
+	}
+	refresh, hash, err := newRefreshToken()
+	if err != nil {
+		return Grant{}, err
+	}
+	first := store.RefreshToken{Hash: hash, IssuedAt: now, ExpiresAt: now.Add(g.refreshTTL)}
+	if err := g.st.CreateRefreshFamily(ctx, fam, first); err != nil {
+		return Grant{}, err
+	}
+	return g.issue(u, fam, scopes, refresh)
+}
+
+// narrow returns requested if it is a subset of allowed, all of allowed if
+// requested is empty, and invalid_scope otherwise.
+func narrow(allowed, requested []string, desc string) ([]string, error) {
+	if len(requested) == 0 {
+		return allowed, nil
+	}
+	for _, s := range requested {
+		if !slices.Contains(allowed, s) {
+			return nil, fault.New(fault.InvalidScope, desc)
+		}
+	}
+	return requested, nil
+}
+
+// issue signs an access token of family fam for u with scopes, and returns
+// it with the refresh token.
+func (g *Grants) issue(u store.User, fam store.RefreshFamily, scopes []string, refresh string) (Grant, error) {
 	at, err := g.tokens.Issue(Subject{
-		UserID:   u.ID,
-		Username: u.Username,
-		ClientID: client.ID,
-		Scopes:   slices.Clone(scopes),
-		Version:  u.TokenVersion,
+		UserID:    u.ID,
+		Username:  u.Username,
+		ClientID:  fam.ClientID,
+		Scopes:    slices.Clone(scopes),
+		Version:   u.TokenVersion,
+		SessionID: fam.ID,
 	})
 	if err != nil {
 		return Grant{}, err
 	}
-	return Grant{AccessToken: at.Token, ExpiresIn: at.ExpiresIn, Scopes: scopes}, nil
+	return Grant{AccessToken: at.Token, ExpiresIn: at.ExpiresIn, Scopes: scopes, RefreshToken: refresh}, nil
+}
+
+// RefreshRequest is an RFC 6749 §6 refresh request.
+type RefreshRequest struct {
+	RefreshToken string
+	Scope        string
+	Client       ClientCredentials
+}
+
+var errBadRefresh = fault.New(fault.InvalidGrant, "refresh token is invalid")
+
+// Refresh carries out the refresh_token grant (RFC 6749 §6, RFC 9700
+// §4.14.2): the token is rotated, and a token presented a second time
+// revokes its whole family. scope may only narrow the new access token;
+// the new refresh token keeps the family's scopes.
+func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error) {
+	if req.RefreshToken == "" {
+		return Grant{}, fault.New(fault.InvalidRequest, "missing parameter: refresh_token")
+	}
+	client, err := g.clients.Authenticate(ctx, req.Client)
+	if err != nil {
+		return Grant{}, err
+	}
+	requested, err := ParseScopes(req.Scope, fault.InvalidScope)
+	if err != nil {
+		return Grant{}, err
+	}
+	hash := hashRefresh(req.RefreshToken)
+	fam, err := g.st.RefreshFamilyByToken(ctx, hash)
+	if errors.Is(err, fault.ErrNotFound) {
+		return Grant{}, errBadRefresh
+	}
+	if err != nil {
+		return Grant{}, err
+	}
+	if fam.ClientID != client.ID {
+		return Grant{}, fault.New(fault.InvalidGrant, "refresh token was issued to another client")
+	}
+	u, err := g.st.UserByID(ctx, fam.UserID)
+	if errors.Is(err, fault.ErrNotFound) {
+		return Grant{}, errBadRefresh
+	}
+	if err != nil {
+		return Grant{}, err
+	}
+	switch {
+	case u.Disabled:
+		return Grant{}, fault.New(fault.InvalidGrant, "the account is disabled")
+	case fam.TokenVersion != u.TokenVersion:
+		return Grant{}, fault.New(fault.InvalidGrant, "refresh token has been revoked")
+	}
+	scopes, err := narrow(fam.Scopes, requested, "scope may only narrow what was granted at login")
+	if err != nil {
+		return Grant{}, err
+	}
+
+	refresh, next, err := newRefreshToken()
+	if err != nil {
+		return Grant{}, err
+	}
+	now := g.now()
+	_, err = g.st.RotateRefreshToken(ctx, hash,
+		store.RefreshToken{Hash: next, IssuedAt: now, ExpiresAt: now.Add(g.refreshTTL)}, now, g.accessUntil(now))
+	switch {
+	case errors.Is(err, store.ErrRefreshReused):
+		g.logger.Warn("refresh token reused: its family is revoked", "family", fam.ID, "subject", fam.UserID)
+		// End the family's access tokens here before answering.
+		if err := g.revs.Sync(ctx); err != nil {
+			return Grant{}, err
+		}
+		return Grant{}, fault.New(fault.InvalidGrant, "refresh token was already used; every token of its login is now revoked")
+	case errors.Is(err, store.ErrRefreshRevoked):
+		return Grant{}, fault.New(fault.InvalidGrant, "refresh token has been revoked")
+	case errors.Is(err, store.ErrRefreshExpired):
+		return Grant{}, fault.New(fault.InvalidGrant, "refresh token has expired")
+	case errors.Is(err, fault.ErrNotFound):
+		return Grant{}, errBadRefresh
+	case err != nil:
+		return Grant{}, err
+	}
+	return g.issue(u, fam, scopes, refresh)
+}
+
+// accessUntil is when every access token issued by now is dead.
+func (g *Grants) accessUntil(now time.Time) time.Time {
+	return now.Add(g.tokens.TTL() + g.tokens.leeway)
+}
+
+// RevokeRequest is an RFC 7009 §2.1 revocation request.
+type RevokeRequest struct {
+	Token  string
+	Hint   string
+	Client ClientCredentials
+}
+
+// Revoke carries out RFC 7009 revocation. Revoking a refresh token revokes
+// its family and the access tokens issued from it; revoking an access
+// token denies it until it expires. An unknown or invalid token is no
+// error. Tokens of public clients may be revoked by anyone holding them.
+func (g *Grants) Revoke(ctx context.Context, req RevokeRequest) error {
+	if req.Token == "" {
+		return fault.New(fault.InvalidRequest, "missing parameter: token")
+	}
+	if _, err := g.clients.Authenticate(ctx, req.Client); err != nil {
+		return err
+	}
+	// A JWT has two dots; an opaque refresh token none. The hint only
+	// says where to look first.
+	looksAccess := strings.Count(req.Token, ".") == 2
+	tries := []func(context.Context, string) (bool, error){g.revokeRefresh, g.revokeAccess}
+	if looksAccess && req.Hint != "refresh_token" || req.Hint == "access_token" {
+		slices.Reverse(tries)
+	}
+	for _, try := range tries {
+		done, err := try(ctx, req.Token)
+		if err != nil || done {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *Grants) revokeRefresh(ctx context.Context, token string) (bool, error) {
+	fam, err := g.st.RefreshFamilyByToken(ctx, hashRefresh(token))
+	if errors.Is(err, fault.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	now := g.now()
+	if err := g.st.RevokeRefreshFamily(ctx, fam.ID, now, g.accessUntil(now)); err != nil {
+		return false, err
+	}
+	return true, g.revs.Sync(ctx)
+}
+
+func (g *Grants) revokeAccess(ctx context.Context, token string) (bool, error) {
+	p, err := g.tokens.parse(token)
+	if err != nil {
+		// Invalid or expired: nothing left to revoke.
+		return false, nil
+	}
+	if err := g.st.RevokeAccessToken(ctx, p.TokenID, p.ExpiresAt.Add(g.tokens.leeway)); err != nil {
+		return false, err
+	}
+	return true, g.revs.Sync(ctx)
+}
+
+// newRefreshToken returns a fresh opaque refresh token (256 random bits)
+// and the hash it is stored as.
+func newRefreshToken() (string, []byte, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, err
+	}
+	token := base64.RawURLEncoding.EncodeToString(b)
+	return token, hashRefresh(token), nil
+}
+
+// hashRefresh is how refresh tokens are stored: a fast hash suffices for a
+// secret with 256 bits of entropy.
+func hashRefresh(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
 }
 
 // lookup finds a user by a submitted username. A name that cannot be
@@ -131,5 +351,5 @@ func (g *Grants) lookup(ctx context.Context, username string) (store.User, error
 	if err != nil {
 		return store.User{}, fault.ErrNotFound
 	}
-	return g.users.UserByUsername(ctx, name)
+	return g.st.UserByUsername(ctx, name)
 }

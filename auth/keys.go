@@ -218,11 +218,12 @@ func (s *KeySet) Algorithms() []string {
 	return algs
 }
 
-// JWKS returns the RFC 7517 JWK Set of the public verification keys.
-func (s *KeySet) JWKS() map[string]any {
+// Public returns the public verification keys as RFC 7517 JWKs, newest
+// first: what a JWK Set publishes.
+func (s *KeySet) Public() []map[string]string {
 	keys := []map[string]string{}
 	for _, k := range s.state.Load().all {
 		keys = append(keys, k.PublicJWK())
 	}
-	return map[string]any{"keys": keys}
+	return keys
 }

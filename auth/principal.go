@@ -19,6 +19,9 @@ type Principal struct {
 	ExpiresAt time.Time
 	// Version is the account's token version when the token was issued.
 	Version int64
+	// SessionID is the refresh family (one password login) the token was
+	// issued from; revoking the family revokes the token.
+	SessionID string
 }
 
 // HasScopes reports whether the principal holds every scope in required.

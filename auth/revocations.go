@@ -44,13 +44,15 @@ type Revocations struct {
 	// that raced with the drop is not cached.
 	generation atomic.Int64
 
-	mu      sync.RWMutex
-	revoked map[string]time.Time // jti → expiry
+	mu       sync.RWMutex
+	revoked  map[string]time.Time // access token jti → its expiry
+	families map[string]time.Time // revoked refresh family → end of its access tokens
 }
 
 type revocationStore interface {
 	store.Users
 	store.Keys
+	store.RefreshTokens
 	store.Changes
 }
 
@@ -87,20 +89,19 @@ func (r *Revocations) reset(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := r.st.RevokedAccessTokens(ctx, r.now())
+	changes, err := r.st.Revoked(ctx, r.now())
 	if err != nil {
 		return err
-	}
-	revoked := make(map[string]time.Time, len(tokens))
-	for _, c := range tokens {
-		revoked[c.Subject] = c.ExpiresAt
 	}
 	if err := r.keys.Reload(ctx, r.st); err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.revoked = revoked
+	r.revoked, r.families = map[string]time.Time{}, map[string]time.Time{}
 	r.mu.Unlock()
+	if err := r.apply(ctx, changes); err != nil {
+		return err
+	}
 	r.generation.Add(1)
 	r.accounts.Purge()
 	r.lastSeq, r.lastOK = seq, r.now()
@@ -152,9 +153,13 @@ func (r *Revocations) Sync(ctx context.Context) error {
 	r.lastOK = now
 	r.expire(now)
 	if now.Sub(r.pruned) > time.Hour {
+		// Housekeeping, once an hour: drop what nothing needs any more.
 		r.pruned = now
 		if err := r.st.PruneChanges(ctx, now.Add(-changeRetention)); err != nil {
 			return fmt.Errorf("prune changes: %w", err)
+		}
+		if err := r.st.PruneRefreshFamilies(ctx, now.Add(-changeRetention)); err != nil {
+			return fmt.Errorf("prune refresh families: %w", err)
 		}
 	}
 	return nil
@@ -170,6 +175,10 @@ func (r *Revocations) apply(ctx context.Context, changes []store.Change) error {
 			r.mu.Lock()
 			r.revoked[c.Subject] = c.ExpiresAt
 			r.mu.Unlock()
+		case store.ChangeFamily:
+			r.mu.Lock()
+			r.families[c.Subject] = c.ExpiresAt
+			r.mu.Unlock()
 		case store.ChangeKeys:
 			if err := r.keys.Reload(ctx, r.st); err != nil {
 				return err
@@ -180,13 +189,15 @@ func (r *Revocations) apply(ctx context.Context, changes []store.Change) error {
 	return nil
 }
 
-// expire forgets revoked tokens that have expired anyway.
+// expire forgets revocations whose tokens have expired anyway.
 func (r *Revocations) expire(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for jti, exp := range r.revoked {
-		if now.After(exp.Add(time.Minute)) {
-			delete(r.revoked, jti)
+	for _, m := range []map[string]time.Time{r.revoked, r.families} {
+		for id, exp := range m {
+			if now.After(exp.Add(time.Minute)) {
+				delete(m, id)
+			}
 		}
 	}
 }
@@ -197,8 +208,9 @@ func (r *Revocations) expire(now time.Time) {
 func (r *Revocations) Check(ctx context.Context, p *Principal) error {
 	r.mu.RLock()
 	_, revoked := r.revoked[p.TokenID]
+	_, loggedOut := r.families[p.SessionID]
 	r.mu.RUnlock()
-	if revoked {
+	if revoked || loggedOut {
 		return fault.New(fault.InvalidToken, "token has been revoked")
 	}
 	st, err := r.account(ctx, p.UserID)

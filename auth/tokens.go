@@ -32,6 +32,8 @@ type accessClaims struct {
 	Scope    *string `json:"scope"`
 	Username string  `json:"username,omitempty"`
 	Version  int64   `json:"ver"`
+	// Session is the refresh family the token belongs to.
+	Session string `json:"sid,omitempty"`
 }
 
 // Validate adds RFC 9068's required claims to golang-jwt's checks.
@@ -59,6 +61,8 @@ type Subject struct {
 	Scopes   []string
 	// Version is the user's token version at issue.
 	Version int64
+	// SessionID is the refresh family the token is issued from.
+	SessionID string
 }
 
 // AccessToken is a freshly issued access token.
@@ -144,6 +148,7 @@ func (t *Tokens) Issue(s Subject) (AccessToken, error) {
 		Scope:    &scope,
 		Username: s.Username,
 		Version:  s.Version,
+		Session:  s.SessionID,
 	}
 	key := t.keys.Signing()
 	tok := jwt.NewWithClaims(key.method, claims)
@@ -163,6 +168,19 @@ func (t *Tokens) Issue(s Subject) (AccessToken, error) {
 // A token's signature and claims are checked once; its expiry, revocation
 // and account state on every call, from memory.
 func (t *Tokens) Verify(ctx context.Context, raw string) (*Principal, error) {
+	p, err := t.parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.revs.Check(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parse checks a token's signature and claims, once per token, and its
+// expiry on every call; not whether it was revoked.
+func (t *Tokens) parse(raw string) (*Principal, error) {
 	if len(raw) > MaxTokenBytes {
 		return nil, fault.New(fault.InvalidToken, "token is too long")
 	}
@@ -188,11 +206,9 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (*Principal, error) {
 			Scopes:    strings.Fields(*claims.Scope),
 			ExpiresAt: claims.ExpiresAt.Time,
 			Version:   claims.Version,
+			SessionID: claims.Session,
 		}
 		t.cache.Add(sum, p)
-	}
-	if err := t.revs.Check(ctx, p); err != nil {
-		return nil, err
 	}
 	return p, nil
 }

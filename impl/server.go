@@ -7,7 +7,10 @@ package impl
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/passflow/passflow/auth"
 	"github.com/passflow/passflow/fault"
@@ -22,6 +25,18 @@ type Server struct {
 	accounts *auth.Accounts
 	items    store.Items
 	grants   *auth.Grants
+	clients  *auth.Clients
+	keys     *auth.KeySet
+	issuer   Issuer
+}
+
+// Issuer is the token issuer, as the metadata endpoint describes it.
+type Issuer struct {
+	// URL is the iss of every token.
+	URL string
+	// Explicit is set when URL was configured: endpoint URLs are then built
+	// from it, else from the request's scheme and Host.
+	Explicit bool
 }
 
 // NewServer returns the handlers.
@@ -29,8 +44,11 @@ func NewServer(
 	accounts *auth.Accounts,
 	items store.Items,
 	grants *auth.Grants,
+	clients *auth.Clients,
+	keys *auth.KeySet,
+	issuer Issuer,
 ) *Server {
-	return &Server{accounts: accounts, items: items, grants: grants}
+	return &Server{accounts: accounts, items: items, grants: grants, clients: clients, keys: keys, issuer: issuer}
 }
 
 var (
@@ -54,6 +72,12 @@ func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject
 			Scope:    deref(b.Scope),
 			Client:   client,
 		})
+	case api.TokenRequestGrantTypeRefreshToken:
+		g, err = s.grants.Refresh(ctx, auth.RefreshRequest{
+			RefreshToken: deref(b.RefreshToken),
+			Scope:        deref(b.Scope),
+			Client:       client,
+		})
 	default:
 		// The guard refuses grant types the spec does not list.
 		err = fault.New(fault.UnsupportedGrantType, "unsupported grant_type")
@@ -66,10 +90,87 @@ func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject
 			AccessToken: g.AccessToken,
 			TokenType:   api.TokenResponseTokenTypeBearer,
 			ExpiresIn:   int64(g.ExpiresIn.Seconds()),
-			Scope:       strings.Join(g.Scopes, " "),
+			Scope:        strings.Join(g.Scopes, " "),
+			RefreshToken: optional(g.RefreshToken),
 		},
 		Headers: api.IssueToken200ResponseHeaders{CacheControl: &noStore, Pragma: &noCache},
 	}, nil
+}
+
+// RevokeToken is POST /revoke (RFC 7009).
+func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObject) (api.RevokeTokenResponseObject, error) {
+	b := req.Body
+	client, err := auth.MergeClientCredentials(auth.ClientCredentialsFrom(ctx), deref(b.ClientId), deref(b.ClientSecret))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.grants.Revoke(ctx, auth.RevokeRequest{Token: b.Token, Hint: deref(b.TokenTypeHint), Client: client}); err != nil {
+		return nil, err
+	}
+	return api.RevokeToken200Response{Headers: api.RevokeToken200ResponseHeaders{CacheControl: &noStore, Pragma: &noCache}}, nil
+}
+
+// GetServerMetadata is GET /.well-known/oauth-authorization-server (RFC 8414).
+func (s *Server) GetServerMetadata(ctx context.Context, _ api.GetServerMetadataRequestObject) (api.GetServerMetadataResponseObject, error) {
+	base := strings.TrimSuffix(s.issuer.URL, "/")
+	if !s.issuer.Explicit {
+		base = requestOrigin(ctx)
+	}
+	return api.GetServerMetadata200JSONResponse{
+		Issuer:                                 s.issuer.URL,
+		TokenEndpoint:                          base + "/token",
+		RevocationEndpoint:                     base + "/revoke",
+		JwksUri:                                base + "/.well-known/jwks.json",
+		GrantTypesSupported:                    []string{"password", "refresh_token"},
+		TokenEndpointAuthMethodsSupported:      s.clients.AuthMethods(),
+		RevocationEndpointAuthMethodsSupported: s.clients.AuthMethods(),
+		ScopesSupported:                        store.AllScopes,
+		ResponseTypesSupported:                 []string{},
+	}, nil
+}
+
+// requestOrigin is the scheme and host the request was made to.
+func requestOrigin(ctx context.Context) string {
+	r, ok := ctx.Value(gin.ContextRequestKey).(*http.Request)
+	if !ok {
+		return ""
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+var jwksMaxAge = "public, max-age=300"
+
+// GetJWKS is GET /.well-known/jwks.json (RFC 7517).
+func (s *Server) GetJWKS(_ context.Context, _ api.GetJWKSRequestObject) (api.GetJWKSResponseObject, error) {
+	keys := s.keys.Public()
+	out := api.JWKS{Keys: make([]api.JWK, len(keys))}
+	for i, k := range keys {
+		out.Keys[i] = api.JWK{
+			Kty: k["kty"], Kid: k["kid"], Alg: k["alg"], Use: k["use"],
+			Crv: optional(k["crv"]), X: optional(k["x"]), Y: optional(k["y"]), N: optional(k["n"]), E: optional(k["e"]),
+		}
+	}
+	return api.GetJWKS200JSONResponse{Body: out, Headers: api.GetJWKS200ResponseHeaders{CacheControl: &jwksMaxAge}}, nil
+}
+
+// ChangeMyPassword is POST /users/me/password.
+func (s *Server) ChangeMyPassword(ctx context.Context, req api.ChangeMyPasswordRequestObject) (api.ChangeMyPasswordResponseObject, error) {
+	if err := s.accounts.ChangePassword(ctx, principal(ctx), deref(req.Body.CurrentPassword), deref(req.Body.NewPassword)); err != nil {
+		return nil, err
+	}
+	return api.ChangeMyPassword204Response{}, nil
+}
+
+// LogoutEverywhere is POST /users/me/logout-all.
+func (s *Server) LogoutEverywhere(ctx context.Context, _ api.LogoutEverywhereRequestObject) (api.LogoutEverywhereResponseObject, error) {
+	if err := s.accounts.LogoutEverywhere(ctx, principal(ctx)); err != nil {
+		return nil, err
+	}
+	return api.LogoutEverywhere204Response{}, nil
 }
 
 // ListMyData is GET /my_data (and /my_data/).
@@ -208,6 +309,13 @@ func principal(ctx context.Context) *auth.Principal {
 		panic("impl: protected operation reached without a principal")
 	}
 	return p
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func deref(s *string) string {

@@ -9,6 +9,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/passflow/passflow/fault"
@@ -124,6 +125,66 @@ type Keys interface {
 	EnsureSigningKey(ctx context.Context, k SigningKey) ([]SigningKey, error)
 }
 
+// RefreshFamily is every refresh token descended from one password login.
+type RefreshFamily struct {
+	ID       string
+	UserID   string
+	ClientID string
+	// Scopes are the scopes granted at login; every token keeps them.
+	Scopes []string
+	// TokenVersion is the user's token version at login: the family dies
+	// when the user's version rises.
+	TokenVersion int64
+	CreatedAt    time.Time
+	// ExpiresAt bounds every token of the family.
+	ExpiresAt time.Time
+	// RevokedAt is zero unless the family was revoked.
+	RevokedAt time.Time
+}
+
+// RefreshToken is one refresh token of a family, kept only as a hash.
+type RefreshToken struct {
+	Hash      []byte
+	FamilyID  string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// Refresh token failures, beside fault.ErrNotFound for an unknown token.
+var (
+	// ErrRefreshReused: the token was already rotated. Presenting it again
+	// is theft, so the family has been revoked.
+	ErrRefreshReused = errors.New("store: refresh token already used")
+	// ErrRefreshRevoked: the token's family was revoked.
+	ErrRefreshRevoked = errors.New("store: refresh token family revoked")
+	// ErrRefreshExpired: the token or its family has expired.
+	ErrRefreshExpired = errors.New("store: refresh token expired")
+)
+
+// RefreshTokens keeps refresh token families.
+type RefreshTokens interface {
+	// CreateRefreshFamily stores a new family and its first token.
+	CreateRefreshFamily(ctx context.Context, f RefreshFamily, first RefreshToken) error
+	// RotateRefreshToken redeems the token with hash at now, in one
+	// transaction: it marks the token used and stores next in its family,
+	// with next.ExpiresAt cut to the family's expiry, and returns the
+	// family. Two calls racing for one token yield one rotation; the other
+	// finds it used. Errors: fault.ErrNotFound, ErrRefreshRevoked,
+	// ErrRefreshExpired, and ErrRefreshReused, after which the family is
+	// revoked as by RevokeRefreshFamily (that much is committed).
+	RotateRefreshToken(ctx context.Context, hash []byte, next RefreshToken, now, accessUntil time.Time) (RefreshFamily, error)
+	// RefreshFamilyByToken returns the family of the token with hash, used
+	// or not. It returns fault.ErrNotFound when there is none.
+	RefreshFamilyByToken(ctx context.Context, hash []byte) (RefreshFamily, error)
+	// RevokeRefreshFamily revokes a family at now and appends a
+	// ChangeFamily whose ExpiresAt is accessUntil, the time after which no
+	// access token issued from the family can be alive.
+	RevokeRefreshFamily(ctx context.Context, familyID string, now, accessUntil time.Time) error
+	// PruneRefreshFamilies deletes families that expired or were revoked
+	// before cutoff.
+	PruneRefreshFamilies(ctx context.Context, cutoff time.Time) error
+}
+
 // Kinds of Change.
 const (
 	// ChangeUser: an account changed or was deleted; Subject is its ID.
@@ -132,6 +193,9 @@ const (
 	ChangeAccessToken = "access_token"
 	// ChangeKeys: the signing keys changed.
 	ChangeKeys = "keys"
+	// ChangeFamily: a refresh family was revoked, and with it the access
+	// tokens issued from it; Subject is its ID.
+	ChangeFamily = "family"
 )
 
 // Change is one entry of the change feed: something every process must
@@ -140,8 +204,8 @@ type Change struct {
 	Seq     int64
 	Kind    string
 	Subject string
-	// ExpiresAt is set for revoked access tokens: after it, the token is
-	// dead anyway.
+	// ExpiresAt is set for revoked access tokens and families: after it,
+	// every access token concerned is dead anyway.
 	ExpiresAt time.Time
 	CreatedAt time.Time
 }
@@ -152,16 +216,17 @@ type Change struct {
 type Changes interface {
 	// ChangesSince returns up to limit changes after seq, in order.
 	ChangesSince(ctx context.Context, seq int64, limit int) ([]Change, error)
-	// LatestChange returns the Seq of the newest change, 0 when none.
+	// LatestChange returns the Seq of the newest change ever appended (even
+	// if pruned since), 0 when none.
 	LatestChange(ctx context.Context) (int64, error)
 	// RevokeAccessToken records that the access token jti, which expires at
 	// expiresAt, is revoked.
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
-	// RevokedAccessTokens returns the revoked access tokens that expire
-	// after now.
-	RevokedAccessTokens(ctx context.Context, now time.Time) ([]Change, error)
-	// PruneChanges drops revoked access tokens that expired before cutoff
-	// and other changes created before it.
+	// Revoked returns the revoked access tokens and refresh families whose
+	// access tokens may still be alive at now.
+	Revoked(ctx context.Context, now time.Time) ([]Change, error)
+	// PruneChanges drops revocations that expired before cutoff and other
+	// changes created before it.
 	PruneChanges(ctx context.Context, cutoff time.Time) error
 }
 
@@ -170,6 +235,7 @@ type Store interface {
 	Users
 	Items
 	Keys
+	RefreshTokens
 	Changes
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

@@ -45,13 +45,16 @@ func (e Scope) Valid() bool {
 
 // Defines values for TokenRequestGrantType.
 const (
-	TokenRequestGrantTypePassword TokenRequestGrantType = "password"
+	TokenRequestGrantTypePassword     TokenRequestGrantType = "password"
+	TokenRequestGrantTypeRefreshToken TokenRequestGrantType = "refresh_token"
 )
 
 // Valid indicates whether the value is a known member of the TokenRequestGrantType enum.
 func (e TokenRequestGrantType) Valid() bool {
 	switch e {
 	case TokenRequestGrantTypePassword:
+		return true
+	case TokenRequestGrantTypeRefreshToken:
 		return true
 	default:
 		return false
@@ -98,6 +101,24 @@ type ItemWrite struct {
 	Value string `json:"value"`
 }
 
+// JWK A public JSON Web Key (RFC 7517).
+type JWK struct {
+	Alg string  `json:"alg"`
+	Crv *string `json:"crv,omitempty"`
+	E   *string `json:"e,omitempty"`
+	Kid string  `json:"kid"`
+	Kty string  `json:"kty"`
+	N   *string `json:"n,omitempty"`
+	Use string  `json:"use"`
+	X   *string `json:"x,omitempty"`
+	Y   *string `json:"y,omitempty"`
+}
+
+// JWKS defines model for JWKS.
+type JWKS struct {
+	Keys []JWK `json:"keys"`
+}
+
 // NewUser defines model for NewUser.
 type NewUser struct {
 	Password *string `json:"password,omitempty"`
@@ -121,8 +142,41 @@ type OAuthError struct {
 	ErrorUri         *string `json:"error_uri,omitempty"`
 }
 
+// PasswordChange defines model for PasswordChange.
+type PasswordChange struct {
+	CurrentPassword *string `json:"current_password,omitempty"`
+	NewPassword     *string `json:"new_password,omitempty"`
+}
+
+// RevocationRequest An RFC 7009 §2.1 revocation request.
+type RevocationRequest struct {
+	ClientId     *string `json:"client_id,omitempty"`
+	ClientSecret *string `json:"client_secret,omitempty"`
+
+	// Token The access or refresh token to revoke.
+	Token string `json:"token"`
+
+	// TokenTypeHint `access_token` or `refresh_token`: where to look first. Other values are ignored.
+	TokenTypeHint *string `json:"token_type_hint,omitempty"`
+}
+
 // Scope defines model for Scope.
 type Scope string
+
+// ServerMetadata RFC 8414 authorization server metadata.
+type ServerMetadata struct {
+	GrantTypesSupported []string `json:"grant_types_supported"`
+	Issuer              string   `json:"issuer"`
+	JwksUri             string   `json:"jwks_uri"`
+
+	// ResponseTypesSupported Empty, since the server has no authorization endpoint.
+	ResponseTypesSupported                 []string `json:"response_types_supported"`
+	RevocationEndpoint                     string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
+	ScopesSupported                        []string `json:"scopes_supported"`
+	TokenEndpoint                          string   `json:"token_endpoint"`
+	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
+}
 
 // TokenRequest An RFC 6749 §4.3.2 access token request.
 type TokenRequest struct {
@@ -137,6 +191,9 @@ type TokenRequest struct {
 
 	// Password The account's password. Required for the password grant.
 	Password *string `json:"password,omitempty"`
+
+	// RefreshToken The refresh token to redeem. Required for the refresh_token grant.
+	RefreshToken *string `json:"refresh_token,omitempty"`
 
 	// Scope Space-delimited scopes to request; omitted means every scope the account holds.
 	Scope *string `json:"scope,omitempty"`
@@ -155,6 +212,9 @@ type TokenResponse struct {
 
 	// ExpiresIn Seconds until the access token expires.
 	ExpiresIn int64 `json:"expires_in"`
+
+	// RefreshToken An opaque refresh token, to redeem once at `/token` with `grant_type=refresh_token`.
+	RefreshToken *string `json:"refresh_token,omitempty"`
 
 	// Scope The space-delimited scopes granted.
 	Scope     string                 `json:"scope"`
@@ -240,17 +300,29 @@ type ListUsersParams struct {
 // PutMyDataJSONRequestBody defines body for PutMyData for application/json ContentType.
 type PutMyDataJSONRequestBody = ItemWrite
 
+// RevokeTokenFormdataRequestBody defines body for RevokeToken for application/x-www-form-urlencoded ContentType.
+type RevokeTokenFormdataRequestBody = RevocationRequest
+
 // IssueTokenFormdataRequestBody defines body for IssueToken for application/x-www-form-urlencoded ContentType.
 type IssueTokenFormdataRequestBody = TokenRequest
 
 // CreateUserJSONRequestBody defines body for CreateUser for application/json ContentType.
 type CreateUserJSONRequestBody = NewUser
 
+// ChangeMyPasswordJSONRequestBody defines body for ChangeMyPassword for application/json ContentType.
+type ChangeMyPasswordJSONRequestBody = PasswordChange
+
 // UpdateUserJSONRequestBody defines body for UpdateUser for application/json ContentType.
 type UpdateUserJSONRequestBody = UserPatch
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetJWKS The public keys access tokens are signed with (RFC 7517)
+	// (GET /.well-known/jwks.json)
+	GetJWKS(c *gin.Context)
+	// GetServerMetadata Authorization server metadata (RFC 8414)
+	// (GET /.well-known/oauth-authorization-server)
+	GetServerMetadata(c *gin.Context)
 	// ListMyData List the caller's items
 	// (GET /my_data)
 	ListMyData(c *gin.Context)
@@ -260,7 +332,10 @@ type ServerInterface interface {
 	// PutMyData Create or replace one of the caller's items
 	// (PUT /my_data/{key})
 	PutMyData(c *gin.Context, key ItemKey)
-	// IssueToken Log in with the OAuth2 password grant
+	// RevokeToken Revoke an access or refresh token (RFC 7009)
+	// (POST /revoke)
+	RevokeToken(c *gin.Context)
+	// IssueToken Log in (password grant) or refresh (refresh_token grant)
 	// (POST /token)
 	IssueToken(c *gin.Context)
 	// ListUsers List accounts, a page at a time
@@ -272,6 +347,12 @@ type ServerInterface interface {
 	// GetMe The caller's own account
 	// (GET /users/me)
 	GetMe(c *gin.Context)
+	// LogoutEverywhere Revoke every token the caller holds, on every device
+	// (POST /users/me/logout-all)
+	LogoutEverywhere(c *gin.Context)
+	// ChangeMyPassword Change the caller's own password
+	// (POST /users/me/password)
+	ChangeMyPassword(c *gin.Context)
 	// DeleteUser Delete an account and everything it owns
 	// (DELETE /users/{username})
 	DeleteUser(c *gin.Context, username Username)
@@ -288,6 +369,32 @@ type ServerInterfaceWrapper struct {
 }
 
 type MiddlewareFunc func(c *gin.Context)
+
+// GetJWKS operation middleware
+func (siw *ServerInterfaceWrapper) GetJWKS(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.GetJWKS(c)
+}
+
+// GetServerMetadata operation middleware
+func (siw *ServerInterfaceWrapper) GetServerMetadata(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.GetServerMetadata(c)
+}
 
 // ListMyData operation middleware
 func (siw *ServerInterfaceWrapper) ListMyData(c *gin.Context) {
@@ -350,6 +457,19 @@ func (siw *ServerInterfaceWrapper) PutMyData(c *gin.Context) {
 	}
 
 	siw.Handler.PutMyData(c, key)
+}
+
+// RevokeToken operation middleware
+func (siw *ServerInterfaceWrapper) RevokeToken(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.RevokeToken(c)
 }
 
 // IssueToken operation middleware
@@ -424,6 +544,32 @@ func (siw *ServerInterfaceWrapper) GetMe(c *gin.Context) {
 	}
 
 	siw.Handler.GetMe(c)
+}
+
+// LogoutEverywhere operation middleware
+func (siw *ServerInterfaceWrapper) LogoutEverywhere(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.LogoutEverywhere(c)
+}
+
+// ChangeMyPassword operation middleware
+func (siw *ServerInterfaceWrapper) ChangeMyPassword(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.ChangeMyPassword(c)
 }
 
 // DeleteUser operation middleware
@@ -504,6 +650,9 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	}
 
 	router.POST(options.BaseURL+"/token", wrapper.IssueToken)
+	router.POST(options.BaseURL+"/revoke", wrapper.RevokeToken)
+	router.GET(options.BaseURL+"/.well-known/oauth-authorization-server", wrapper.GetServerMetadata)
+	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS)
 	router.GET(options.BaseURL+"/my_data", wrapper.ListMyData)
 	router.DELETE(options.BaseURL+"/my_data/:key", wrapper.DeleteMyData)
 	router.PUT(options.BaseURL+"/my_data/:key", wrapper.PutMyData)
@@ -512,6 +661,8 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.DELETE(options.BaseURL+"/users/:username", wrapper.DeleteUser)
 	router.PATCH(options.BaseURL+"/users/:username", wrapper.UpdateUser)
 	router.GET(options.BaseURL+"/users/me", wrapper.GetMe)
+	router.POST(options.BaseURL+"/users/me/password", wrapper.ChangeMyPassword)
+	router.POST(options.BaseURL+"/users/me/logout-all", wrapper.LogoutEverywhere)
 }
 
 type BadRequestJSONResponse Error
@@ -580,6 +731,86 @@ type UnauthorizedJSONResponse struct {
 	Body Error
 
 	Headers UnauthorizedResponseHeaders
+}
+
+type GetJWKSRequestObject struct {
+}
+
+type GetJWKSResponseObject interface {
+	VisitGetJWKSResponse(w http.ResponseWriter) error
+}
+
+type GetJWKS200ResponseHeaders struct {
+	CacheControl *string
+}
+
+type GetJWKS200JSONResponse struct {
+	Body    JWKS
+	Headers GetJWKS200ResponseHeaders
+}
+
+func (response GetJWKS200JSONResponse) VisitGetJWKSResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJWKS500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response GetJWKS500JSONResponse) VisitGetJWKSResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetServerMetadataRequestObject struct {
+}
+
+type GetServerMetadataResponseObject interface {
+	VisitGetServerMetadataResponse(w http.ResponseWriter) error
+}
+
+type GetServerMetadata200JSONResponse ServerMetadata
+
+func (response GetServerMetadata200JSONResponse) VisitGetServerMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetServerMetadata500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response GetServerMetadata500JSONResponse) VisitGetServerMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type ListMyDataRequestObject struct {
@@ -851,6 +1082,116 @@ func (response PutMyData500JSONResponse) VisitPutMyDataResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeTokenRequestObject struct {
+	Body *RevokeTokenFormdataRequestBody
+}
+
+type RevokeTokenResponseObject interface {
+	VisitRevokeTokenResponse(w http.ResponseWriter) error
+}
+
+type RevokeToken200ResponseHeaders struct {
+	CacheControl *string
+	Pragma       *string
+}
+
+type RevokeToken200Response struct {
+	Headers RevokeToken200ResponseHeaders
+}
+
+func (response RevokeToken200Response) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	w.WriteHeader(200)
+	return nil
+}
+
+type RevokeToken400JSONResponse struct{ OAuthBadRequestJSONResponse }
+
+func (response RevokeToken400JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken401JSONResponse struct{ OAuthUnauthorizedJSONResponse }
+
+func (response RevokeToken401JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken413JSONResponse struct {
+	OAuthPayloadTooLargeJSONResponse
+}
+
+func (response RevokeToken413JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken500JSONResponse struct{ OAuthServerErrorJSONResponse }
+
+func (response RevokeToken500JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
 	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1222,6 +1563,127 @@ func (response GetMe500JSONResponse) VisitGetMeResponse(w http.ResponseWriter) e
 	return err
 }
 
+type LogoutEverywhereRequestObject struct {
+}
+
+type LogoutEverywhereResponseObject interface {
+	VisitLogoutEverywhereResponse(w http.ResponseWriter) error
+}
+
+type LogoutEverywhere204Response struct {
+}
+
+func (response LogoutEverywhere204Response) VisitLogoutEverywhereResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type LogoutEverywhere401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response LogoutEverywhere401JSONResponse) VisitLogoutEverywhereResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type LogoutEverywhere500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response LogoutEverywhere500JSONResponse) VisitLogoutEverywhereResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeMyPasswordRequestObject struct {
+	Body *ChangeMyPasswordJSONRequestBody
+}
+
+type ChangeMyPasswordResponseObject interface {
+	VisitChangeMyPasswordResponse(w http.ResponseWriter) error
+}
+
+type ChangeMyPassword204Response struct {
+}
+
+func (response ChangeMyPassword204Response) VisitChangeMyPasswordResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type ChangeMyPassword400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ChangeMyPassword400JSONResponse) VisitChangeMyPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeMyPassword401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ChangeMyPassword401JSONResponse) VisitChangeMyPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeMyPassword413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response ChangeMyPassword413JSONResponse) VisitChangeMyPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeMyPassword500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response ChangeMyPassword500JSONResponse) VisitChangeMyPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteUserRequestObject struct {
 	Username Username `json:"username"`
 }
@@ -1457,6 +1919,12 @@ func (response UpdateUser500JSONResponse) VisitUpdateUserResponse(w http.Respons
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// GetJWKS The public keys access tokens are signed with (RFC 7517)
+	// (GET /.well-known/jwks.json)
+	GetJWKS(ctx context.Context, request GetJWKSRequestObject) (GetJWKSResponseObject, error)
+	// GetServerMetadata Authorization server metadata (RFC 8414)
+	// (GET /.well-known/oauth-authorization-server)
+	GetServerMetadata(ctx context.Context, request GetServerMetadataRequestObject) (GetServerMetadataResponseObject, error)
 	// ListMyData List the caller's items
 	// (GET /my_data)
 	ListMyData(ctx context.Context, request ListMyDataRequestObject) (ListMyDataResponseObject, error)
@@ -1466,7 +1934,10 @@ type StrictServerInterface interface {
 	// PutMyData Create or replace one of the caller's items
 	// (PUT /my_data/{key})
 	PutMyData(ctx context.Context, request PutMyDataRequestObject) (PutMyDataResponseObject, error)
-	// IssueToken Log in with the OAuth2 password grant
+	// RevokeToken Revoke an access or refresh token (RFC 7009)
+	// (POST /revoke)
+	RevokeToken(ctx context.Context, request RevokeTokenRequestObject) (RevokeTokenResponseObject, error)
+	// IssueToken Log in (password grant) or refresh (refresh_token grant)
 	// (POST /token)
 	IssueToken(ctx context.Context, request IssueTokenRequestObject) (IssueTokenResponseObject, error)
 	// ListUsers List accounts, a page at a time
@@ -1478,6 +1949,12 @@ type StrictServerInterface interface {
 	// GetMe The caller's own account
 	// (GET /users/me)
 	GetMe(ctx context.Context, request GetMeRequestObject) (GetMeResponseObject, error)
+	// LogoutEverywhere Revoke every token the caller holds, on every device
+	// (POST /users/me/logout-all)
+	LogoutEverywhere(ctx context.Context, request LogoutEverywhereRequestObject) (LogoutEverywhereResponseObject, error)
+	// ChangeMyPassword Change the caller's own password
+	// (POST /users/me/password)
+	ChangeMyPassword(ctx context.Context, request ChangeMyPasswordRequestObject) (ChangeMyPasswordResponseObject, error)
 	// DeleteUser Delete an account and everything it owns
 	// (DELETE /users/{username})
 	DeleteUser(ctx context.Context, request DeleteUserRequestObject) (DeleteUserResponseObject, error)
@@ -1541,6 +2018,54 @@ type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
 	options     StrictGinServerOptions
+}
+
+// GetJWKS operation middleware
+func (sh *strictHandler) GetJWKS(ctx *gin.Context) {
+	var request GetJWKSRequestObject
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetJWKS(ctx, request.(GetJWKSRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetJWKS")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(GetJWKSResponseObject); ok {
+		if err := validResponse.VisitGetJWKSResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetServerMetadata operation middleware
+func (sh *strictHandler) GetServerMetadata(ctx *gin.Context) {
+	var request GetServerMetadataRequestObject
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetServerMetadata(ctx, request.(GetServerMetadataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetServerMetadata")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(GetServerMetadataResponseObject); ok {
+		if err := validResponse.VisitGetServerMetadataResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
 }
 
 // ListMyData operation middleware
@@ -1630,6 +2155,44 @@ func (sh *strictHandler) PutMyData(ctx *gin.Context, key ItemKey) {
 		sh.options.HandlerErrorFunc(ctx, err)
 	} else if validResponse, ok := response.(PutMyDataResponseObject); ok {
 		if err := validResponse.VisitPutMyDataResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// RevokeToken operation middleware
+func (sh *strictHandler) RevokeToken(ctx *gin.Context) {
+	var request RevokeTokenRequestObject
+
+	if err := ctx.Request.ParseForm(); err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	var body RevokeTokenFormdataRequestBody
+	// passflow override: bind from PostForm, the request body alone.
+	// Request.Form also merges the URL query, which would let
+	// `POST /token?scope=...` leak into a form body.
+	if err := runtime.BindForm(&body, ctx.Request.PostForm, nil, nil); err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RevokeToken(ctx, request.(RevokeTokenRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RevokeToken")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(RevokeTokenResponseObject); ok {
+		if err := validResponse.VisitRevokeTokenResponse(ctx.Writer); err != nil {
 			sh.options.ResponseErrorHandlerFunc(ctx, err)
 		}
 	} else if response != nil {
@@ -1767,6 +2330,72 @@ func (sh *strictHandler) GetMe(ctx *gin.Context) {
 	}
 }
 
+// LogoutEverywhere operation middleware
+func (sh *strictHandler) LogoutEverywhere(ctx *gin.Context) {
+	var request LogoutEverywhereRequestObject
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.LogoutEverywhere(ctx, request.(LogoutEverywhereRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "LogoutEverywhere")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(LogoutEverywhereResponseObject); ok {
+		if err := validResponse.VisitLogoutEverywhereResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ChangeMyPassword operation middleware
+func (sh *strictHandler) ChangeMyPassword(ctx *gin.Context) {
+	var request ChangeMyPasswordRequestObject
+
+	var body ChangeMyPasswordJSONRequestBody
+	var err error
+	// A request validator built on kin-openapi's openapi3filter with
+	// KeepValidatedValue leaves the value it validated on the body. Bind
+	// that value, matching member names exactly, so the handler receives
+	// what was validated instead of a second, case-insensitive decode.
+	if vb, ok := ctx.Request.Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+		err = ctx.ShouldBindJSON(&body)
+	} else if binding.Validator != nil {
+		// ShouldBindJSON runs the struct validator after decoding; keep that.
+		err = binding.Validator.ValidateStruct(&body)
+	}
+	if err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ChangeMyPassword(ctx, request.(ChangeMyPasswordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ChangeMyPassword")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(ChangeMyPasswordResponseObject); ok {
+		if err := validResponse.VisitChangeMyPasswordResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // DeleteUser operation middleware
 func (sh *strictHandler) DeleteUser(ctx *gin.Context, username Username) {
 	var request DeleteUserRequestObject
@@ -1842,65 +2471,82 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"5Fvbchs3k34V1GyqbNUOD5IPa9NXspLUKhtbKksuVa2pFaGZJoloBpgAGFGMi/s6eY882VY3MEeOKMqx",
-	"ZGf/O5IDDBp9+PrrBvg5iFSaKQnSmmD0OZgDj0HTxwMezeFASatVgt9jMJEWmRVKBqNgP1nwpWETqXrG",
-	"Kg0T9vTDzwfs5X88f83++vNFf3enH4SBieaQcpwNMk+D0aegGB+ch4FdZhCMAmO1kLNgtQqDY81nbvyt",
-	"q0Uo1j1Wo/Hdq52dne3ndg7SiohbWF/2dA7MrfNiyP768xm7BK5Bs2jOkwTkDJqrtldYhUHGNU/BepUe",
-	"Wkj/C5bdCwkL6RPDrmCJbxX4c8btPAgDyVN87xUsgzDQ8HsuNMTByOoc6sun/OZXkDM7D0a7e6/CIBWy",
-	"/I6SWAsa3/o/n/Z7/817fwx7r/sX/9s7//cfgi7tfDSg3cpd0vIoUrm0TwzL/Tj2NOU2mkPMIm6gJ6QB",
-	"aYQV15AsQ8YN45Ylaibkzi37K1607Sb3Xrxsb7LDAhpMpqQBMsBbHn+A33MwFr9FSlqQ9JFnWYJOIJQc",
-	"/GZwl59ri/6gYRqMgn8bVMEycE/N4CetlXZLrWtJu8VYrMAwqSwjFTE7F4bFKspTkJY9nQh5zRMRX/jh",
-	"k51+sAqDAyWniYgeWdQo4WYOhi2ERUGBRbnWKKax3AJ7Oom8WJOdkJk8mpNpmeVXICtfUJppSNW1kDN6",
-	"ScKNZTxOhaSt/az0pYhjkI+zN6tQuIRHVyiqiVQGzgYqA02rMe9xhqxh8ulURAKkvaDBk7ABAx5ualh5",
-	"dnbWa0NJl7R+yqCNPCT3ocQA5YnbyqMoxoC+Bs2mXCQQ09adCBeAsyY7b1gMlovEMK4Bo3cGccgk4CQN",
-	"NtcSYjLoe2V/VrmMH17s98p5nQajch2hR0plL6a4ug+cI9TtA4Q6vXcLRytCacEN0zDNDeq2ka/22g5E",
-	"ybZXy7abvKeRmRtZc9MsP4okp50c82WieHyq1K9cz+AR1VQo6FLFSyYMs0qxBGXoxsJvrqkTCpOvG5d3",
-	"a6kdnO57EZrfgVo+Sp7budLiD4gfSS8HCaIy4xV4InjX8Ms5T0TDvrWSHirAvji2MifQhVXqgn7zgPkg",
-	"htyE4J5HO7h8Oslr609CxiuCTTRE5ZZxycjxWaRi2EF+weVYenszJevQQa9FepKBbibusfzqeXtVsFN6",
-	"YYkR64Yhg6gpw+S5ZFLJ3t7NDfvl5Og9KzgqU7k1IgaiTBQIewxknCkhrUFfzjQyFiscm4XuxfZZyqO5",
-	"kNDTwGN+mQApbcTWsDVkbdW3dBiOZTcdquXckFWUMGQdPoYvySW/5iJBYSZovDbTcJZp0ffQ7fCisb31",
-	"3c7zlMtqr3CTJVySx/bZoS3ZSgbcEv3LL1NhLcTsmic5lXBr604FJHHXWmQusge5Lxkq49qiYW0t+rhl",
-	"U54nNmSLOUh8pAGjUcmuBVf1iueTt2vX7qsyVl3+BpFFWbGoRFGbvnHlysy1ndGeu4rVpgiu1nSDb1v0",
-	"TAsXMTyOBYrHk+OaDFOeGGi7bLl8vVgdDofDu3RyuyjvYYGl6j0FybgxC6XJyFOlU26pHvU/hk359p43",
-	"Cs1XbWHDYIG6OJLJ0lWsBAoqc0t1ZHZ6Rg7j62iW8iW7BDbTXFqI3yA+gPMd5byVimYLqbkLd0/w5aiY",
-	"lN8cugm7L0uJudZ8iU/zW8v796iORCBrpSLw+MNPB4cnrOgHHHAD73iWFaT21d7LF1gKKjbZT0QEE/Tz",
-	"CaeP/aYmt6jYm1avtQRK23T5QI00rAetZE3u7RNJAbpb4+qRBAzzLhRt8Y7aL2TQAgJLpK0NzKXJs0xp",
-	"C37wBe6u/gqPuWOJuNkggYzLmE0spJnSXItkedHA2QJ6HBQRGShp5RPznUGuWzfXohGR+H07uOxyCxcK",
-	"tX5gzC0fodhB6D5T3AYuGsyIGhQdvcIwOMV0WKsnN7nY8/6z/h4GNhjTrAjXXc35wYWIu4HCPX5imIiR",
-	"c0wF6Cqj+KdVcyk3wP7z9PSYveVGRC2SvBaKLzq26cUxEGmwd4jkBv0dcbbC3TUZqyDpFpCes0sQcoYi",
-	"EHAW9u8AkRLCb3oKRdzr+fAPuiMzWIWN5LGpNVqM67MP3l/ZVGlPGtwjJ+6Xa8MULt6U4yTjEfRiSEQq",
-	"MO6KjKMKV3xT5BWWApfGs9KiNVblpblKYtPfSpT8ng3jrbRy17ItLKjZqQsQfBg74L87Vewyk1MYT/Ok",
-	"jOTbsoYLeEecuzDTiJmEmP1ydury5uvhy1c7aBEDMnZN1HpZ1A2SN5nQYC5ExwonECkZG5ZLK5LChhUE",
-	"+akNTxPSvnxerYOsdgZ6g1sReel2Lc9cOsUmCcqQLYLxLe22+2imbtOGYhsvayikELrL7gVBbIGvBo7B",
-	"zW0j58TcQs8KYh1rW4mFwZQX1yj0pVIJcBk0SF9J1daVsYGIbc2G/EI1ecL6dm7TwTF3bYimHiTc2As+",
-	"tdBBeo65MeicE3o+cQjCY/IvnMcyPoM3jF8axH4lq24/Puj0Bsq1DR1torNkujW1dWjGbNi1jeZ31gep",
-	"kPVfd9vxXbd8O7aLZyVsRlxiCkzUjAkZEk8T1oeiYcaqjC2UvhJyVlNRzZG+WXnyAbKER744ubNO+bpF",
-	"yWrNfigoRLkWdnmCb3ISu87IsdeGh5G1nfxKunclDK9OptAUZZrhlk0GrtXxxuHwGm5yM5aTfc/cibqM",
-	"mFuSjfPh8FlEw+gj+DbGNFGLtSKzpvCShKK6ecyWKtdMLSQdARNC17jpKDiguA6RT6NpaAcxJGChY2ad",
-	"yI6Cd1zyGfjk7k3YLxH5o06CUeD239A+8SDXuhNyqjoTpW9PFVvs4abZ/vFhn3nFo26Pj05OmVdwlyXG",
-	"spgfouYli3jicpeyc9DV+Zw/j9xoiHqeqOwxlqeN09aiChJylgDzZ0hqyqzO7XzUqJCYVrkFExacaewK",
-	"MlrbxTSO9kmbPN0Zx4cN8GjedcLINTCeJGM5A4kPkf9olTKlGcip0hHE7HLJhCXpjyoVpFxfQcwmFVP1",
-	"vcERSg8TNlUJWqHgMLQbodmlioVbdywn9YbuTW+xWPQQX3q5TkBGKobYVZUE8komSyebbXeWn3L2ew56",
-	"OZYOZFCvGjBqId4JGWflzQdGmQHSzC4ZOSDlE88+caSrE4GcoZgjTFedTcycCCQJNKnK/knZXi02P5ZU",
-	"7Ds7uQAo26wR1xo1MmkcCIxYeZnFxXEiIvA80V9ReHd4ijFGcTO3NjOjwUBlIJ0b9ZWeDfwkM8CxGFPC",
-	"JuDBG2MkCINr0MbF0bC/2x/iKHwJz0QwCp71h/1n1O+wc4KLQbq8QDzAzzNXlZVOdYgYkghj3y1/xCGt",
-	"6w57w+G92vlbQTn1G9cTcudhBIYzRRK9OWRKx6Cde9M9l1UYPB/u3rZiuZdB44CCJj27e1J1yWAVBi+c",
-	"KjbPaJ7A17NPMPp0W96pdxXOV+dhYPI05XqJKUgY60rjhh4w4/OZKaYG57hSYebB5ytYrhzkIsav29v9",
-	"fpvFn99+u4gOpN3s2Ot+C6XUDtIfz1zP3T42zygvHTyGfV02bhn4R5eGlesMbmPp5pWwT90SV0MGxZUx",
-	"XDfLO6I/y+vBT3Z6q+LlVzvGqzr9qybr9kTybwHO3TjTjSulN3tO5Nx5z/nm463uK67vPZZ2t5jRPqv+",
-	"ZiHl2K67QOb47j2iC3G0bMBkqqtX+9NNNOdyhnzolqJgSofLzSrgabO/u9Mfy3220Mr1GKuXcP9j1cgS",
-	"146sGBzSOhZgXJoF6P5YHiEdQho1cd1+V2Dd1ZYjltKEA2FMDqe+VbIdHnSywO0jpdEaf2SMaPbzbgnX",
-	"uiG/7YWQrTCifXttW6BYv5Kzbex33gbbFgDWLki1MKBJiGo1ee2OQ7PtWwtrX4me17vzvubxzoURXzaU",
-	"Zl2HFvuRrzpE435qDLrPTru6WSHJUzayxrKaNfXXRiXUemJv2KTqoE1cgclttRYdkKRKAzVPXI3WFbrI",
-	"4z/SVtZIwrpT09UKY5nM00sslKcFNPgmv821LO9ZU6VWXbSmzm3j5noMdEQYjF4MqUUj0jzFL0NqLLlv",
-	"u+t94lW43j7ChV3hWAq0mCsDpT4MM0pbRtoq1XmbqK4ruekCeLtlev6AcFO2UDuQ5kgCeU/dFN85MXjI",
-	"BN84UO2oigoVuVbBDBi3jLOi6+7D37d1kTT7XN6MGMe/qEP8MOS3uFuyVVrb/ap+tiGbEQP4B/HP4eu7",
-	"Z5R/dvhOCesGf/aM1VFGtE2HB5dpauAOerozlVwyd5+xwT0xa/i+qDAhW8y5pfsVwhrfauyv5ZIZ2HcQ",
-	"PDAU3tn1qXecv8jZHtCiLSM25FaL7Wz5uchprX5NV7o2loFsHhIhiSfOX3OuSXF0dAlVqybs7ACVuLdN",
-	"/6cOG/9PW0D3xplvhBe+aVThRdWitnNqpVv0QNOdCO/VPSr/w0fto+IYtOkdP7qzS+POH9zHWqlZnjuZ",
-	"GuDgWAPW/VTechnLL3f14gBVaZYo6u9z6xbrosp5Fj9s4q+OjR+5ot2Iq9S4iFuw+q8bv/80nkDmu4Mn",
-	"3Ct7UdXtgMCdSQ0o0P1LOw7EZwQv0p1d0l2EflVrFce+4edNOR1z4xUsB3STszp39u+gPtz6G/bLgqjx",
-	"b18TrM5X/xcAAP//",
+	"7Fzpbhu5ln4VouYCsTGlxY6TThTMD3c6jZvuTmzEDgxMlJHoqiOJ7SqymmRZ1g08r3Pfo59swEPWTi3O",
+	"2E565v5KJLHIw7N8Zy1/CSKRZoID1yoYfQkWQGOQ+N/XNFrAa8G1FIn5HIOKJMs0EzwYBcfJkq4UmXLR",
+	"U1pImJK9Dz+/Js9/OHpJ/vzns/7Bfj8IAxUtIKXmaeB5Gow+BcX64HMY6FUGwShQWjI+D25vw+BU0rld",
+	"v/a0yJB1h9Nwvf+0i4uL41wvgGsWUQ3dY88XQOw5z4bkz38+JZdAJUgSLWiSAJ9D89T2CbdhkFFJU9CO",
+	"pW81pL/Cyn8Q05A+UeQKVmZXZr7OqF4EYcBpava9glUQBhL+yJmEOBhpmUP9+JTe/AZ8rhfB6ODwRRik",
+	"jJefDSVagzS7/ten495/0t4/hr2X/cl/9z7/+98CH3c+KpD2ZB+1NIpEzvUTRXK3juylVEcLiElEFfQY",
+	"V8AV0+waklVIqCJUk0TMGd9fc79io10vefjsefuSHglIUJngClAAP9L4A/yRg9LmUyS4Bo7/pVmWGCVg",
+	"gg9+V+aWX2qH/k3CLBgF/zaojGVgf1WDN1IKaY/qcknaw0gsQBEuNEEWEb1gisQiylPgmuxNGb+mCYsn",
+	"bvl0vx/chsFrwWcJix6Z1CihagGKLJk2hAKJcikNmUpTDWRvGjmypvshUXm0QNESTa+AV7ogJJGQimvG",
+	"57hJQpUmNE4Zx6v9LOQli2Pgj3M3LQxxCY2uDKkqEhlYGYgMJJ5GnMYplIbKZzMWMeB6gounYQMGHNzU",
+	"sPLi4qLXhhIfte6RQRt5kO633BgoTexVHoUxCuQ1SDKjLIEYr25JmIB5arr/isSgKUsUoRKM9c4hDgkH",
+	"85AEnUsOMQr0vdA/i5zHD0/2e2G1ToISuYyMRnKhJzNzujOcE8PbBzB13HcHRStMaUkVkTDLleFtw18d",
+	"thUInW2v5m03aU/DMze85qan3CqkHG9ySleJoPG5EL9ROYdHZFPBoEsRrwhTRAtBEkODHwu/OafO0Ezu",
+	"1y63c6ltnPZzYZrfAVs+cprrhZDsHxA/El9eJwaVCa3A04B3Db+s8kS47Fsz6aEM7KttK7METbQQE/zO",
+	"AeaDCHITgrs42sLl3jSvnT8NCa0CbAxDRK4J5QQVn0Qihn0TX1A+5k7eRPA6dOC2JjzJQDYd95jfu9++",
+	"LaJT3LDEiK5gUCBiRozzXBEueO/w5ob8cnbynhQxKhG5ViwGDJnQEA4J8DgTjGtldDmTJmLRzEaz4D/s",
+	"mKQ0WjAOPQk0ppcJINNGpIOtIWmzvsXDcMz94VDN54akCglD4tExs0nO6TVliSFmaoTXjjSsZFrhe2hv",
+	"OGlcr3vbRZ5SXt0VbrKEctTYPnmry2glA6ox/MsvU6Y1xOSaJjmmcJ1zZwyS2HcWigvlgeqLgsqo1Eaw",
+	"umZ9VJMZzRMdkuUCuPlJgrFGwX0H3tYznk9Orr7bV2msuPwdIm1oNUmlIbWpG1c2zezcDO/sS1abJNhc",
+	"0y5ed+iFZNZiaBwzQx5NTms0zGiioK2y5fH1ZHU4HA638WQ9Kb9c/OqTVJZfJiyyAruAS/IrrGwQ9sOz",
+	"gx/2u8ZEk7mXYZG89n4P3m+vWOz/XvvFwb3f5sq/+43329UO4tRGnIa4EC9qj1jDzTOvNuG/TEOqtgG/",
+	"EchtuTWVkq58+qW857+H5UcF8o5qlVGllkIi72dCplRjdcF9GTa17fCoUTZ40Va9MFgazT7hycrWHxDi",
+	"RWaP8sRp+Buav6uKkJSuyCWQuaRcQ/zKoD1YJBAWe7AEsgszz8zmhjEpvXlrHzh43mZuWNVOOhS+N+xI",
+	"mMlBMKU//fDm9dszUlR3XlMF72iWFSnKi8Pnz0xiL8j0OGERTA1qTSn+t9/k5A71l6bQawWeUjY+HaiF",
+	"gF3D5qSZSbmwoHChO3vJEw4GtH0+sRVF1r5BgRYOrfSbtYU5V3mWCanBLZ6Y29W3cB50zI0XbIT0hPKY",
+	"TDWkmZBUsmQ1aXjNwpFYx4KhXZkkPFHfmQO15+aSNSzSfN7N+fnU4tTpzOsF5fO7Oh5XxZrcGSm2YwOH",
+	"5eSBAajFo85lWkT4uPcBroWN42tlEa9t/TAcGts67B8QWT5URDZd+7LKP7GOrwEPzzyK4VYriCTorxSC",
+	"cS4mPF1bmQalbAVyJkEtXJqhBV7nChV2y6kvDl4erjsVLXqyYNzDwak93EXPGOg6ItxXI2PGEgwxiRBX",
+	"ZMak0n1yYgJEa0621MbmXEjrJmpkPT/aZj2WLz75W0dS643EVNORMfogtP9HpbOhgVQjLNZ6+iZhYKsh",
+	"70BT81iXCehGjg6OSIGQVoFcOSN1z3UVqcJLNSlRtBF1dAXScoNMqdwGD52lvy+vVAFInR8L7+E7vXm5",
+	"N2mmVyFRjEdQA2CyoIpw0bpykbs1vP3WS1RGNyk2WEN0Z93EnD9JQS9E/NVMtPHM1z5tbWQj4c0l90Bz",
+	"ywicFnRo8bO2phrhGh3cleQ7ycTD6A2K6DPpc0PUNjR3kdJR/2n/sMDGRpl6C6J3Adb+/EQRFgPXbMZA",
+	"Vmmu+7XqeOUKyN/Pz0/Jj1SxqFW560SUO7mMDSTZRf8bcr7OH1V64ycQfyeXwPjckIDAXgBx7aCGs+iC",
+	"bxjc9IQh+bDnotrAH3AGt2EjJ9rUvy3W9ckHZ0NkJqSrbNifLPlfz53mtbz0eHx1DJB6iGpstjNlmKx0",
+	"CFOFU2wSdJbRCHoxJCxlJs4tMjxR2MyrIo8jKVCuXE2vaCxWeeBCJLHq78Sj/I7t9p3Ete3YFnDWFGgD",
+	"3liE2p6aHRCVI97M8qSEnHVZWj1w8uUois05xOSXi3Obp74cPn+xbySigMe2BV0vKvuTkpuMSVAT5jnh",
+	"DCLBY0VyrllSyLDCSvdoQ9EY18+PqnMY1zAHuYO+H3MiMvpH3tL6sFJ7Ikx4QTWZDlwoibn7tBLQfzTj",
+	"yjXp3xr9xqqFX8ddycLLvyr8rceRPyLb/RM2deVqSLixWUMyBdE+BSwqQy13JYEa+KPNfCKmGnqaYbmh",
+	"c5WYKZPr1ot1l0IkQHnQqPbsHvfU7XfnMog7qEZPWL/OOh6cUpv/NvnA4UZP6EyDp9phcmdjJVP8fWo1",
+	"jcao6OY5ktE5vCL0UhlvKXg1tGF+8GoDpgk7FwVRdNsCN7vl+lvraLE17U8Zr3970AaauuTbIFP8VuJ3",
+	"RLkJGhIxJ4yHWKBh2mGCIkqLjCyFvGJ8XmNRTZG+WV3yA2QJjVxVcmuB8n6rkbcd+RlCIcol06szs5Ol",
+	"2Da4iqqOg5HOTX5D3lv8o9WAkRFF6e9qQPnKOoQOgFM15tPjenY2IvZIMs6Hw6cRLsP/gkPTWSKWnepy",
+	"jeFl/mzYTWOyErkkYslxkg9dRS2tHgWv0a5DIq1o8AYxJKDB82Q9Bx8F7yinc3BRhhNhv0TkjzIJRoG9",
+	"f4P7GCnaDizjM+F1RK7LWFyxZy5Njk/f9oljvOHt6cnZOWl4oqYkxrx4PjSc5ySiiXWiAgsb5ZiVGyvb",
+	"KIi6n6jkMebnjaG5ovzJ+DwB4kaBxIxomevFqFEaJVLkGlRYBG9jW4nFs61Nm9UuekBNt8JxZgM0WvgG",
+	"xagEQpNkzOfAzY8mEJMiJUIS4DMhI4jJ5YowjdSfVCxIqbyCmEyrWN5liiNDPUzJTCRGCkUwhbdhklyK",
+	"mNlzx3xa78vf9JbLZc/gSy+XCfBIxBDbcjKCvODJytKm2wMCe5T8kYNcjbkFGcNXCcZqId4PCSXlACtB",
+	"zwBpplcEFRD9iQuDzUpbIAZUhuIZpnwFdsxdMJJFgqZVvX9adsmLy485VvmtnKwBlN3yiEppODJtzHWM",
+	"SDmTbO04YRG4gNVNmr57e25sDO1moXWmRoOByIBbNeoLOR+4h9TArDU2xXQCDryNjQRhcA1SWTsa9g/6",
+	"Q7PKbEIzFoyCp/1h/yk2OvQC4WLQX0KS9K64WPLB78sr1S/GKea+rPZDMd5mtViRa5BstmqAWjWkqYBc",
+	"wUoRmrgGc6mvbw08zUFjX681DXs4HN7btAfuv2YkpdGDPQO9bSqnucPfxZIkws2RKih9Fw52x1smsG/D",
+	"4Jm9pY/4khuD5uxl3WEFo0+fw0DlaUrlyl3I9ZYtyxsCMaDgUhWUTdVxNvEBnSsT5jhg/myOaagF/tBr",
+	"1BB7Vv41PemItlWPfUAht07aOLf2RNVKvfcvhuNNtWXXyjw6OFrL9nQ1KarXXr4mTOl3q5/ugaE7BVY4",
+	"xNENj738Nc4V+Ys7h0TIGKR1NvjywG0YHA0PtjO7MfWFDz3d/lA1uX0vMl0XBdbbE59vG5L/jSltS3sN",
+	"PtQEjYJtiHnw5QpWtxZbTMTVlbf9fp3Ej9a/soFTvvbp2PF+B6bUppMfT1xH9h6bnygnuR9DvjY2bgn4",
+	"JxsUC9ug30XSzfdsPvkprpYMivdwzLlZ7rH+LK8bP8rpRxGv7g1Iq/Gp22YO7NK6B0NwizN+XCm12WUo",
+	"Vp0PrW4+3umu/vG929LBDk+0B4C/mUnZ3NP2xG32eQfrMjhqO+eYDAvlDVevxZXJH2irkm8fVFg2WS5E",
+	"AmRGU5asyJ4N5u0qsxnw2KVQY46hnkku7QtjZZLWDLawz+cCLaZf2bOQCN5YOeYptTTgpLir8TJNliJP",
+	"YrKg1+AKvHGfHHOScwzHcMg4MS5oRYpBY7cfU4RytUS3ezgcEi2EzTWaMGIvf+4qnrsBiTeZ293EumMe",
+	"uyPMuvdZMCc0N4lNsIFGyoUmliOUr5Z09W0H7XeCifZbQbtiRfdVh13N3/uWza4Y0HnxZFM0jOYHNb3v",
+	"TL/sFZM9voi43lcsG/fF4NGg7GL4Tb/elCjKQFMCNxGOaam1RbsZzvC3DNWsoD7Sqzb2fp8ck6UUtpNa",
+	"bUzdl1UXjF1DDUpaQ3zOgPvkJGVaG9SY2tE8WxTd1tMb8zFf345pXL95G7w24bBs1Sd5POb2+/W3f77/",
+	"ylbVEvvKg9IiU2UFmpxKUMB1A4bH3HVUF9S+kFYgGr6VVqDzeiwmTSjuj3nBJpOGY2WJUynF0rUSmtfy",
+	"gSKi9qNiYmNO4pEDrmbPdE3s02DZv5D0WyKpq3rvNXvp+3VA3fNMINwdVcv2mbf8dxy5GitrvFQdG8A6",
+	"9/XuQsS9sm035tVTM/euM4daB/AVmVb9wqktp1NdnYUDNKmQgHZuK9I+a06Y0h/xKp0krKvn+D6Q0oTn",
+	"6SVIQxkt7okNSZ1LXv5xAKxLV38dAPvUjWJfDDgJHYyeDbEhxdI8NR+G2Eaznw667fnbsBu8moMtmJUE",
+	"LRdCQckPRZSQmiC3SnauI9X2YDf91YJ2nfLzAyJQ2TD2gM8JB9Seuii+88TrIROoxuSrp+pUsMg2RuY4",
+	"oUFJMWPgzN81sW/DMl5qWozNb7Ef/jDFheIVmp083cG96tkGB4ex018ovx++3P5E+Rc6vtOCwAZ9dhUB",
+	"G4Ab2Xg0uHRTAzvW4vdUfFVkgvV41ngN1wVmKiTLBdX4GgnTyjVWvW2qdxA8MBRurarX++tfpWwPKNGW",
+	"EBt0i+WushwkYi5y3aNJUk/rWo4d17wxiQG+srBTUfxNMaFgFMH2n+u5TKPgVCsr/BV47VLseqZUuwsm",
+	"hSER3C2I4ZpFsE0O9cESf3L9ZuNxZVzHeJTkMcRhMyV85SaXCJ1TxrsGZ3PUd6vT+gTy/Tuk1otbO/ml",
+	"NR2XMixHT4L7PbIn+f5gvo3syJVmZddgQ23sbL1SfikC3lazzBfLK02AN+fljF5iKaXmeabFFN0lVH2y",
+	"0Nt+K4OiXVShHlP8H+2/3TkI+UbBhOvYVcFENa2jFzhVpI0KKn+UfKfWXflX6bB3V0yENrXjJzvGqewo",
+	"lv1vrYJXjuCpWjRi1irQ9qvylYgx/3pVL2ZJhSSJwFEnqu1hvjw6z+KHzQqqCdpHroBtDLosgrdirv+/",
+	"9vtXSyKsq9mcRNzJi9lhN1xnx/MGaOhuU89s8BzhhdsOIbYF+1UhppiADb9sCviNc7yC1QBfv61GcN0e",
+	"dtIpXFeg6zf/fqUKbj/f/k8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -452,10 +452,13 @@ func (s *Store) ChangesSince(ctx context.Context, seq int64, limit int) ([]store
 		`SELECT `+changeColumns+` FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, seq, limit))
 }
 
-// LatestChange returns the newest change's Seq.
+// LatestChange returns the Seq of the newest change ever appended.
 func (s *Store) LatestChange(ctx context.Context) (int64, error) {
 	var seq int64
-	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM changes`).Scan(&seq); err != nil {
+	// AUTOINCREMENT keeps the highest Seq ever used in sqlite_sequence, so
+	// the feed never moves back, even once pruned empty.
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)`).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("sqlite: latest change: %w", err)
 	}
 	return seq, nil
@@ -468,20 +471,148 @@ func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt tim
 	})
 }
 
-// RevokedAccessTokens returns revoked access tokens not yet expired.
-func (s *Store) RevokedAccessTokens(ctx context.Context, now time.Time) ([]store.Change, error) {
+// Revoked returns revoked access tokens and families still concerning
+// live access tokens.
+func (s *Store) Revoked(ctx context.Context, now time.Time) ([]store.Change, error) {
 	return scanChanges(s.db.QueryContext(ctx,
-		`SELECT `+changeColumns+` FROM changes WHERE kind = ? AND expires_at > ? ORDER BY seq`,
-		store.ChangeAccessToken, micros(now)))
+		`SELECT `+changeColumns+` FROM changes WHERE kind IN (?, ?) AND expires_at > ? ORDER BY seq`,
+		store.ChangeAccessToken, store.ChangeFamily, micros(now)))
 }
 
 // PruneChanges drops changes nobody needs any more.
 func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM changes WHERE
-		(kind = ? AND expires_at < ?) OR (kind != ? AND created_at < ?)`,
-		store.ChangeAccessToken, micros(cutoff), store.ChangeAccessToken, micros(cutoff))
+		CASE WHEN expires_at IS NULL THEN created_at < ? ELSE expires_at < ? END`,
+		micros(cutoff), micros(cutoff))
 	if err != nil {
 		return fmt.Errorf("sqlite: prune changes: %w", err)
+	}
+	return nil
+}
+
+const familyColumns = `f.id, f.user_id, f.client_id, f.scopes, f.token_version, f.created_at, f.expires_at, f.revoked_at`
+
+func scanFamily(row scanner, extra ...any) (store.RefreshFamily, error) {
+	var f store.RefreshFamily
+	var scopes string
+	var created, expires int64
+	var revoked sql.NullInt64
+	dest := append([]any{&f.ID, &f.UserID, &f.ClientID, &scopes, &f.TokenVersion, &created, &expires, &revoked}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return f, err
+	}
+	f.Scopes = strings.Fields(scopes)
+	f.CreatedAt, f.ExpiresAt = fromMicros(created), fromMicros(expires)
+	if revoked.Valid {
+		f.RevokedAt = fromMicros(revoked.Int64)
+	}
+	return f, nil
+}
+
+// CreateRefreshFamily stores a family and its first token.
+func (s *Store) CreateRefreshFamily(ctx context.Context, f store.RefreshFamily, first store.RefreshToken) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO refresh_families
+			(id, user_id, client_id, scopes, token_version, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			f.ID, f.UserID, f.ClientID, strings.Join(f.Scopes, " "), f.TokenVersion, micros(f.CreatedAt), micros(f.ExpiresAt))
+		if err != nil {
+			return fmt.Errorf("sqlite: create refresh family: %w", err)
+		}
+		first.FamilyID = f.ID
+		return insertRefreshToken(ctx, tx, first, f.ExpiresAt)
+	})
+}
+
+func insertRefreshToken(ctx context.Context, tx *sql.Tx, t store.RefreshToken, familyExpires time.Time) error {
+	if t.ExpiresAt.After(familyExpires) {
+		t.ExpiresAt = familyExpires
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)`,
+		t.Hash, t.FamilyID, micros(t.IssuedAt), micros(t.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: store refresh token: %w", err)
+	}
+	return nil
+}
+
+// RotateRefreshToken redeems a refresh token and stores its successor.
+func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, next store.RefreshToken, now, accessUntil time.Time) (store.RefreshFamily, error) {
+	var f store.RefreshFamily
+	reused := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var used sql.NullInt64
+		var expires int64
+		var err error
+		f, err = scanFamily(tx.QueryRowContext(ctx, `SELECT `+familyColumns+`, t.used_at, t.expires_at
+			FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = ?`, hash), &used, &expires)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlite: rotate refresh token: %w", fault.ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("sqlite: rotate refresh token: %w", err)
+		case !f.RevokedAt.IsZero():
+			return store.ErrRefreshRevoked
+		case used.Valid:
+			// Reuse: revoke the family, and commit that.
+			reused = true
+			return revokeFamily(ctx, tx, f.ID, now, accessUntil)
+		case !now.Before(fromMicros(expires)) || !now.Before(f.ExpiresAt):
+			return store.ErrRefreshExpired
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`, micros(now), hash)
+		if err != nil {
+			return fmt.Errorf("sqlite: rotate refresh token: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("sqlite: rotate refresh token: %d rows, %v", n, err)
+		}
+		next.FamilyID = f.ID
+		return insertRefreshToken(ctx, tx, next, f.ExpiresAt)
+	})
+	if reused && err == nil {
+		err = store.ErrRefreshReused
+	}
+	return f, err
+}
+
+// RefreshFamilyByToken returns the family of a refresh token.
+func (s *Store) RefreshFamilyByToken(ctx context.Context, hash []byte) (store.RefreshFamily, error) {
+	f, err := scanFamily(s.db.QueryRowContext(ctx, `SELECT `+familyColumns+`
+		FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = ?`, hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return f, fmt.Errorf("sqlite: refresh family: %w", fault.ErrNotFound)
+	}
+	if err != nil {
+		return f, fmt.Errorf("sqlite: refresh family: %w", err)
+	}
+	return f, nil
+}
+
+// RevokeRefreshFamily revokes a family.
+func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, now, accessUntil time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		return revokeFamily(ctx, tx, familyID, now, accessUntil)
+	})
+}
+
+func revokeFamily(ctx context.Context, tx *sql.Tx, familyID string, now, accessUntil time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE refresh_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
+		micros(now), familyID)
+	if err != nil {
+		return fmt.Errorf("sqlite: revoke refresh family: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil // unknown or revoked already
+	}
+	return appendChange(ctx, tx, store.ChangeFamily, familyID, accessUntil)
+}
+
+// PruneRefreshFamilies deletes families long expired or revoked.
+func (s *Store) PruneRefreshFamilies(ctx context.Context, cutoff time.Time) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM refresh_families WHERE expires_at < ? OR revoked_at < ?`,
+		micros(cutoff), micros(cutoff))
+	if err != nil {
+		return fmt.Errorf("sqlite: prune refresh families: %w", err)
 	}
 	return nil
 }

@@ -31,6 +31,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Items", testItems},
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"SigningKeys", testSigningKeys},
+		{"RefreshRotation", testRefreshRotation},
+		{"RefreshReuse", testRefreshReuse},
+		{"RefreshExpiry", testRefreshExpiry},
+		{"RefreshRace", testRefreshRace},
+		{"ChangeFeed", testChangeFeed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -322,5 +327,218 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	}
 	if all, _ := s.SigningKeys(ctx); len(all) != 2 || all[0].ID != "k3" || !all[1].CreatedAt.Equal(epoch) {
 		t.Errorf("SigningKeys = %+v", all)
+	}
+}
+
+func family(t *testing.T, s store.Store, id string, first []byte) store.RefreshFamily {
+	t.Helper()
+	mustCreate(t, s, user("u-"+id))
+	f := store.RefreshFamily{
+		ID: id, UserID: "id-u-" + id, ClientID: "app", Scopes: []string{"data:read", "data:write"},
+		TokenVersion: 2, CreatedAt: epoch, ExpiresAt: epoch.Add(90 * 24 * time.Hour),
+	}
+	tok := store.RefreshToken{Hash: first, IssuedAt: epoch, ExpiresAt: epoch.Add(30 * 24 * time.Hour)}
+	if err := s.CreateRefreshFamily(context.Background(), f, tok); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func next(hash string, at time.Time, ttl time.Duration) store.RefreshToken {
+	return store.RefreshToken{Hash: []byte(hash), IssuedAt: at, ExpiresAt: at.Add(ttl)}
+}
+
+func testRefreshRotation(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	want := family(t, s, "fam1", []byte("h1"))
+	got, err := s.RefreshFamilyByToken(ctx, []byte("h1"))
+	if err != nil || got.ID != "fam1" || got.UserID != want.UserID || got.ClientID != "app" ||
+		fmt.Sprint(got.Scopes) != "[data:read data:write]" || got.TokenVersion != 2 || !got.ExpiresAt.Equal(want.ExpiresAt) {
+		t.Fatalf("RefreshFamilyByToken = %+v, %v", got, err)
+	}
+	now := epoch.Add(time.Hour)
+	f, err := s.RotateRefreshToken(ctx, []byte("h1"), next("h2", now, 30*24*time.Hour), now, now.Add(time.Hour))
+	if err != nil || f.ID != "fam1" {
+		t.Fatalf("rotate h1 = %+v, %v", f, err)
+	}
+	now = now.Add(time.Hour)
+	if _, err := s.RotateRefreshToken(ctx, []byte("h2"), next("h3", now, 30*24*time.Hour), now, now.Add(time.Hour)); err != nil {
+		t.Fatalf("rotate h2: %v", err)
+	}
+	if f, err := s.RefreshFamilyByToken(ctx, []byte("h1")); err != nil || f.ID != "fam1" || !f.RevokedAt.IsZero() {
+		t.Errorf("a used token's family = %+v, %v; want found, not revoked", f, err)
+	}
+	if _, err := s.RotateRefreshToken(ctx, []byte("nope"), next("x", now, time.Hour), now, now); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("rotating an unknown token: %v, want not found", err)
+	}
+	if _, err := s.RefreshFamilyByToken(ctx, []byte("nope")); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("family of an unknown token: %v, want not found", err)
+	}
+	// Revoking the family ends its live token and feeds the change.
+	before, _ := s.LatestChange(ctx)
+	if err := s.RevokeRefreshFamily(ctx, "fam1", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateRefreshToken(ctx, []byte("h3"), next("h4", now, time.Hour), now, now); !errors.Is(err, store.ErrRefreshRevoked) {
+		t.Errorf("rotating in a revoked family: %v, want ErrRefreshRevoked", err)
+	}
+	changes, _ := s.ChangesSince(ctx, before, 10)
+	if len(changes) != 1 || changes[0].Kind != store.ChangeFamily || changes[0].Subject != "fam1" || !changes[0].ExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Errorf("changes after revoking = %+v", changes)
+	}
+	if err := s.RevokeRefreshFamily(ctx, "fam1", now, now); err != nil {
+		t.Errorf("revoking twice: %v", err)
+	}
+	if changes, _ := s.ChangesSince(ctx, before, 10); len(changes) != 1 {
+		t.Errorf("revoking twice fed %d changes, want 1", len(changes))
+	}
+}
+
+func testRefreshReuse(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	family(t, s, "fam2", []byte("r1"))
+	now := epoch.Add(time.Minute)
+	if _, err := s.RotateRefreshToken(ctx, []byte("r1"), next("r2", now, time.Hour), now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.RotateRefreshToken(ctx, []byte("r1"), next("r3", now, time.Hour), now, now.Add(time.Hour))
+	if !errors.Is(err, store.ErrRefreshReused) || f.ID != "fam2" {
+		t.Fatalf("reusing r1 = %+v, %v; want the family and ErrRefreshReused", f, err)
+	}
+	if _, err := s.RotateRefreshToken(ctx, []byte("r2"), next("r4", now, time.Hour), now, now); !errors.Is(err, store.ErrRefreshRevoked) {
+		t.Errorf("r2 after r1's reuse: %v, want ErrRefreshRevoked", err)
+	}
+	if _, err := s.RefreshFamilyByToken(ctx, []byte("r3")); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("the token offered with the reuse was stored: %v", err)
+	}
+	revoked, err := s.Revoked(ctx, now)
+	if err != nil || len(revoked) != 1 || revoked[0].Subject != "fam2" {
+		t.Errorf("Revoked = %+v, %v; want fam2", revoked, err)
+	}
+}
+
+func testRefreshExpiry(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	family(t, s, "fam3", []byte("e1"))
+	late := epoch.Add(30*24*time.Hour + time.Second)
+	if _, err := s.RotateRefreshToken(ctx, []byte("e1"), next("e2", late, time.Hour), late, late); !errors.Is(err, store.ErrRefreshExpired) {
+		t.Errorf("rotating after the token's expiry: %v, want ErrRefreshExpired", err)
+	}
+	// A token's expiry is cut to its family's: rotate every 25 days, each
+	// token living 30, until a token would outlive the family.
+	f2 := family(t, s, "fam4", []byte("c0"))
+	day := func(d int) time.Time { return epoch.Add(time.Duration(d) * 24 * time.Hour) }
+	for i, d := range []int{25, 50, 75} {
+		cur, nxt := fmt.Sprint("c", i), fmt.Sprint("c", i+1)
+		if _, err := s.RotateRefreshToken(ctx, []byte(cur), next(nxt, day(d), 30*24*time.Hour), day(d), day(d)); err != nil {
+			t.Fatalf("rotate %s on day %d: %v", cur, d, err)
+		}
+	}
+	// c3 was issued on day 75 for 30 days, but the family ends on day 90.
+	after := f2.ExpiresAt.Add(time.Second)
+	if _, err := s.RotateRefreshToken(ctx, []byte("c3"), next("c4", after, time.Hour), after, after); !errors.Is(err, store.ErrRefreshExpired) {
+		t.Errorf("rotating after the family's expiry: %v, want ErrRefreshExpired", err)
+	}
+	if err := s.PruneRefreshFamilies(ctx, after.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RefreshFamilyByToken(ctx, []byte("c3")); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("an expired family survived pruning: %v", err)
+	}
+	if _, err := s.RefreshFamilyByToken(ctx, []byte("e1")); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("an older expired family survived pruning: %v", err)
+	}
+}
+
+// testRefreshRace: many redeem one token at once; exactly one wins, the
+// others find it used, and the family ends revoked.
+func testRefreshRace(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	family(t, s, "fam5", []byte("race"))
+	now := epoch.Add(time.Minute)
+	const n = 8
+	results := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.RotateRefreshToken(ctx, []byte("race"), next(fmt.Sprint("won-", i), now, time.Hour), now, now.Add(time.Hour))
+			results <- err
+		}()
+	}
+	wg.Wait()
+	close(results)
+	won, reused := 0, 0
+	for err := range results {
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, store.ErrRefreshReused), errors.Is(err, store.ErrRefreshRevoked):
+			reused++
+		default:
+			t.Errorf("racing rotation: %v", err)
+		}
+	}
+	if won != 1 || reused != n-1 {
+		t.Errorf("%d won and %d found it used; want 1 and %d", won, reused, n-1)
+	}
+	if f, _ := s.RefreshFamilyByToken(ctx, []byte("race")); f.RevokedAt.IsZero() {
+		t.Error("the family survived a reuse")
+	}
+}
+
+func testChangeFeed(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	start, err := s.LatestChange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, user("zed"))
+	if _, err := s.UpdateUser(ctx, "zed", func(u *store.User) error { u.TokenVersion++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	if err := s.RevokeAccessToken(ctx, "jti-1", exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "zed"); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := s.ChangesSince(ctx, start, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i, c := range changes {
+		got = append(got, c.Kind+":"+c.Subject)
+		if i > 0 && c.Seq <= changes[i-1].Seq {
+			t.Errorf("changes out of order: %+v", changes)
+		}
+	}
+	if fmt.Sprint(got) != "[user:id-zed access_token:jti-1 user:id-zed]" {
+		t.Errorf("changes = %v", got)
+	}
+	if latest, _ := s.LatestChange(ctx); latest != changes[len(changes)-1].Seq {
+		t.Errorf("LatestChange = %d, want %d", latest, changes[len(changes)-1].Seq)
+	}
+	if page, _ := s.ChangesSince(ctx, start, 2); len(page) != 2 {
+		t.Errorf("limit 2 gave %d changes", len(page))
+	}
+	revoked, err := s.Revoked(ctx, time.Now())
+	if err != nil || len(revoked) != 1 || revoked[0].Subject != "jti-1" || !revoked[0].ExpiresAt.Equal(exp) {
+		t.Errorf("Revoked = %+v, %v", revoked, err)
+	}
+	if revoked, _ := s.Revoked(ctx, exp.Add(time.Second)); len(revoked) != 0 {
+		t.Errorf("Revoked after expiry = %+v", revoked)
+	}
+	if err := s.PruneChanges(ctx, time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := s.ChangesSince(ctx, start, 10); len(rest) != 0 {
+		t.Errorf("after pruning: %+v", rest)
+	}
+	if latest, _ := s.LatestChange(ctx); latest < changes[len(changes)-1].Seq {
+		t.Errorf("pruning moved the feed back: %d", latest)
 	}
 }
