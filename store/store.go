@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/passflow/passflow/fault"
@@ -67,10 +68,47 @@ type SigningKey struct {
 	ID string
 	// Algorithm is the JWS alg the key signs with, such as EdDSA.
 	Algorithm string
-	// Private is the PKCS #8 DER encoding of the private key.
+	// Private is the private key: PKCS #8 DER, or raw bytes for HMAC keys,
+	// possibly encrypted (the auth package decides).
 	Private   []byte
 	CreatedAt time.Time
+	// RetiredAt is zero while the key signs; once set, the key only
+	// verifies the tokens it signed until they expire.
+	RetiredAt time.Time
 }
+
+// Client is a registered OAuth2 client.
+type Client struct {
+	ID string
+	// SecretHash is the hash of a confidential client's secret; empty for
+	// a public client.
+	SecretHash string
+	// GrantTypes and Scopes are what the client may use and request.
+	GrantTypes []string
+	Scopes     []string
+	CreatedAt  time.Time
+}
+
+// Clients keeps registered clients.
+type Clients interface {
+	// CreateClient returns fault.ErrConflict when the id is taken.
+	CreateClient(ctx context.Context, c Client) error
+	// ClientByID returns fault.ErrNotFound when there is no such client.
+	ClientByID(ctx context.Context, id string) (Client, error)
+	// ListClients returns every client by id.
+	ListClients(ctx context.Context) ([]Client, error)
+	// DeleteClient returns fault.ErrNotFound when there is no such client.
+	DeleteClient(ctx context.Context, id string) error
+}
+
+// BatchError says which element of a batch failed, and why.
+type BatchError struct {
+	Index int
+	Err   error
+}
+
+func (e *BatchError) Error() string { return fmt.Sprintf("item %d: %v", e.Index, e.Err) }
+func (e *BatchError) Unwrap() error { return e.Err }
 
 // ErrLastAdmin refuses a change that would leave no enabled account holding
 // users:admin, so that someone can always manage the accounts.
@@ -84,6 +122,9 @@ type Users interface {
 	// CreateUser adds u; u.ID, u.CreatedAt and u.UpdatedAt must be set.
 	// It returns fault.ErrConflict when the username is taken.
 	CreateUser(ctx context.Context, u User) error
+	// CreateUsers adds users in one transaction: all of them or none. A
+	// taken username is a *BatchError naming it, wrapping fault.ErrConflict.
+	CreateUsers(ctx context.Context, users []User) error
 	// UserByUsername returns fault.ErrNotFound when there is no such user.
 	UserByUsername(ctx context.Context, username string) (User, error)
 	// UserByID returns fault.ErrNotFound when there is no such user.
@@ -119,10 +160,13 @@ type Items interface {
 type Keys interface {
 	// SigningKeys returns every key, newest first.
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
-	// EnsureSigningKey stores k unless a key of k.Algorithm already exists,
-	// in one transaction, and returns every key, newest first. Processes
-	// starting together on one store thus agree on one key.
+	// EnsureSigningKey stores k unless an unretired key of k.Algorithm
+	// exists, in one transaction, and returns every key, newest first.
+	// Processes starting together on one store thus agree on one key.
 	EnsureSigningKey(ctx context.Context, k SigningKey) ([]SigningKey, error)
+	// RotateSigningKey retires every unretired key of k.Algorithm at
+	// k.CreatedAt and stores k, in one transaction.
+	RotateSigningKey(ctx context.Context, k SigningKey) error
 }
 
 // RefreshFamily is every refresh token descended from one password login.
@@ -210,8 +254,8 @@ type Change struct {
 	CreatedAt time.Time
 }
 
-// Changes is the change feed. UpdateUser, DeleteUser and EnsureSigningKey
-// append to it in the same transaction as their change, so a process that
+// Changes is the change feed. UpdateUser, DeleteUser, EnsureSigningKey and
+// RotateSigningKey append to it in the same transaction as their change, so a process that
 // has read the feed up to a Seq has seen every change before it.
 type Changes interface {
 	// ChangesSince returns up to limit changes after seq, in order.
@@ -235,6 +279,7 @@ type Store interface {
 	Users
 	Items
 	Keys
+	Clients
 	RefreshTokens
 	Changes
 	// Ping reports whether the database answers.

@@ -152,7 +152,15 @@ func scanUser(row scanner) (store.User, error) {
 
 // CreateUser adds u.
 func (s *Store) CreateUser(ctx context.Context, u store.User) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	return insertUser(ctx, s.db, u)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func insertUser(ctx context.Context, db execer, u store.User) error {
+	_, err := db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Username, u.PasswordHash, strings.Join(u.Scopes, " "), u.Disabled, u.TokenVersion,
 		micros(u.CreatedAt), micros(u.UpdatedAt))
 	if isUniqueViolation(err) {
@@ -162,6 +170,18 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 		return fmt.Errorf("sqlite: create user: %w", err)
 	}
 	return nil
+}
+
+// CreateUsers adds users, all or none.
+func (s *Store) CreateUsers(ctx context.Context, users []store.User) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for i, u := range users {
+			if err := insertUser(ctx, tx, u); err != nil {
+				return &store.BatchError{Index: i, Err: err}
+			}
+		}
+		return nil
+	})
 }
 
 func (s *Store) userWhere(ctx context.Context, q queryer, where string, arg any) (store.User, error) {
@@ -359,7 +379,8 @@ type rowser interface {
 }
 
 func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, algorithm, private_key, created_at FROM signing_keys ORDER BY created_at DESC, id`)
+	rows, err := q.QueryContext(ctx, `SELECT id, algorithm, private_key, created_at, retired_at
+		FROM signing_keys ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: signing keys: %w", err)
 	}
@@ -368,10 +389,14 @@ func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
 	for rows.Next() {
 		var k store.SigningKey
 		var created int64
-		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Private, &created); err != nil {
+		var retired sql.NullInt64
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Private, &created, &retired); err != nil {
 			return nil, fmt.Errorf("sqlite: signing keys: %w", err)
 		}
 		k.CreatedAt = fromMicros(created)
+		if retired.Valid {
+			k.RetiredAt = fromMicros(retired.Int64)
+		}
 		keys = append(keys, k)
 	}
 	if err := rows.Err(); err != nil {
@@ -389,7 +414,7 @@ func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]sto
 			return err
 		}
 		for _, have := range keys {
-			if have.Algorithm == k.Algorithm {
+			if have.Algorithm == k.Algorithm && have.RetiredAt.IsZero() {
 				return nil
 			}
 		}
@@ -402,6 +427,93 @@ func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]sto
 		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
 	})
 	return keys, err
+}
+
+// RotateSigningKey retires the keys of k's algorithm and stores k.
+func (s *Store) RotateSigningKey(ctx context.Context, k store.SigningKey) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = ? WHERE algorithm = ? AND retired_at IS NULL`,
+			micros(k.CreatedAt), k.Algorithm)
+		if err != nil {
+			return fmt.Errorf("sqlite: retire signing keys: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES (?, ?, ?, ?)`,
+			k.ID, k.Algorithm, k.Private, micros(k.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("sqlite: add signing key: %w", err)
+		}
+		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
+	})
+}
+
+const clientColumns = `id, secret_hash, grant_types, scopes, created_at`
+
+func scanClient(row scanner) (store.Client, error) {
+	var c store.Client
+	var grants, scopes string
+	var created int64
+	if err := row.Scan(&c.ID, &c.SecretHash, &grants, &scopes, &created); err != nil {
+		return c, err
+	}
+	c.GrantTypes, c.Scopes, c.CreatedAt = strings.Fields(grants), strings.Fields(scopes), fromMicros(created)
+	return c, nil
+}
+
+// CreateClient registers a client.
+func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?)`,
+		c.ID, c.SecretHash, strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt))
+	if isUniqueViolation(err) {
+		return fmt.Errorf("sqlite: create client: %w", fault.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: create client: %w", err)
+	}
+	return nil
+}
+
+// ClientByID returns a registered client.
+func (s *Store) ClientByID(ctx context.Context, id string) (store.Client, error) {
+	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("sqlite: client: %w", fault.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("sqlite: client: %w", err)
+	}
+	return c, nil
+}
+
+// ListClients returns every registered client.
+func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list clients: %w", err)
+	}
+	defer rows.Close()
+	clients := []store.Client{}
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list clients: %w", err)
+		}
+		clients = append(clients, c)
+	}
+	return clients, rows.Err()
+}
+
+// DeleteClient removes a registered client.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete client: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: delete client: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: delete client: %w", fault.ErrNotFound)
+	}
+	return nil
 }
 
 // appendChange adds to the change feed inside tx. Writers hold SQLite's

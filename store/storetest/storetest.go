@@ -36,6 +36,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RefreshExpiry", testRefreshExpiry},
 		{"RefreshRace", testRefreshRace},
 		{"ChangeFeed", testChangeFeed},
+		{"CreateUsers", testCreateUsers},
+		{"Clients", testClients},
+		{"RotateSigningKey", testRotateSigningKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -540,5 +543,91 @@ func testChangeFeed(t *testing.T, s store.Store) {
 	}
 	if latest, _ := s.LatestChange(ctx); latest < changes[len(changes)-1].Seq {
 		t.Errorf("pruning moved the feed back: %d", latest)
+	}
+}
+
+func testCreateUsers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, user("taken"))
+	batch := []store.User{user("b1"), user("b2"), user("taken"), user("b3")}
+	batch[2].ID = "other-id"
+	err := s.CreateUsers(ctx, batch)
+	var be *store.BatchError
+	if !errors.As(err, &be) || be.Index != 2 || !errors.Is(err, fault.ErrConflict) {
+		t.Fatalf("CreateUsers with a taken name = %v, want a BatchError at 2 wrapping conflict", err)
+	}
+	if _, err := s.UserByUsername(ctx, "b1"); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("a failed batch left b1 behind: %v", err)
+	}
+	if err := s.CreateUsers(ctx, []store.User{user("b1"), user("b2")}); err != nil {
+		t.Fatal(err)
+	}
+	if users, _ := s.ListUsers(ctx, "", 10); len(users) != 3 {
+		t.Errorf("after the batch: %v", names(users))
+	}
+}
+
+func testClients(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := store.Client{ID: "app", SecretHash: "$argon2id$x", GrantTypes: []string{"password", "refresh_token"},
+		Scopes: []string{"data:read"}, CreatedAt: epoch}
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateClient(ctx, store.Client{ID: "spa", CreatedAt: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateClient(ctx, c); !errors.Is(err, fault.ErrConflict) {
+		t.Errorf("duplicate client: %v, want conflict", err)
+	}
+	got, err := s.ClientByID(ctx, "app")
+	if err != nil || got.SecretHash != c.SecretHash || fmt.Sprint(got.GrantTypes) != "[password refresh_token]" ||
+		fmt.Sprint(got.Scopes) != "[data:read]" || !got.CreatedAt.Equal(epoch) {
+		t.Errorf("ClientByID = %+v, %v", got, err)
+	}
+	if spa, _ := s.ClientByID(ctx, "spa"); spa.SecretHash != "" || len(spa.Scopes) != 0 {
+		t.Errorf("public client = %+v", spa)
+	}
+	if all, err := s.ListClients(ctx); err != nil || len(all) != 2 || all[0].ID != "app" {
+		t.Errorf("ListClients = %+v, %v", all, err)
+	}
+	if err := s.DeleteClient(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ClientByID(ctx, "app"); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("deleted client: %v", err)
+	}
+	if err := s.DeleteClient(ctx, "app"); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("deleting twice: %v", err)
+	}
+}
+
+func testRotateSigningKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.EnsureSigningKey(ctx, store.SigningKey{ID: "a1", Algorithm: "EdDSA", Private: []byte{1}, CreatedAt: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnsureSigningKey(ctx, store.SigningKey{ID: "b1", Algorithm: "ES256", Private: []byte{2}, CreatedAt: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.LatestChange(ctx)
+	later := epoch.Add(time.Hour)
+	if err := s.RotateSigningKey(ctx, store.SigningKey{ID: "a2", Algorithm: "EdDSA", Private: []byte{3}, CreatedAt: later}); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := s.SigningKeys(ctx)
+	retired := map[string]time.Time{}
+	for _, k := range keys {
+		retired[k.ID] = k.RetiredAt
+	}
+	if len(keys) != 3 || keys[0].ID != "a2" || !retired["a1"].Equal(later) || !retired["a2"].IsZero() || !retired["b1"].IsZero() {
+		t.Errorf("after rotating EdDSA: %+v", keys)
+	}
+	if changes, _ := s.ChangesSince(ctx, before, 10); len(changes) != 1 || changes[0].Kind != store.ChangeKeys {
+		t.Errorf("rotation changes = %+v", changes)
+	}
+	// An unretired key exists, so Ensure adds nothing; were all retired, it would.
+	if keys, _ := s.EnsureSigningKey(ctx, store.SigningKey{ID: "a3", Algorithm: "EdDSA", Private: []byte{4}, CreatedAt: later}); len(keys) != 3 {
+		t.Errorf("EnsureSigningKey beside an unretired key added one: %d keys", len(keys))
 	}
 }
