@@ -4,7 +4,9 @@
 //
 //	passflow serve [flags]
 //	passflow user add NAME [--scopes data:read,data:write] [--db FILE]
-//	passflow user list | disable NAME | enable NAME | passwd NAME | delete NAME
+//	passflow user list | disable NAME | enable NAME | passwd NAME | delete NAME | import FILE
+//	passflow client add ID | list | delete ID
+//	passflow keys rotate | list
 //
 // Run `passflow help` for every command and setting.
 package main
@@ -18,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/gin-gonic/gin"
@@ -45,14 +48,16 @@ func main() {
 	}
 }
 
-// describe renders err in one line; for a fault it is the client-facing
-// description, which never holds a secret.
+// describe renders err in one line: its text, with a fault's part replaced
+// by the fault's description, which is meant for people and never holds a
+// secret (the cause, for logs, is dropped).
 func describe(err error) string {
+	msg := err.Error()
 	var fe *fault.Error
 	if errors.As(err, &fe) && fe.Description != "" {
-		return fe.Description
+		msg = strings.Replace(msg, fe.Error(), fe.Description, 1)
 	}
-	return err.Error()
+	return strings.ReplaceAll(msg, "\n", " ")
 }
 
 const topUsage = `passflow: a spec-first OAuth2 password-flow API server
@@ -64,6 +69,12 @@ usage:
   passflow user disable NAME | enable NAME     disable (ending its tokens) or enable a user
   passflow user passwd NAME                    set a user's password from stdin
   passflow user delete NAME                    delete a user and everything it owns
+  passflow user import FILE                    import users with password hashes (.jsonl or .csv)
+  passflow client add ID [--secret-stdin | --public] [--scopes ...] [--grant-types ...]
+                                               register a client (a secret is generated unless given)
+  passflow client list | delete ID             list or remove registered clients
+  passflow keys rotate                         add a new signing key; the old one verifies until its tokens expire
+  passflow keys list                           list signing keys
 
 Run "passflow COMMAND -h" for a command's flags. Every flag --name can also be
 set with the env PASSFLOW_NAME (upper case, dashes as underscores).
@@ -82,6 +93,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = cmdServe(ctx, rest, getenv, stdout, stderr)
 	case "user":
 		err = cmdUser(ctx, rest, getenv, stdin, stdout, stderr)
+	case "client":
+		err = cmdClient(ctx, rest, getenv, stdin, stdout, stderr)
+	case "keys":
+		err = cmdKeys(ctx, rest, getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, topUsage)
 	default:

@@ -158,7 +158,7 @@ func TestServerMetadata(t *testing.T) {
 		for field, want := range map[string]string{
 			"grant_types_supported":                 "[password refresh_token]",
 			"scopes_supported":                      "[data:read data:write users:admin]",
-			"token_endpoint_auth_methods_supported": "[none]",
+			"token_endpoint_auth_methods_supported": "[none client_secret_basic client_secret_post]",
 		} {
 			if got := sprint(m[field]); got != want {
 				t.Errorf("%s = %s, want %s", field, got, want)

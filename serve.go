@@ -54,7 +54,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, logger, cfg, st, auth.NewArgon2id(auth.OWASPArgon2id), doc)
+	a, err := newApp(ctx, logger, cfg, st, auth.NewPasswords(auth.OWASPArgon2id), doc)
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,11 @@ type app struct {
 // guard over doc, the handlers and every route. Run a.revocations to follow
 // changes other processes make.
 func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher, doc *openapi3.T) (*app, error) {
-	keys, err := auth.LoadKeys(ctx, st, cfg.SigningAlg, time.Now())
+	kc, err := cfg.keyConfig()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := auth.LoadKeys(ctx, st, kc, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +146,8 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	accounts := auth.NewAccounts(st, hasher, revs, time.Now)
-	clients := auth.NewClients(true)
-	grants, err := auth.NewGrants(logger, st, hasher, tokens, clients, revs, cfg.RefreshTokenTTL, time.Now)
+	clients := auth.NewClients(st, hasher, cfg.PublicClients, time.Now)
+	grants, err := auth.NewGrants(logger, st, hasher, tokens, clients, revs, cfg.RefreshTokenTTL, cfg.PasswordGrant, time.Now)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,9 @@ type config struct {
 	ClockLeeway     time.Duration
 	MaxBodyBytes    int64
 	TokenCacheSize  int
+	PublicClients   bool
+	PasswordGrant   bool
+	KeyEncryption   string
 
 	// issuerSet records whether the issuer was set explicitly.
 	issuerSet bool
@@ -34,17 +38,42 @@ func bindStore(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.DB, "db", "passflow.db", "SQLite database file")
 }
 
-func bindServe(fs *flag.FlagSet, c *config) {
+func bindKeys(fs *flag.FlagSet, c *config) {
 	bindStore(fs, c)
+	fs.StringVar(&c.SigningAlg, "signing-alg", auth.AlgEdDSA,
+		"JWS algorithm access tokens are signed with: EdDSA, ES256, RS256, or HS256 (symmetric: never published)")
+	fs.StringVar(&c.KeyEncryption, "key-encryption-key", "",
+		"base64 of 32 random bytes; when set, private signing keys are encrypted at rest with it (prefer the env)")
+}
+
+// keyConfig turns the key settings into an auth.KeyConfig.
+func (c *config) keyConfig() (auth.KeyConfig, error) {
+	if !slices.Contains(auth.Algorithms, c.SigningAlg) {
+		return auth.KeyConfig{}, fmt.Errorf("--signing-alg %q is not supported; use one of %s", c.SigningAlg, strings.Join(auth.Algorithms, ", "))
+	}
+	kc := auth.KeyConfig{Alg: c.SigningAlg, Verify: c.AccessTokenTTL + c.ClockLeeway}
+	if c.KeyEncryption != "" {
+		kek, err := auth.ParseKEK(c.KeyEncryption)
+		if err != nil {
+			return kc, fmt.Errorf("--key-encryption-key: %w", err)
+		}
+		kc.KEK = kek
+	}
+	return kc, nil
+}
+
+func bindServe(fs *flag.FlagSet, c *config) {
+	bindKeys(fs, c)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.Issuer, "issuer", "http://localhost:8080", "issuer URL: the iss and aud of every token")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password for the admin account created when no account holds users:admin (prefer the env)")
 	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
 	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime, from each token's own issue (a login's tokens never outlive 90 days)")
-	fs.StringVar(&c.SigningAlg, "signing-alg", auth.AlgEdDSA, "JWS algorithm access tokens are signed with: EdDSA")
 	fs.DurationVar(&c.ClockLeeway, "clock-leeway", 5*time.Second, "clock skew tolerated when checking token times")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 100_000, "verified access tokens remembered, so their signatures are checked once")
+	fs.BoolVar(&c.PublicClients, "public-clients", true, "let clients that are not registered name themselves with a client_id (or none)")
+	fs.BoolVar(&c.PasswordGrant, "password-grant", true, "offer the password grant; when false, /token only refreshes")
 }
 
 // validate checks settings that flag parsing cannot.
@@ -60,12 +89,11 @@ func (c *config) validate() error {
 		return errors.New("--max-body-bytes must be at least 1024")
 	case c.TokenCacheSize < 1:
 		return errors.New("--token-cache-size must be at least 1")
-	case c.SigningAlg != auth.AlgEdDSA:
-		return fmt.Errorf("--signing-alg %q is not supported; use EdDSA", c.SigningAlg)
 	case !strings.HasPrefix(c.Issuer, "https://") && !strings.HasPrefix(c.Issuer, "http://"):
 		return errors.New("--issuer must be an http:// or https:// URL")
 	}
-	return nil
+	_, err := c.keyConfig()
+	return err
 }
 
 // envName is the environment variable of a flag: db → PASSFLOW_DB.

@@ -129,42 +129,46 @@ func TestTokenErrors(t *testing.T) {
 		{name: "public client names itself", form: "grant_type=password&username=carol&password=carol-password&client_id=my-app", wantStatus: 200},
 		{name: "unknown parameters are ignored", form: "grant_type=password&username=carol&password=carol-password&foo=bar", wantStatus: 200},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			path := tt.path
-			if path == "" {
-				path = "/token"
-			}
-			h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
-			for k, v := range tt.header {
-				h[k] = v
-			}
-			res := ts.do(http.MethodPost, path, h, strings.NewReader(tt.form))
-			if res.Status != tt.wantStatus {
-				t.Fatalf("status = %d, want %d; body %s", res.Status, tt.wantStatus, res.Body)
-			}
-			if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("Pragma") != "no-cache" {
-				t.Errorf("Cache-Control %q, Pragma %q; want no-store, no-cache", res.Header.Get("Cache-Control"), res.Header.Get("Pragma"))
-			}
-			if bytes.Contains(res.Body, []byte(secret)) || bytes.Contains(res.Body, []byte("carol-password")) {
-				t.Errorf("body repeats a submitted password: %s", res.Body)
-			}
-			if tt.wantStatus == 200 {
-				return
-			}
-			body := res.JSON(t)
-			if body["error"] != tt.wantError {
-				t.Errorf("error = %v, want %s (body %s)", body["error"], tt.wantError, res.Body)
-			}
-			if d, _ := body["error_description"].(string); d == "" {
-				t.Errorf("no error_description in %s", res.Body)
-			}
-			if got := res.Header.Get("WWW-Authenticate"); tt.wantBasic != strings.HasPrefix(got, "Basic ") {
-				t.Errorf("WWW-Authenticate = %q, want Basic challenge: %v", got, tt.wantBasic)
-			}
-		})
-	}
+	// The group ends when its parallel cases have run, so the log check
+	// below sees every request.
+	t.Run("table", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				path := tt.path
+				if path == "" {
+					path = "/token"
+				}
+				h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+				for k, v := range tt.header {
+					h[k] = v
+				}
+				res := ts.do(http.MethodPost, path, h, strings.NewReader(tt.form))
+				if res.Status != tt.wantStatus {
+					t.Fatalf("status = %d, want %d; body %s", res.Status, tt.wantStatus, res.Body)
+				}
+				if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("Pragma") != "no-cache" {
+					t.Errorf("Cache-Control %q, Pragma %q; want no-store, no-cache", res.Header.Get("Cache-Control"), res.Header.Get("Pragma"))
+				}
+				if bytes.Contains(res.Body, []byte(secret)) || bytes.Contains(res.Body, []byte("carol-password")) {
+					t.Errorf("body repeats a submitted password: %s", res.Body)
+				}
+				if tt.wantStatus == 200 {
+					return
+				}
+				body := res.JSON(t)
+				if body["error"] != tt.wantError {
+					t.Errorf("error = %v, want %s (body %s)", body["error"], tt.wantError, res.Body)
+				}
+				if d, _ := body["error_description"].(string); d == "" {
+					t.Errorf("no error_description in %s", res.Body)
+				}
+				if got := res.Header.Get("WWW-Authenticate"); tt.wantBasic != strings.HasPrefix(got, "Basic ") {
+					t.Errorf("WWW-Authenticate = %q, want Basic challenge: %v", got, tt.wantBasic)
+				}
+			})
+		}
+	})
 	if strings.Contains(ts.logs.String(), secret) {
 		t.Errorf("the log holds a submitted password")
 	}

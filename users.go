@@ -18,13 +18,13 @@ import (
 )
 
 const userSynopsis = `passflow user add NAME [--scopes data:read,data:write] [--db FILE]
-       passflow user list | disable NAME | enable NAME | passwd NAME | delete NAME [--db FILE]`
+       passflow user list | disable NAME | enable NAME | passwd NAME | delete NAME | import FILE [--db FILE]`
 
 // userCommand describes one `passflow user` subcommand.
 type userCommand struct {
-	// name says whether the command takes a NAME argument.
-	name bool
-	run  func(ctx context.Context, a *auth.Accounts, name string, io userIO) error
+	// arg names the command's one argument (NAME, FILE), if it takes one.
+	arg string
+	run func(ctx context.Context, a *auth.Accounts, arg string, io userIO) error
 }
 
 type userIO struct {
@@ -34,7 +34,7 @@ type userIO struct {
 }
 
 var userCommands = map[string]userCommand{
-	"add": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+	"add": {arg: "NAME", run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
 		password, err := readPassword(io.stdin, io.stderr)
 		if err != nil {
 			return err
@@ -64,13 +64,13 @@ var userCommands = map[string]userCommand{
 			after = next
 		}
 	}},
-	"disable": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+	"disable": {arg: "NAME", run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
 		return setDisabled(ctx, a, name, true, io.stdout)
 	}},
-	"enable": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+	"enable": {arg: "NAME", run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
 		return setDisabled(ctx, a, name, false, io.stdout)
 	}},
-	"passwd": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+	"passwd": {arg: "NAME", run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
 		password, err := readPassword(io.stdin, io.stderr)
 		if err != nil {
 			return err
@@ -82,7 +82,18 @@ var userCommands = map[string]userCommand{
 		fmt.Fprintf(io.stdout, "changed the password of %s; its tokens no longer work\n", u.Username)
 		return nil
 	}},
-	"delete": {name: true, run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
+	"import": {arg: "FILE", run: func(ctx context.Context, a *auth.Accounts, path string, io userIO) error {
+		users, err := readImport(path)
+		if err == nil {
+			err = a.Import(ctx, users)
+		}
+		if err != nil {
+			return fmt.Errorf("%w; nothing was imported", err)
+		}
+		fmt.Fprintf(io.stdout, "imported %d users\n", len(users))
+		return nil
+	}},
+	"delete": {arg: "NAME", run: func(ctx context.Context, a *auth.Accounts, name string, io userIO) error {
 		if err := a.Delete(ctx, name); err != nil {
 			return err
 		}
@@ -124,22 +135,22 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return flagError(err, stdout, userSynopsis, fs)
 	}
-	name := ""
+	arg := ""
 	switch {
-	case cmd.name && len(pos) != 1:
-		return fmt.Errorf("user %s: want exactly one NAME; run \"passflow help\"", sub)
-	case !cmd.name && len(pos) != 0:
+	case cmd.arg != "" && len(pos) != 1:
+		return fmt.Errorf("user %s: want exactly one %s; run \"passflow help\"", sub, cmd.arg)
+	case cmd.arg == "" && len(pos) != 0:
 		return fmt.Errorf("user %s: takes no arguments, got %q", sub, pos[0])
-	case cmd.name:
-		name = pos[0]
+	case cmd.arg != "":
+		arg = pos[0]
 	}
 	st, err := openStore(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	accounts := auth.NewAccounts(st, auth.NewArgon2id(auth.OWASPArgon2id), nil, time.Now)
-	if err := cmd.run(ctx, accounts, name, uio); err != nil {
+	accounts := auth.NewAccounts(st, auth.NewPasswords(auth.OWASPArgon2id), nil, time.Now)
+	if err := cmd.run(ctx, accounts, arg, uio); err != nil {
 		return fmt.Errorf("user %s: %w", sub, err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -223,6 +224,64 @@ func withField(err error, field string) error {
 		fe.Field = field
 	}
 	return err
+}
+
+// ImportedUser is an account brought from elsewhere with its password hash.
+type ImportedUser struct {
+	// Line is where the account came from, for error messages.
+	Line           int
+	Username       string
+	HashedPassword string
+	Scopes         []string
+	Disabled       bool
+}
+
+// Import creates every account of users, or none. Hashes must be argon2id
+// or bcrypt ($2a$, $2b$, $2y$), as passlib and FastAPI's recipe write them;
+// a weaker hash is replaced at the account's next successful login.
+func (a *Accounts) Import(ctx context.Context, users []ImportedUser) error {
+	lineErr := func(u ImportedUser, err error) error {
+		return fault.Invalid("", fmt.Sprintf("line %d: %s", u.Line, describe(err)))
+	}
+	now := a.now().UTC()
+	batch := make([]store.User, len(users))
+	seen := map[string]int{}
+	for i, in := range users {
+		name, err := NormalizeUsername("", in.Username)
+		if err != nil {
+			return lineErr(in, err)
+		}
+		if first, ok := seen[name]; ok {
+			return lineErr(in, fmt.Errorf("username %s is also on line %d", name, first))
+		}
+		seen[name] = in.Line
+		if err := CheckHashFormat(in.HashedPassword); err != nil {
+			return lineErr(in, fmt.Errorf("hashed_password: %w", err))
+		}
+		scopes, err := CheckScopes(in.Scopes, fault.InvalidRequest)
+		if err != nil {
+			return lineErr(in, err)
+		}
+		batch[i] = store.User{
+			ID: uuid.NewString(), Username: name, PasswordHash: in.HashedPassword,
+			Scopes: scopes, Disabled: in.Disabled, CreatedAt: now, UpdatedAt: now,
+		}
+	}
+	err := a.users.CreateUsers(ctx, batch)
+	var be *store.BatchError
+	if errors.As(err, &be) && errors.Is(err, fault.ErrConflict) {
+		return lineErr(users[be.Index], fmt.Errorf("username %s is taken", batch[be.Index].Username))
+	}
+	return err
+}
+
+// describe is an error's client-facing description, or its text.
+func describe(err error) string {
+	var fe *fault.Error
+	if errors.As(err, &fe) && fe.Description != "" {
+		return fe.Description
+	}
+	return err.Error()
 }
 
 // HasAdmin reports whether any enabled account holds users:admin.

@@ -3,10 +3,15 @@ package auth
 import (
 	"context"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/store"
 )
 
 // DefaultClientID is the client_id of tokens requested without one.
@@ -67,34 +72,83 @@ func MergeClientCredentials(basic ClientCredentials, bodyID, bodySecret string) 
 	return basic, nil
 }
 
-// Client is the client a token is issued to.
+// Grant types passflow offers.
+const (
+	GrantPassword     = "password"
+	GrantRefreshToken = "refresh_token"
+)
+
+// GrantTypes lists every grant type passflow offers.
+var GrantTypes = []string{GrantPassword, GrantRefreshToken}
+
+// Client is the client a token request comes from.
 type Client struct {
 	ID string
 	// Public clients cannot keep a secret; they name themselves.
 	Public bool
+	// Registered clients are limited to their grant types and scopes.
+	Registered bool
+	GrantTypes []string
+	Scopes     []string
 }
 
-// Clients decides which client a token request comes from.
+// Allows reports whether the client may use grant.
+func (c Client) Allows(grant string) bool {
+	return !c.Registered || slices.Contains(c.GrantTypes, grant)
+}
+
+// Limit returns the scopes of allowed the client may be granted.
+func (c Client) Limit(allowed []string) []string {
+	if !c.Registered {
+		return allowed
+	}
+	var out []string
+	for _, s := range allowed {
+		if slices.Contains(c.Scopes, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Clients decides which client a token request comes from (RFC 6749
+// §2.3.1): registered clients live in the store; an unregistered client id
+// without a secret is a public client naming itself, while those are
+// allowed.
 type Clients struct {
+	st          store.Clients
+	hasher      Hasher
 	allowPublic bool
+	now         func() time.Time
 }
 
-// NewClients returns a client authenticator. With allowPublic, a client_id
-// sent without a secret names a public client.
-func NewClients(allowPublic bool) *Clients {
-	return &Clients{allowPublic: allowPublic}
+// NewClients returns the client authenticator. Secrets are hashed with
+// hasher; allowPublic lets unregistered public clients in.
+func NewClients(
+	st store.Clients,
+	hasher Hasher,
+	allowPublic bool,
+	now func() time.Time,
+) *Clients {
+	return &Clients{st: st, hasher: hasher, allowPublic: allowPublic, now: now}
 }
 
 // AuthMethods lists the token endpoint authentication methods clients may
 // use (RFC 8414 token_endpoint_auth_methods_supported).
 func (c *Clients) AuthMethods() []string {
-	return []string{"none"}
+	methods := []string{"client_secret_basic", "client_secret_post"}
+	if c.allowPublic {
+		methods = append([]string{"none"}, methods...)
+	}
+	return methods
 }
 
+var errClientAuth = fault.New(fault.InvalidClient, "client authentication failed")
+
 // Authenticate returns the client that creds identify. Without any client
-// id the client is DefaultClientID. An unregistered client id without a
-// secret is a public client naming itself; with a secret it is
-// invalid_client, since no registered client has that id.
+// id the client is DefaultClientID, a public one. A registered
+// confidential client must present its secret; a registered public client
+// must not present one; an unregistered client id with a secret fails.
 func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials) (Client, error) {
 	if creds.ID == "" && creds.Secret == "" {
 		if !c.allowPublic {
@@ -108,13 +162,115 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials) (Cl
 	if !validClientID(creds.ID) {
 		return Client{}, fault.New(fault.InvalidClient, "client id must be 1 to 255 printable ASCII characters")
 	}
-	if creds.Secret != "" {
-		return Client{}, fault.New(fault.InvalidClient, "client authentication failed")
+	reg, err := c.st.ClientByID(ctx, creds.ID)
+	if errors.Is(err, fault.ErrNotFound) {
+		switch {
+		case creds.Secret != "":
+			return Client{}, errClientAuth
+		case !c.allowPublic:
+			return Client{}, fault.New(fault.InvalidClient, "unknown client; only registered clients may call")
+		}
+		return Client{ID: creds.ID, Public: true}, nil
 	}
-	if !c.allowPublic {
-		return Client{}, fault.New(fault.InvalidClient, "client authentication is required")
+	if err != nil {
+		return Client{}, err
 	}
-	return Client{ID: creds.ID, Public: true}, nil
+	client := Client{ID: reg.ID, Public: reg.SecretHash == "", Registered: true, GrantTypes: reg.GrantTypes, Scopes: reg.Scopes}
+	switch {
+	case client.Public && creds.Secret != "":
+		return Client{}, fault.New(fault.InvalidClient, "this client is public and has no secret")
+	case client.Public:
+		return client, nil
+	case creds.Secret == "":
+		return Client{}, errClientAuth
+	}
+	ok, _, err := c.hasher.Verify(reg.SecretHash, creds.Secret)
+	if err != nil {
+		return Client{}, fmt.Errorf("auth: verify secret of client %s: %w", reg.ID, err)
+	}
+	if !ok {
+		return Client{}, errClientAuth
+	}
+	return client, nil
+}
+
+// Confidential reports whether id names a registered confidential client,
+// whose tokens only it may revoke.
+func (c *Clients) Confidential(ctx context.Context, id string) (bool, error) {
+	reg, err := c.st.ClientByID(ctx, id)
+	if errors.Is(err, fault.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && reg.SecretHash != "", err
+}
+
+// NewClient describes a client to register.
+type NewClient struct {
+	ID string
+	// Secret is empty for a public client.
+	Secret     string
+	GrantTypes []string
+	Scopes     []string
+}
+
+// MinClientSecretBytes is the shortest client secret accepted.
+const MinClientSecretBytes = 16
+
+// Register adds a client. Omitted grant types or scopes mean all of them.
+func (c *Clients) Register(ctx context.Context, n NewClient) (store.Client, error) {
+	if !validClientID(n.ID) || strings.TrimSpace(n.ID) != n.ID {
+		return store.Client{}, fault.Invalid("/client_id", "client id must be 1 to 255 printable ASCII characters, without leading or trailing spaces")
+	}
+	if n.ID == DefaultClientID {
+		return store.Client{}, fault.Invalid("/client_id", DefaultClientID+" is reserved for requests that name no client")
+	}
+	if n.Secret != "" && len(n.Secret) < MinClientSecretBytes {
+		return store.Client{}, fault.Invalid("/client_secret", fmt.Sprintf("client secret must be at least %d bytes", MinClientSecretBytes))
+	}
+	grants := n.GrantTypes
+	if len(grants) == 0 {
+		grants = GrantTypes
+	}
+	for _, g := range grants {
+		if !slices.Contains(GrantTypes, g) {
+			return store.Client{}, fault.Invalid("/grant_types", "unknown grant type; the grant types are "+strings.Join(GrantTypes, ", "))
+		}
+	}
+	scopes := n.Scopes
+	if len(scopes) == 0 {
+		scopes = store.AllScopes
+	}
+	scopes, err := CheckScopes(scopes, fault.InvalidRequest)
+	if err != nil {
+		return store.Client{}, err
+	}
+	cl := store.Client{ID: n.ID, GrantTypes: slices.Compact(slices.Sorted(slices.Values(grants))), Scopes: scopes, CreatedAt: c.now().UTC()}
+	if n.Secret != "" {
+		if cl.SecretHash, err = c.hasher.Hash(n.Secret); err != nil {
+			return store.Client{}, err
+		}
+	}
+	if err := c.st.CreateClient(ctx, cl); err != nil {
+		if errors.Is(err, fault.ErrConflict) {
+			return store.Client{}, fault.Wrap(fault.Conflict, "a client with that id exists", err)
+		}
+		return store.Client{}, err
+	}
+	return cl, nil
+}
+
+// List returns every registered client.
+func (c *Clients) List(ctx context.Context) ([]store.Client, error) { return c.st.ListClients(ctx) }
+
+// Delete removes a registered client.
+func (c *Clients) Delete(ctx context.Context, id string) error {
+	if err := c.st.DeleteClient(ctx, id); err != nil {
+		if errors.Is(err, fault.ErrNotFound) {
+			return fault.Wrap(fault.NotFound, "no such client", err)
+		}
+		return err
+	}
+	return nil
 }
 
 // validClientID reports whether id is RFC 6749 VSCHARs (%x20-7E), at most

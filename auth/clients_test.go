@@ -3,9 +3,12 @@ package auth
 import (
 	"context"
 	"encoding/base64"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/store/sqlite"
 )
 
 func TestParseBasic(t *testing.T) {
@@ -47,7 +50,12 @@ func TestClientRules(t *testing.T) {
 	if c, err := MergeClientCredentials(ClientCredentials{Basic: true}, "body-app", ""); err != nil || c.ID != "body-app" {
 		t.Errorf("empty Basic and a body id = %+v, %v", c, err)
 	}
-	public := NewClients(true)
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	public := NewClients(st, NewPasswords(cheap), true, time.Now)
 	for creds, want := range map[ClientCredentials]string{
 		{}:                       DefaultClientID,
 		{ID: "spa"}:              "spa",
@@ -62,7 +70,7 @@ func TestClientRules(t *testing.T) {
 			t.Errorf("Authenticate(%+v) = %v, want invalid_client", creds, err)
 		}
 	}
-	if _, err := NewClients(false).Authenticate(ctx, ClientCredentials{}); fault.As(err).Code != fault.InvalidClient {
+	if _, err := NewClients(st, NewPasswords(cheap), false, time.Now).Authenticate(ctx, ClientCredentials{}); fault.As(err).Code != fault.InvalidClient {
 		t.Errorf("no client with public clients off: %v, want invalid_client", err)
 	}
 }

@@ -31,7 +31,9 @@ type Grants struct {
 	clients    *Clients
 	revs       *Revocations
 	refreshTTL time.Duration
-	now        func() time.Time
+	// passwordGrant switches the password grant on.
+	passwordGrant bool
+	now           func() time.Time
 	// dummyHash is verified against when the username is unknown, so an
 	// unknown name costs the same hash work as a wrong password.
 	dummyHash string
@@ -44,8 +46,9 @@ type grantStore interface {
 }
 
 // NewGrants returns the grants service; refresh tokens live for
-// refreshTTL from their own issue. It hashes a random password once, to
-// have a dummy hash with the current parameters.
+// refreshTTL from their own issue, and passwordGrant switches the password
+// grant on. It hashes a random password once, to have a dummy hash with
+// the current parameters.
 func NewGrants(
 	logger *slog.Logger,
 	st grantStore,
@@ -54,6 +57,7 @@ func NewGrants(
 	clients *Clients,
 	revs *Revocations,
 	refreshTTL time.Duration,
+	passwordGrant bool,
 	now func() time.Time,
 ) (*Grants, error) {
 	pw, err := GeneratePassword()
@@ -66,8 +70,16 @@ func NewGrants(
 	}
 	return &Grants{
 		logger: logger, st: st, hasher: hasher, tokens: tokens, clients: clients, revs: revs,
-		refreshTTL: refreshTTL, now: now, dummyHash: dummy,
+		refreshTTL: refreshTTL, passwordGrant: passwordGrant, now: now, dummyHash: dummy,
 	}, nil
+}
+
+// GrantTypes lists the grant types the token endpoint accepts.
+func (g *Grants) GrantTypes() []string {
+	if g.passwordGrant {
+		return GrantTypes
+	}
+	return []string{GrantRefreshToken}
 }
 
 // PasswordRequest is an RFC 6749 §4.3.2 access token request. An empty
@@ -94,6 +106,8 @@ var errBadCredentials = fault.New(fault.InvalidGrant, "wrong username or passwor
 // reached through the same hash work.
 func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, error) {
 	switch {
+	case !g.passwordGrant:
+		return Grant{}, fault.New(fault.UnsupportedGrantType, "the password grant is switched off")
 	case req.Username == "":
 		return Grant{}, fault.New(fault.InvalidRequest, "missing parameter: username")
 	case req.Password == "":
@@ -102,6 +116,9 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, erro
 	client, err := g.clients.Authenticate(ctx, req.Client)
 	if err != nil {
 		return Grant{}, err
+	}
+	if !client.Allows(GrantPassword) {
+		return Grant{}, fault.New(fault.UnauthorizedClient, "this client may not use the password grant")
 	}
 	requested, err := ParseScopes(req.Scope, fault.InvalidScope)
 	if err != nil {
@@ -116,7 +133,7 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, erro
 	if err != nil {
 		return Grant{}, err
 	}
-	ok, _, err := g.hasher.Verify(u.PasswordHash, req.Password)
+	ok, rehash, err := g.hasher.Verify(u.PasswordHash, req.Password)
 	if err != nil {
 		return Grant{}, fmt.Errorf("auth: verify password of user %s: %w", u.ID, err)
 	}
@@ -126,10 +143,16 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, erro
 	if u.Disabled {
 		return Grant{}, fault.New(fault.InvalidGrant, "the account is disabled")
 	}
+	if rehash {
+		g.rehash(ctx, u, req.Password)
+	}
 
-	scopes, err := narrow(u.Scopes, requested, "the account may not be granted a requested scope")
+	scopes, err := narrow(client.Limit(u.Scopes), requested, "the account or client may not be granted a requested scope")
 	if err != nil {
 		return Grant{}, err
+	}
+	if !client.Allows(GrantRefreshToken) {
+		return g.issue(u, store.RefreshFamily{ClientID: client.ID}, scopes, "")
 	}
 
 	now := g.now()
@@ -146,6 +169,26 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, erro
 		return Grant{}, err
 	}
 	return g.issue(u, fam, scopes, refresh)
+}
+
+// rehash replaces a hash weaker than the current parameters (bcrypt from
+// an import, older argon2id) now that the password is known. It is the same
+// password, so the user's tokens live on. A failure only delays it.
+func (g *Grants) rehash(ctx context.Context, u store.User, password string) {
+	hash, err := g.hasher.Hash(password)
+	if err == nil {
+		_, err = g.st.UpdateUser(ctx, u.Username, func(cur *store.User) error {
+			if cur.PasswordHash == u.PasswordHash {
+				cur.PasswordHash, cur.UpdatedAt = hash, g.now().UTC()
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		g.logger.Warn("rehashing a password failed; will try at the next login", "subject", u.ID, "error", err)
+		return
+	}
+	g.logger.Info("rehashed a password to the current parameters", "subject", u.ID)
 }
 
 // narrow returns requested if it is a subset of allowed, all of allowed if
@@ -200,6 +243,9 @@ func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 	if err != nil {
 		return Grant{}, err
 	}
+	if !client.Allows(GrantRefreshToken) {
+		return Grant{}, fault.New(fault.UnauthorizedClient, "this client may not use the refresh_token grant")
+	}
 	requested, err := ParseScopes(req.Scope, fault.InvalidScope)
 	if err != nil {
 		return Grant{}, err
@@ -228,7 +274,7 @@ func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 	case fam.TokenVersion != u.TokenVersion:
 		return Grant{}, fault.New(fault.InvalidGrant, "refresh token has been revoked")
 	}
-	scopes, err := narrow(fam.Scopes, requested, "scope may only narrow what was granted at login")
+	scopes, err := narrow(client.Limit(fam.Scopes), requested, "scope may only narrow what was granted at login")
 	if err != nil {
 		return Grant{}, err
 	}
@@ -275,23 +321,25 @@ type RevokeRequest struct {
 // Revoke carries out RFC 7009 revocation. Revoking a refresh token revokes
 // its family and the access tokens issued from it; revoking an access
 // token denies it until it expires. An unknown or invalid token is no
-// error. Tokens of public clients may be revoked by anyone holding them.
+// error. Tokens of public clients may be revoked by anyone holding them;
+// those of a registered confidential client only by that client.
 func (g *Grants) Revoke(ctx context.Context, req RevokeRequest) error {
 	if req.Token == "" {
 		return fault.New(fault.InvalidRequest, "missing parameter: token")
 	}
-	if _, err := g.clients.Authenticate(ctx, req.Client); err != nil {
+	client, err := g.clients.Authenticate(ctx, req.Client)
+	if err != nil {
 		return err
 	}
 	// A JWT has two dots; an opaque refresh token none. The hint only
 	// says where to look first.
 	looksAccess := strings.Count(req.Token, ".") == 2
-	tries := []func(context.Context, string) (bool, error){g.revokeRefresh, g.revokeAccess}
+	tries := []func(context.Context, Client, string) (bool, error){g.revokeRefresh, g.revokeAccess}
 	if looksAccess && req.Hint != "refresh_token" || req.Hint == "access_token" {
 		slices.Reverse(tries)
 	}
 	for _, try := range tries {
-		done, err := try(ctx, req.Token)
+		done, err := try(ctx, client, req.Token)
 		if err != nil || done {
 			return err
 		}
@@ -299,12 +347,31 @@ func (g *Grants) Revoke(ctx context.Context, req RevokeRequest) error {
 	return nil
 }
 
-func (g *Grants) revokeRefresh(ctx context.Context, token string) (bool, error) {
+// mayRevoke refuses the revocation of a confidential client's token by
+// anyone but that client.
+func (g *Grants) mayRevoke(ctx context.Context, caller Client, owner string) error {
+	if caller.ID == owner {
+		return nil
+	}
+	confidential, err := g.clients.Confidential(ctx, owner)
+	if err != nil {
+		return err
+	}
+	if confidential {
+		return fault.New(fault.UnauthorizedClient, "the token was issued to another client")
+	}
+	return nil
+}
+
+func (g *Grants) revokeRefresh(ctx context.Context, caller Client, token string) (bool, error) {
 	fam, err := g.st.RefreshFamilyByToken(ctx, hashRefresh(token))
 	if errors.Is(err, fault.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
+		return false, err
+	}
+	if err := g.mayRevoke(ctx, caller, fam.ClientID); err != nil {
 		return false, err
 	}
 	now := g.now()
@@ -314,11 +381,14 @@ func (g *Grants) revokeRefresh(ctx context.Context, token string) (bool, error) 
 	return true, g.revs.Sync(ctx)
 }
 
-func (g *Grants) revokeAccess(ctx context.Context, token string) (bool, error) {
+func (g *Grants) revokeAccess(ctx context.Context, caller Client, token string) (bool, error) {
 	p, err := g.tokens.parse(token)
 	if err != nil {
 		// Invalid or expired: nothing left to revoke.
 		return false, nil
+	}
+	if err := g.mayRevoke(ctx, caller, p.ClientID); err != nil {
+		return false, err
 	}
 	if err := g.st.RevokeAccessToken(ctx, p.TokenID, p.ExpiresAt.Add(g.tokens.leeway)); err != nil {
 		return false, err

@@ -1,15 +1,25 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/big"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,55 +28,190 @@ import (
 	"github.com/passflow/passflow/store"
 )
 
-// Signing algorithms passflow can use.
+// Signing algorithms passflow can use. HS256 is symmetric: only passflow
+// can verify its tokens, and its key is never published.
 const (
 	AlgEdDSA = "EdDSA"
+	AlgES256 = "ES256"
+	AlgRS256 = "RS256"
+	AlgHS256 = "HS256"
 )
+
+// Algorithms lists every signing algorithm passflow supports.
+var Algorithms = []string{AlgEdDSA, AlgES256, AlgRS256, AlgHS256}
+
+var methods = map[string]jwt.SigningMethod{
+	AlgEdDSA: jwt.SigningMethodEdDSA,
+	AlgES256: jwt.SigningMethodES256,
+	AlgRS256: jwt.SigningMethodRS256,
+	AlgHS256: jwt.SigningMethodHS256,
+}
 
 // Key is a signing key in usable form.
 type Key struct {
 	ID        string
 	Alg       string
 	CreatedAt time.Time
+	RetiredAt time.Time
 	method    jwt.SigningMethod
-	private   crypto.Signer
-	public    crypto.PublicKey
+	sign      any // what the method signs with
+	verify    any // what it verifies with
 }
 
-// GenerateSigningKey makes a new private key for alg.
-func GenerateSigningKey(alg string, now time.Time) (store.SigningKey, error) {
-	var priv crypto.Signer
-	switch alg {
-	case AlgEdDSA:
-		_, k, err := ed25519.GenerateKey(rand.Reader)
+// KeyConfig says how keys are made and kept.
+type KeyConfig struct {
+	// Alg is the algorithm new tokens are signed with.
+	Alg string
+	// KEK, when set, is a 32-byte key encrypting private keys at rest
+	// (AES-256-GCM). Keys stored before it was set are still read.
+	KEK []byte
+	// Verify is how long a retired key still verifies (and stays in the
+	// JWKS): the longest an access token lives, plus clock leeway.
+	Verify time.Duration
+}
+
+// ParseKEK decodes a key encryption key given in base64 (standard or URL
+// alphabet, padded or not); it must be 32 bytes.
+func ParseKEK(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			if len(b) != 32 {
+				return nil, fmt.Errorf("the key encryption key is %d bytes; it must be 32 (base64 of 32 random bytes)", len(b))
+			}
+			return b, nil
+		}
+	}
+	return nil, errors.New("the key encryption key must be base64 of 32 random bytes")
+}
+
+// GenerateSigningKey makes a new private key for cfg.Alg, encrypted with
+// cfg.KEK when there is one.
+func GenerateSigningKey(cfg KeyConfig, now time.Time) (store.SigningKey, error) {
+	var raw []byte
+	var kid string
+	switch cfg.Alg {
+	case AlgEdDSA, AlgES256, AlgRS256:
+		var priv crypto.Signer
+		var err error
+		switch cfg.Alg {
+		case AlgEdDSA:
+			_, priv, err = ed25519.GenerateKey(rand.Reader)
+		case AlgES256:
+			priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		case AlgRS256:
+			priv, err = rsa.GenerateKey(rand.Reader, 2048)
+		}
 		if err != nil {
 			return store.SigningKey{}, err
 		}
-		priv = k
+		if raw, err = x509.MarshalPKCS8PrivateKey(priv); err != nil {
+			return store.SigningKey{}, err
+		}
+		k, err := parseKey(cfg.Alg, raw)
+		if err != nil {
+			return store.SigningKey{}, err
+		}
+		kid = k.ID
+	case AlgHS256:
+		raw = make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return store.SigningKey{}, err
+		}
+		// A thumbprint of a secret key would be a hash of the secret:
+		// give it a random id instead.
+		id, err := randomID()
+		if err != nil {
+			return store.SigningKey{}, err
+		}
+		kid = id
 	default:
-		return store.SigningKey{}, fmt.Errorf("auth: unsupported signing algorithm %q", alg)
+		return store.SigningKey{}, fmt.Errorf("auth: unsupported signing algorithm %q", cfg.Alg)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	private, err := seal(cfg.KEK, kid, raw)
 	if err != nil {
 		return store.SigningKey{}, err
 	}
-	k, err := parseKey(alg, der)
-	if err != nil {
-		return store.SigningKey{}, err
-	}
-	return store.SigningKey{ID: k.ID, Algorithm: alg, Private: der, CreatedAt: now.UTC()}, nil
+	return store.SigningKey{ID: kid, Algorithm: cfg.Alg, Private: private, CreatedAt: now.UTC()}, nil
 }
 
-// ParseSigningKey turns a stored key into a usable one.
-func ParseSigningKey(sk store.SigningKey) (*Key, error) {
-	k, err := parseKey(sk.Algorithm, sk.Private)
+// sealedPrefix marks a private key encrypted with a key encryption key.
+var sealedPrefix = []byte("pfk1")
+
+// seal encrypts raw with kek (AES-256-GCM, the key id as additional data,
+// so a sealed key cannot be passed off as another); without a kek it
+// returns raw.
+func seal(kek []byte, kid string, raw []byte) ([]byte, error) {
+	if kek == nil {
+		return raw, nil
+	}
+	gcm, err := newGCM(kek)
 	if err != nil {
 		return nil, err
 	}
-	if k.ID != sk.ID {
-		return nil, fmt.Errorf("auth: signing key %s: stored id does not match its thumbprint", sk.ID)
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
 	}
-	k.CreatedAt = sk.CreatedAt
+	out := append(slices.Clone(sealedPrefix), nonce...)
+	return gcm.Seal(out, nonce, raw, []byte(kid)), nil
+}
+
+// Sealed reports whether a stored key is encrypted with a key encryption key.
+func Sealed(k store.SigningKey) bool { return bytes.HasPrefix(k.Private, sealedPrefix) }
+
+func open(kek []byte, kid string, stored []byte) ([]byte, error) {
+	if !bytes.HasPrefix(stored, sealedPrefix) {
+		return stored, nil
+	}
+	if kek == nil {
+		return nil, fmt.Errorf("auth: signing key %s is encrypted: set the key encryption key", kid)
+	}
+	gcm, err := newGCM(kek)
+	if err != nil {
+		return nil, err
+	}
+	body := stored[len(sealedPrefix):]
+	if len(body) < gcm.NonceSize() {
+		return nil, fmt.Errorf("auth: signing key %s: sealed key too short", kid)
+	}
+	raw, err := gcm.Open(nil, body[:gcm.NonceSize()], body[gcm.NonceSize():], []byte(kid))
+	if err != nil {
+		return nil, fmt.Errorf("auth: signing key %s: cannot decrypt it: wrong key encryption key?", kid)
+	}
+	return raw, nil
+}
+
+func newGCM(kek []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// ParseSigningKey turns a stored key into a usable one, decrypting it with
+// kek if it was sealed.
+func ParseSigningKey(sk store.SigningKey, kek []byte) (*Key, error) {
+	raw, err := open(kek, sk.ID, sk.Private)
+	if err != nil {
+		return nil, err
+	}
+	var k *Key
+	if sk.Algorithm == AlgHS256 {
+		if len(raw) < 32 {
+			return nil, fmt.Errorf("auth: signing key %s: HMAC key shorter than 256 bits", sk.ID)
+		}
+		k = &Key{ID: sk.ID, Alg: AlgHS256, method: jwt.SigningMethodHS256, sign: raw, verify: raw}
+	} else {
+		if k, err = parseKey(sk.Algorithm, raw); err != nil {
+			return nil, err
+		}
+		if k.ID != sk.ID {
+			return nil, fmt.Errorf("auth: signing key %s: stored id does not match its thumbprint", sk.ID)
+		}
+	}
+	k.CreatedAt, k.RetiredAt = sk.CreatedAt, sk.RetiredAt
 	return k, nil
 }
 
@@ -75,28 +220,44 @@ func parseKey(alg string, der []byte) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: parse signing key: %w", err)
 	}
-	k := &Key{Alg: alg}
-	switch alg {
-	case AlgEdDSA:
-		priv, ok := parsed.(ed25519.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("auth: signing key is %T, not Ed25519", parsed)
-		}
-		k.method, k.private, k.public = jwt.SigningMethodEdDSA, priv, priv.Public()
-	default:
-		return nil, fmt.Errorf("auth: unsupported signing algorithm %q", alg)
+	k := &Key{Alg: alg, method: methods[alg], sign: parsed}
+	switch priv := parsed.(type) {
+	case ed25519.PrivateKey:
+		k.verify = priv.Public()
+	case *ecdsa.PrivateKey:
+		k.verify = &priv.PublicKey
+	case *rsa.PrivateKey:
+		k.verify = &priv.PublicKey
 	}
-	jwk := k.PublicJWK()
-	k.ID = thumbprint(jwk)
+	wantType := map[string]string{AlgEdDSA: "ed25519.PrivateKey", AlgES256: "*ecdsa.PrivateKey", AlgRS256: "*rsa.PrivateKey"}[alg]
+	if got := fmt.Sprintf("%T", parsed); got != wantType || k.method == nil {
+		return nil, fmt.Errorf("auth: a %s key is %s", alg, got)
+	}
+	if alg == AlgES256 && parsed.(*ecdsa.PrivateKey).Curve != elliptic.P256() {
+		return nil, errors.New("auth: an ES256 key must be on P-256")
+	}
+	k.ID = thumbprint(k.PublicJWK())
 	return k, nil
 }
 
-// PublicJWK returns the key's public half as an RFC 7517 JWK with kid, alg and use.
+// PublicJWK returns the key's public half as an RFC 7517 JWK with kid, alg
+// and use; nil for a symmetric key, which is never published.
 func (k *Key) PublicJWK() map[string]string {
 	jwk := map[string]string{}
-	switch pub := k.public.(type) {
+	b64 := base64.RawURLEncoding.EncodeToString
+	switch pub := k.verify.(type) {
 	case ed25519.PublicKey:
-		jwk["kty"], jwk["crv"], jwk["x"] = "OKP", "Ed25519", base64.RawURLEncoding.EncodeToString(pub)
+		jwk["kty"], jwk["crv"], jwk["x"] = "OKP", "Ed25519", b64(pub)
+	case *ecdsa.PublicKey:
+		point, err := pub.Bytes() // 0x04 || X || Y
+		if err != nil {
+			return nil
+		}
+		jwk["kty"], jwk["crv"], jwk["x"], jwk["y"] = "EC", "P-256", b64(point[1:33]), b64(point[33:])
+	case *rsa.PublicKey:
+		jwk["kty"], jwk["n"], jwk["e"] = "RSA", b64(pub.N.Bytes()), b64(big.NewInt(int64(pub.E)).Bytes())
+	default:
+		return nil
 	}
 	if k.ID != "" {
 		jwk["kid"], jwk["alg"], jwk["use"] = k.ID, k.Alg, "sig"
@@ -107,11 +268,7 @@ func (k *Key) PublicJWK() map[string]string {
 // thumbprint is the RFC 7638 JWK thumbprint: SHA-256 over the required
 // members in lexicographic order, base64url-encoded.
 func thumbprint(jwk map[string]string) string {
-	var required []string
-	switch jwk["kty"] {
-	case "OKP":
-		required = []string{"crv", "kty", "x"}
-	}
+	required := map[string][]string{"OKP": {"crv", "kty", "x"}, "EC": {"crv", "kty", "x", "y"}, "RSA": {"e", "kty", "n"}}[jwk["kty"]]
 	m := make(map[string]string, len(required))
 	for _, name := range required {
 		m[name] = jwk[name]
@@ -125,7 +282,8 @@ func thumbprint(jwk map[string]string) string {
 // KeySet holds the keys tokens are signed and verified with. It is safe for
 // concurrent use; a reload swaps the whole set at once.
 type KeySet struct {
-	alg   string
+	cfg   KeyConfig
+	now   func() time.Time
 	state atomic.Pointer[keyState]
 }
 
@@ -135,15 +293,16 @@ type keyState struct {
 	all     []*Key
 }
 
-// LoadKeys loads the keys in ks, first creating a key for alg when there is
-// none, and returns a set that signs with the newest key of alg.
-func LoadKeys(ctx context.Context, ks store.Keys, alg string, now time.Time) (*KeySet, error) {
+// LoadKeys loads the keys in ks, first creating a key for cfg.Alg when
+// there is no unretired one, and returns a set that signs with the newest
+// unretired key of cfg.Alg.
+func LoadKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, now func() time.Time) (*KeySet, error) {
 	stored, err := ks.SigningKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !hasAlg(stored, alg) {
-		fresh, err := GenerateSigningKey(alg, now)
+	if !hasSigner(stored, cfg.Alg) {
+		fresh, err := GenerateSigningKey(cfg, now())
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +310,7 @@ func LoadKeys(ctx context.Context, ks store.Keys, alg string, now time.Time) (*K
 			return nil, err
 		}
 	}
-	set := &KeySet{alg: alg}
+	set := &KeySet{cfg: cfg, now: now}
 	if err := set.replace(stored); err != nil {
 		return nil, err
 	}
@@ -167,9 +326,9 @@ func (s *KeySet) Reload(ctx context.Context, ks store.Keys) error {
 	return s.replace(stored)
 }
 
-func hasAlg(keys []store.SigningKey, alg string) bool {
+func hasSigner(keys []store.SigningKey, alg string) bool {
 	for _, k := range keys {
-		if k.Algorithm == alg {
+		if k.Algorithm == alg && k.RetiredAt.IsZero() {
 			return true
 		}
 	}
@@ -179,18 +338,21 @@ func hasAlg(keys []store.SigningKey, alg string) bool {
 func (s *KeySet) replace(stored []store.SigningKey) error {
 	st := &keyState{byID: make(map[string]*Key, len(stored))}
 	for _, sk := range stored {
-		k, err := ParseSigningKey(sk)
+		if !sk.RetiredAt.IsZero() && s.now().After(sk.RetiredAt.Add(s.cfg.Verify)) {
+			continue // every token it signed has expired
+		}
+		k, err := ParseSigningKey(sk, s.cfg.KEK)
 		if err != nil {
 			return err
 		}
 		st.byID[k.ID] = k
 		st.all = append(st.all, k)
-		if k.Alg == s.alg && (st.signing == nil || k.CreatedAt.After(st.signing.CreatedAt)) {
+		if k.Alg == s.cfg.Alg && k.RetiredAt.IsZero() && (st.signing == nil || k.CreatedAt.After(st.signing.CreatedAt)) {
 			st.signing = k
 		}
 	}
 	if st.signing == nil {
-		return fmt.Errorf("auth: no %s signing key", s.alg)
+		return fmt.Errorf("auth: no %s signing key", s.cfg.Alg)
 	}
 	s.state.Store(st)
 	return nil
@@ -199,31 +361,38 @@ func (s *KeySet) replace(stored []store.SigningKey) error {
 // Signing returns the key new tokens are signed with.
 func (s *KeySet) Signing() *Key { return s.state.Load().signing }
 
-// Lookup returns the verification key with kid, if any.
+// Lookup returns the verification key with kid: an unretired key, or a
+// retired one whose tokens may still be alive.
 func (s *KeySet) Lookup(kid string) (*Key, bool) {
 	k, ok := s.state.Load().byID[kid]
-	return k, ok
+	if !ok || s.expired(k) {
+		return nil, false
+	}
+	return k, true
 }
 
-// Algorithms returns every algorithm of the set's keys.
-func (s *KeySet) Algorithms() []string {
-	seen := map[string]bool{}
-	var algs []string
-	for _, k := range s.state.Load().all {
-		if !seen[k.Alg] {
-			seen[k.Alg] = true
-			algs = append(algs, k.Alg)
-		}
-	}
-	return algs
+func (s *KeySet) expired(k *Key) bool {
+	return !k.RetiredAt.IsZero() && s.now().After(k.RetiredAt.Add(s.cfg.Verify))
 }
 
 // Public returns the public verification keys as RFC 7517 JWKs, newest
-// first: what a JWK Set publishes.
+// first: what a JWK Set publishes. Symmetric keys are never in it.
 func (s *KeySet) Public() []map[string]string {
 	keys := []map[string]string{}
 	for _, k := range s.state.Load().all {
-		keys = append(keys, k.PublicJWK())
+		if jwk := k.PublicJWK(); jwk != nil && !s.expired(k) {
+			keys = append(keys, jwk)
+		}
 	}
 	return keys
+}
+
+// RotateKeys adds a new signing key for cfg.Alg to ks and retires the old
+// ones of that algorithm: they verify until their tokens expire.
+func RotateKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, now time.Time) (store.SigningKey, error) {
+	k, err := GenerateSigningKey(cfg, now)
+	if err != nil {
+		return store.SigningKey{}, err
+	}
+	return k, ks.RotateSigningKey(ctx, k)
 }

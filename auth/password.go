@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/passflow/passflow/fault"
 )
@@ -95,8 +96,9 @@ func (h *Argon2id) Verify(encoded, password string) (bool, bool, error) {
 	got := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))
 	ok := subtle.ConstantTimeCompare(got, want) == 1
 	cur := h.params
+	// Weaker in any dimension means rehash; more lanes are not weaker.
 	rehash := p.MemoryKiB < cur.MemoryKiB || p.Iterations < cur.Iterations ||
-		p.Parallelism != cur.Parallelism || len(want) < int(cur.KeyLen) || len(salt) < int(cur.SaltLen)
+		len(want) < int(cur.KeyLen) || len(salt) < int(cur.SaltLen)
 	return ok, rehash, nil
 }
 
@@ -137,4 +139,67 @@ func parseArgon2id(encoded string) (Argon2idParams, []byte, []byte, error) {
 	}
 	p.SaltLen, p.KeyLen = uint32(len(salt)), uint32(len(key))
 	return p, salt, key, nil
+}
+
+// MaxBcryptCost bounds imported bcrypt hashes: a higher cost would let one
+// login run for minutes.
+const MaxBcryptCost = 16
+
+// Passwords is passflow's Hasher: new hashes are argon2id; bcrypt hashes
+// imported from elsewhere (passlib, FastAPI's recipe) still verify, and
+// always ask to be rehashed.
+type Passwords struct {
+	argon *Argon2id
+}
+
+var _ Hasher = (*Passwords)(nil)
+
+// NewPasswords returns the hasher, hashing with params.
+func NewPasswords(params Argon2idParams) *Passwords {
+	return &Passwords{argon: NewArgon2id(params)}
+}
+
+// Hash returns the argon2id PHC string of password.
+func (p *Passwords) Hash(password string) (string, error) { return p.argon.Hash(password) }
+
+// Verify checks password against an argon2id or bcrypt hash.
+func (p *Passwords) Verify(encoded, password string) (bool, bool, error) {
+	if !isBcrypt(encoded) {
+		return p.argon.Verify(encoded, password)
+	}
+	if err := CheckHashFormat(encoded); err != nil {
+		return false, false, err
+	}
+	err := bcrypt.CompareHashAndPassword([]byte(encoded), []byte(password))
+	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) || errors.Is(err, bcrypt.ErrPasswordTooLong) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return true, true, nil
+}
+
+func isBcrypt(encoded string) bool {
+	return strings.HasPrefix(encoded, "$2a$") || strings.HasPrefix(encoded, "$2b$") || strings.HasPrefix(encoded, "$2y$")
+}
+
+// CheckHashFormat reports whether Passwords can verify encoded: an argon2id
+// PHC string, or bcrypt ($2a$, $2b$ or $2y$) of cost at most
+// MaxBcryptCost.
+func CheckHashFormat(encoded string) error {
+	if isBcrypt(encoded) {
+		cost, err := bcrypt.Cost([]byte(encoded))
+		if err != nil || len(encoded) != 60 {
+			return errors.New("malformed bcrypt hash")
+		}
+		if cost > MaxBcryptCost {
+			return fmt.Errorf("bcrypt cost %d is above %d", cost, MaxBcryptCost)
+		}
+		return nil
+	}
+	if _, _, _, err := parseArgon2id(encoded); err != nil {
+		return errors.New("not an argon2id or bcrypt hash")
+	}
+	return nil
 }

@@ -30,7 +30,7 @@ func TestRevocationsFollowTheFeed(t *testing.T) {
 	stA, stB := open(), open()
 	now := time.Now
 	newRevs := func(st *sqlite.Store) *Revocations {
-		keys, err := LoadKeys(ctx, st, AlgEdDSA, now())
+		keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, now)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -112,7 +112,8 @@ func NewTokens(
 		now:    now,
 		cache:  cache,
 		parser: jwt.NewParser(
-			jwt.WithValidMethods(keys.Algorithms()),
+			// Each token must also use its own key's algorithm (keyFor).
+			jwt.WithValidMethods(Algorithms),
 			jwt.WithIssuer(issuer),
 			jwt.WithAudience(issuer),
 			jwt.WithExpirationRequired(),
@@ -154,7 +155,7 @@ func (t *Tokens) Issue(s Subject) (AccessToken, error) {
 	tok := jwt.NewWithClaims(key.method, claims)
 	tok.Header["typ"] = accessTokenType
 	tok.Header["kid"] = key.ID
-	signed, err := tok.SignedString(key.private)
+	signed, err := tok.SignedString(key.sign)
 	if err != nil {
 		return AccessToken{}, fmt.Errorf("auth: sign access token: %w", err)
 	}
@@ -230,7 +231,7 @@ func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
 	if !ok || k.method.Alg() != tok.Method.Alg() {
 		return nil, errUnknownKey
 	}
-	return k.public, nil
+	return k.verify, nil
 }
 
 func verifyError(err error) error {

@@ -35,7 +35,7 @@ func newTokens(t *testing.T, c *clock) (*Tokens, *KeySet) {
 			t.Fatal(err)
 		}
 	}
-	keys, err := LoadKeys(context.Background(), st, AlgEdDSA, c.now())
+	keys, err := LoadKeys(context.Background(), st, KeyConfig{Alg: AlgEdDSA, Verify: 10 * time.Minute}, c.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestVerifyRefuses(t *testing.T) {
 	hdr := map[string]any{"typ": "at+jwt", "kid": kid}
 
 	pubDER := keys.Signing().PublicJWK()["x"]
-	real := keys.Signing().private
+	real := keys.Signing().sign
 	tests := map[string]string{
 		"alg none":                  sign(t, jwt.SigningMethodNone, hdr, good(), jwt.UnsafeAllowNoneSignatureType),
 		"HS256 with the public key": sign(t, jwt.SigningMethodHS256, hdr, good(), []byte(pubDER)),

@@ -87,9 +87,9 @@ func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject
 	}
 	return api.IssueToken200JSONResponse{
 		Body: api.TokenResponse{
-			AccessToken: g.AccessToken,
-			TokenType:   api.TokenResponseTokenTypeBearer,
-			ExpiresIn:   int64(g.ExpiresIn.Seconds()),
+			AccessToken:  g.AccessToken,
+			TokenType:    api.TokenResponseTokenTypeBearer,
+			ExpiresIn:    int64(g.ExpiresIn.Seconds()),
 			Scope:        strings.Join(g.Scopes, " "),
 			RefreshToken: optional(g.RefreshToken),
 		},
@@ -121,7 +121,7 @@ func (s *Server) GetServerMetadata(ctx context.Context, _ api.GetServerMetadataR
 		TokenEndpoint:                          base + "/token",
 		RevocationEndpoint:                     base + "/revoke",
 		JwksUri:                                base + "/.well-known/jwks.json",
-		GrantTypesSupported:                    []string{"password", "refresh_token"},
+		GrantTypesSupported:                    s.grants.GrantTypes(),
 		TokenEndpointAuthMethodsSupported:      s.clients.AuthMethods(),
 		RevocationEndpointAuthMethodsSupported: s.clients.AuthMethods(),
 		ScopesSupported:                        store.AllScopes,
