@@ -274,6 +274,31 @@ type Changes interface {
 	PruneChanges(ctx context.Context, cutoff time.Time) error
 }
 
+// LoginCounter counts the failed logins of one key (a username, a client
+// IP, or the pair) in a window that starts at its first failure.
+type LoginCounter struct {
+	Key         string
+	Failures    int
+	WindowStart time.Time
+	LastFailure time.Time
+}
+
+// LoginAttempts keeps login failure counters, shared by every process on
+// the store, so that attempts spread over instances count together.
+type LoginAttempts interface {
+	// LoginCounters returns the counters of those keys that have one.
+	LoginCounters(ctx context.Context, keys []string) ([]LoginCounter, error)
+	// AddLoginFailure counts a failure at now for every key, in one
+	// transaction; a counter whose window has passed starts again at one.
+	// It returns the counters as they now are.
+	AddLoginFailure(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]LoginCounter, error)
+	// ClearLoginFailures deletes a key's counter.
+	ClearLoginFailures(ctx context.Context, key string) error
+	// PruneLoginFailures deletes counters whose last failure is before
+	// cutoff.
+	PruneLoginFailures(ctx context.Context, cutoff time.Time) error
+}
+
 // Store is everything passflow keeps.
 type Store interface {
 	Users
@@ -281,6 +306,7 @@ type Store interface {
 	Keys
 	Clients
 	RefreshTokens
+	LoginAttempts
 	Changes
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

@@ -516,6 +516,80 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	return nil
 }
 
+func scanCounters(rows *sql.Rows, err error) ([]store.LoginCounter, error) {
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: login failures: %w", err)
+	}
+	defer rows.Close()
+	var out []store.LoginCounter
+	for rows.Next() {
+		var c store.LoginCounter
+		var start, last int64
+		if err := rows.Scan(&c.Key, &c.Failures, &start, &last); err != nil {
+			return nil, fmt.Errorf("sqlite: login failures: %w", err)
+		}
+		c.WindowStart, c.LastFailure = fromMicros(start), fromMicros(last)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func keyArgs(keys []string) (string, []any) {
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	return strings.TrimSuffix(strings.Repeat("?, ", len(keys)), ", "), args
+}
+
+// LoginCounters returns the counters of keys.
+func (s *Store) LoginCounters(ctx context.Context, keys []string) ([]store.LoginCounter, error) {
+	marks, args := keyArgs(keys)
+	return scanCounters(s.db.QueryContext(ctx,
+		`SELECT key, failures, window_start, last_failure FROM login_failures WHERE key IN (`+marks+`)`, args...))
+}
+
+// AddLoginFailure counts a failure for every key.
+func (s *Store) AddLoginFailure(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]store.LoginCounter, error) {
+	var out []store.LoginCounter
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			_, err := tx.ExecContext(ctx, `INSERT INTO login_failures (key, failures, window_start, last_failure)
+				VALUES (?1, 1, ?2, ?2)
+				ON CONFLICT (key) DO UPDATE SET
+					failures     = CASE WHEN window_start <= ?3 THEN 1 ELSE failures + 1 END,
+					window_start = CASE WHEN window_start <= ?3 THEN ?2 ELSE window_start END,
+					last_failure = ?2`,
+				k, micros(now), micros(now.Add(-window)))
+			if err != nil {
+				return fmt.Errorf("sqlite: add login failure: %w", err)
+			}
+		}
+		marks, args := keyArgs(keys)
+		var err error
+		out, err = scanCounters(tx.QueryContext(ctx,
+			`SELECT key, failures, window_start, last_failure FROM login_failures WHERE key IN (`+marks+`)`, args...))
+		return err
+	})
+	return out, err
+}
+
+// ClearLoginFailures deletes a counter.
+func (s *Store) ClearLoginFailures(ctx context.Context, key string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE key = ?`, key); err != nil {
+		return fmt.Errorf("sqlite: clear login failures: %w", err)
+	}
+	return nil
+}
+
+// PruneLoginFailures deletes stale counters.
+func (s *Store) PruneLoginFailures(ctx context.Context, cutoff time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE last_failure < ?`, micros(cutoff)); err != nil {
+		return fmt.Errorf("sqlite: prune login failures: %w", err)
+	}
+	return nil
+}
+
 // appendChange adds to the change feed inside tx. Writers hold SQLite's
 // one write lock, so Seq order is commit order.
 func appendChange(ctx context.Context, tx *sql.Tx, kind, subject string, expiresAt time.Time) error {

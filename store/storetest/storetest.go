@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateUsers", testCreateUsers},
 		{"Clients", testClients},
 		{"RotateSigningKey", testRotateSigningKey},
+		{"LoginFailures", testLoginFailures},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -629,5 +630,64 @@ func testRotateSigningKey(t *testing.T, s store.Store) {
 	// An unretired key exists, so Ensure adds nothing; were all retired, it would.
 	if keys, _ := s.EnsureSigningKey(ctx, store.SigningKey{ID: "a3", Algorithm: "EdDSA", Private: []byte{4}, CreatedAt: later}); len(keys) != 3 {
 		t.Errorf("EnsureSigningKey beside an unretired key added one: %d keys", len(keys))
+	}
+}
+
+func testLoginFailures(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const window = 15 * time.Minute
+	keys := []string{"pair", "user", "ip"}
+	if got, err := s.LoginCounters(ctx, keys); err != nil || len(got) != 0 {
+		t.Fatalf("no failures yet: %+v, %v", got, err)
+	}
+	counts := func(cs []store.LoginCounter) map[string]int {
+		m := map[string]int{}
+		for _, c := range cs {
+			m[c.Key] = c.Failures
+		}
+		return m
+	}
+	for i := 1; i <= 3; i++ {
+		got, err := s.AddLoginFailure(ctx, keys, epoch.Add(time.Duration(i)*time.Minute), window)
+		if err != nil || len(got) != 3 || counts(got)["pair"] != i {
+			t.Fatalf("failure %d: %+v, %v", i, got, err)
+		}
+	}
+	got, _ := s.LoginCounters(ctx, []string{"pair", "other"})
+	if len(got) != 1 || got[0].Failures != 3 || !got[0].WindowStart.Equal(epoch.Add(time.Minute)) || !got[0].LastFailure.Equal(epoch.Add(3*time.Minute)) {
+		t.Errorf("counter = %+v", got)
+	}
+	// After the window, a failure starts a new one.
+	late := epoch.Add(time.Minute + window + time.Second)
+	got, _ = s.AddLoginFailure(ctx, []string{"pair"}, late, window)
+	if len(got) != 1 || got[0].Failures != 1 || !got[0].WindowStart.Equal(late) {
+		t.Errorf("after the window = %+v", got)
+	}
+	if err := s.ClearLoginFailures(ctx, "pair"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.LoginCounters(ctx, keys); len(got) != 2 {
+		t.Errorf("after clearing pair: %+v", got)
+	}
+	// Concurrent failures all count.
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.AddLoginFailure(ctx, []string{"busy"}, epoch, window); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got, _ := s.LoginCounters(ctx, []string{"busy"}); len(got) != 1 || got[0].Failures != 20 {
+		t.Errorf("20 concurrent failures counted as %+v", got)
+	}
+	if err := s.PruneLoginFailures(ctx, epoch.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.LoginCounters(ctx, []string{"user", "ip", "busy"}); len(got) != 0 {
+		t.Errorf("after pruning: %+v", got)
 	}
 }
