@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -43,10 +44,9 @@ func newBenchEnv(b *testing.B, doc *openapi3.T) *benchEnv {
 			b.Fatal(err)
 		}
 	}
-	cfg := config{Issuer: "http://localhost:8080", AccessTokenTTL: 15 * 60e9, RefreshTokenTTL: 720 * 3600e9, ClockLeeway: 5e9,
-		SigningAlg: auth.AlgEdDSA, MaxBodyBytes: 1 << 20, TokenCacheSize: 100_000}
-	hasher := auth.NewArgon2id(auth.Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32})
-	a, err := newApp(ctx, slog.New(slog.DiscardHandler), cfg, st, hasher, doc)
+	cfg := benchConfig()
+	hasher := auth.NewPasswords(auth.Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32})
+	a, err := newApp(ctx, slog.New(slog.DiscardHandler), cfg, st, hasher, doc, newMetrics(func() int { return 0 }))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -171,4 +171,15 @@ func BenchmarkPipelineBigSpec(b *testing.B) {
 	for b.Loop() {
 		serve(b, e.handler, req)
 	}
+}
+
+// benchConfig is serve's defaults, as parsing no flags gives them.
+func benchConfig() config {
+	var cfg config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	bindServe(fs, &cfg)
+	if _, err := parse(fs, nil, func(string) string { return "" }); err != nil {
+		panic(err)
+	}
+	return cfg
 }

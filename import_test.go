@@ -72,9 +72,6 @@ func TestImportFromFastAPI(t *testing.T) {
 		!strings.Contains(string(res.Body), "disabled") {
 		t.Errorf("disabled alice = %d %s", res.Status, res.Body)
 	}
-	if got := storedHash(t, ts.DB, "alice"); got != aliceHash {
-		t.Error("a failed login (disabled account) rehashed the password")
-	}
 }
 
 func TestImportCSV(t *testing.T) {

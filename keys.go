@@ -14,7 +14,7 @@ import (
 const keysSynopsis = `passflow keys rotate [--signing-alg EdDSA] [--key-encryption-key K] [--db FILE]
        passflow keys list [--db FILE]`
 
-func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("keys: missing subcommand; run \"passflow help\"")
 	}
@@ -47,6 +47,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		if err != nil {
 			return fmt.Errorf("keys rotate: %w", err)
 		}
+		cliEvents(stderr).Change(ctx, auth.ChangeEvent{Action: "keys.rotated", Target: k.ID, Detail: k.Algorithm})
 		fmt.Fprintf(stdout, "added %s signing key %s; servers sign with it within a second, and the keys it replaces verify until their tokens expire\n", k.Algorithm, k.ID)
 		return nil
 	}

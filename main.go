@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "client":
 		err = cmdClient(ctx, rest, getenv, stdin, stdout, stderr)
 	case "keys":
-		err = cmdKeys(ctx, rest, getenv, stdout)
+		err = cmdKeys(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, topUsage)
 	default:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/term"
 
 	"github.com/passflow/passflow/auth"
@@ -54,16 +55,23 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, logger, cfg, st, auth.NewPasswords(auth.OWASPArgon2id), doc)
+	hasher := auth.NewBounded(auth.NewPasswords(auth.OWASPArgon2id), cfg.HashConcurrency, cfg.HashQueue, 2*time.Second)
+	m := newMetrics(hasher.Waiting)
+	a, err := newApp(ctx, logger, cfg, st, hasher, doc, m)
 	if err != nil {
 		return err
 	}
 	if err := bootstrapAdmin(ctx, logger, cfg, a.accounts, stderr); err != nil {
 		return err
 	}
-	syncCtx, stopSync := context.WithCancel(ctx)
-	defer stopSync()
-	go a.revocations.Run(syncCtx)
+	background, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
+	go a.revocations.Run(background)
+	go every(background, time.Hour, func() {
+		if err := a.throttle.Prune(background); err != nil && background.Err() == nil {
+			logger.Warn("pruning login counters failed", "error", err)
+		}
+	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -79,8 +87,14 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "db", cfg.DB)
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+		go func() { served <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey) }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer, "db", cfg.DB)
 
 	select {
 	case err := <-served:
@@ -95,6 +109,20 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// every calls fn each period until ctx ends.
+func every(ctx context.Context, period time.Duration, fn func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 // openStore opens the store a --db value names.
@@ -123,16 +151,22 @@ type app struct {
 	accounts    *auth.Accounts
 	tokens      *auth.Tokens
 	revocations *auth.Revocations
+	throttle    *auth.Throttle
 }
 
 // newApp wires everything: keys, revocations, tokens, accounts, grants, the
 // guard over doc, the handlers and every route. Run a.revocations to follow
 // changes other processes make.
-func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher, doc *openapi3.T) (*app, error) {
+func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher, doc *openapi3.T, m *metrics) (*app, error) {
 	kc, err := cfg.keyConfig()
 	if err != nil {
 		return nil, err
 	}
+	proxies, err := cfg.trustedProxies()
+	if err != nil {
+		return nil, err
+	}
+	ev := events{metrics: m, audit: logger}
 	keys, err := auth.LoadKeys(ctx, st, kc, time.Now)
 	if err != nil {
 		return nil, err
@@ -141,13 +175,17 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := auth.NewTokens(cfg.Issuer, cfg.AccessTokenTTL, cfg.ClockLeeway, keys, revs, cfg.TokenCacheSize, time.Now)
+	tokens, err := auth.NewTokens(cfg.Issuer, cfg.AccessTokenTTL, cfg.ClockLeeway, keys, revs, ev, cfg.TokenCacheSize, time.Now)
 	if err != nil {
 		return nil, err
 	}
-	accounts := auth.NewAccounts(st, hasher, revs, time.Now)
-	clients := auth.NewClients(st, hasher, cfg.PublicClients, time.Now)
-	grants, err := auth.NewGrants(logger, st, hasher, tokens, clients, revs, cfg.RefreshTokenTTL, cfg.PasswordGrant, time.Now)
+	throttle := auth.NewThrottle(st, auth.ThrottleConfig{
+		MaxFailures: cfg.LoginMaxFailures, MaxPerUser: cfg.LoginMaxFailuresPerUser, MaxPerIP: cfg.LoginMaxFailuresPerIP,
+		Window: cfg.LoginWindow, MaxBackoff: 15 * time.Minute,
+	}, time.Now)
+	accounts := auth.NewAccounts(st, hasher, revs, ev, time.Now)
+	clients := auth.NewClients(st, hasher, cfg.PublicClients, ev, time.Now)
+	grants, err := auth.NewGrants(logger, st, hasher, tokens, clients, revs, throttle, ev, cfg.RefreshTokenTTL, cfg.PasswordGrant, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -160,11 +198,11 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	server := impl.NewServer(accounts, st, grants, clients, keys, impl.Issuer{URL: cfg.Issuer, Explicit: cfg.issuerSet})
-	handler, err := routes(logger, g, server, specJSON)
+	handler, err := routes(logger, g, server, specJSON, m, proxies, st)
 	if err != nil {
 		return nil, err
 	}
-	return &app{handler: handler, accounts: accounts, tokens: tokens, revocations: revs}, nil
+	return &app{handler: handler, accounts: accounts, tokens: tokens, revocations: revs, throttle: throttle}, nil
 }
 
 // aliases are gin routes served by a spec operation besides its own path.
@@ -176,6 +214,8 @@ var aliases = []guard.Alias{
 // unguarded are the routes the spec does not describe, served beside it.
 var unguarded = map[string]bool{
 	"GET /healthz":      true,
+	"GET /readyz":       true,
+	"GET /metrics":      true,
 	"GET /openapi.yaml": true,
 	"GET /openapi.json": true,
 }
@@ -183,20 +223,37 @@ var unguarded = map[string]bool{
 // routes registers every route in one place: the generated ones behind the
 // guard, and the few the spec does not describe. It fails when a route is
 // neither, so no route can slip past the guard.
-func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, specJSON []byte) (*gin.Engine, error) {
+func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, specJSON []byte,
+	m *metrics, trustedProxies []string, st store.Store) (*gin.Engine, error) {
 	engine := gin.New()
 	engine.ContextWithFallback = true
 	engine.RedirectTrailingSlash = false
 	engine.RedirectFixedPath = false
 	engine.HandleMethodNotAllowed = true
-	_ = engine.SetTrustedProxies(nil)
-	engine.Use(guard.RequestID(), guard.AccessLog(logger), g.Recover())
+	// The client IP is the connection's, unless it is a trusted proxy's:
+	// then X-Forwarded-For, read from the right, names it.
+	if err := engine.SetTrustedProxies(trustedProxies); err != nil {
+		return nil, err
+	}
+	engine.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	engine.Use(guard.RequestID(), guard.AccessLog(logger), m.middleware(), g.Recover())
 	engine.NoRoute(g.NoRoute)
 	engine.NoMethod(g.NoMethod)
 
 	engine.GET("/healthz", func(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"status": "ok"})
 	})
+	engine.GET("/readyz", func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "the database is unreachable",
+				RetryAfter: time.Second, Err: err})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+	engine.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})))
 	engine.GET("/openapi.yaml", func(c *gin.Context) {
 		c.Data(http.StatusOK, "application/yaml", specYAML)
 	})

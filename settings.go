@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -28,6 +30,16 @@ type config struct {
 	PublicClients   bool
 	PasswordGrant   bool
 	KeyEncryption   string
+
+	LoginMaxFailures        int
+	LoginMaxFailuresPerUser int
+	LoginMaxFailuresPerIP   int
+	LoginWindow             time.Duration
+	TrustedProxies          string
+	HashConcurrency         int
+	HashQueue               int
+	TLSCert                 string
+	TLSKey                  string
 
 	// issuerSet records whether the issuer was set explicitly.
 	issuerSet bool
@@ -74,6 +86,37 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 100_000, "verified access tokens remembered, so their signatures are checked once")
 	fs.BoolVar(&c.PublicClients, "public-clients", true, "let clients that are not registered name themselves with a client_id (or none)")
 	fs.BoolVar(&c.PasswordGrant, "password-grant", true, "offer the password grant; when false, /token only refreshes")
+	fs.IntVar(&c.LoginMaxFailures, "login-max-failures", 5, "failed logins per (username, client IP) within --login-window before back-off (1s, doubling up to 15m)")
+	fs.IntVar(&c.LoginMaxFailuresPerUser, "login-max-failures-per-user", 50, "failed logins per username, across addresses, within --login-window before it is blocked")
+	fs.IntVar(&c.LoginMaxFailuresPerIP, "login-max-failures-per-ip", 100, "failed logins per client IP, across usernames, within --login-window before it is blocked")
+	fs.DurationVar(&c.LoginWindow, "login-window", 15*time.Minute, "the window failed logins are counted in")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client IP (default none)")
+	fs.IntVar(&c.HashConcurrency, "hash-concurrency", runtime.NumCPU(), "password hashes run at once (each holds 19 MiB while it runs)")
+	fs.IntVar(&c.HashQueue, "hash-queue", 64, "logins that may wait (at most 2s) for a hashing slot; more get 503")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
+}
+
+// trustedProxies parses --trusted-proxies.
+func (c *config) trustedProxies() ([]string, error) {
+	var cidrs []string
+	for _, s := range strings.Split(c.TrustedProxies, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			if ip := net.ParseIP(s); ip != nil && ip.To4() != nil {
+				s += "/32"
+			} else {
+				s += "/128"
+			}
+		}
+		if _, _, err := net.ParseCIDR(s); err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is not a CIDR or an IP address", s)
+		}
+		cidrs = append(cidrs, s)
+	}
+	return cidrs, nil
 }
 
 // validate checks settings that flag parsing cannot.
@@ -91,6 +134,17 @@ func (c *config) validate() error {
 		return errors.New("--token-cache-size must be at least 1")
 	case !strings.HasPrefix(c.Issuer, "https://") && !strings.HasPrefix(c.Issuer, "http://"):
 		return errors.New("--issuer must be an http:// or https:// URL")
+	case c.LoginMaxFailures < 1 || c.LoginMaxFailuresPerUser < 1 || c.LoginMaxFailuresPerIP < 1:
+		return errors.New("the --login-max-failures settings must be at least 1")
+	case c.LoginWindow < time.Second:
+		return errors.New("--login-window must be at least 1s")
+	case c.HashConcurrency < 1 || c.HashQueue < 0:
+		return errors.New("--hash-concurrency must be at least 1 and --hash-queue at least 0")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		return err
 	}
 	_, err := c.keyConfig()
 	return err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,6 +22,7 @@ type Accounts struct {
 	users  store.Users
 	hasher Hasher
 	revs   *Revocations
+	events Events
 	now    func() time.Time
 }
 
@@ -32,9 +34,10 @@ func NewAccounts(
 	users store.Users,
 	hasher Hasher,
 	revs *Revocations,
+	events Events,
 	now func() time.Time,
 ) *Accounts {
-	return &Accounts{users: users, hasher: hasher, revs: revs, now: now}
+	return &Accounts{users: users, hasher: hasher, revs: revs, events: events, now: now}
 }
 
 // NewAccount describes an account to create.
@@ -58,7 +61,7 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 	if err != nil {
 		return store.User{}, withField(err, "/scopes")
 	}
-	hash, err := a.hasher.Hash(n.Password)
+	hash, err := a.hasher.Hash(ctx, n.Password)
 	if err != nil {
 		return store.User{}, err
 	}
@@ -77,6 +80,7 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 		}
 		return store.User{}, err
 	}
+	a.events.Change(ctx, ChangeEvent{Action: "user.created", Target: u.Username, Detail: "scopes=" + strings.Join(u.Scopes, ",")})
 	return u, nil
 }
 
@@ -122,7 +126,7 @@ func (a *Accounts) Update(ctx context.Context, username string, c Change) (store
 			return store.User{}, err
 		}
 		// Hash before the transaction: it is slow, and needs no lock.
-		if hash, err = a.hasher.Hash(*c.Password); err != nil {
+		if hash, err = a.hasher.Hash(ctx, *c.Password); err != nil {
 			return store.User{}, err
 		}
 	}
@@ -157,7 +161,23 @@ func (a *Accounts) Update(ctx context.Context, username string, c Change) (store
 	if err != nil {
 		return store.User{}, notFound(err)
 	}
+	a.events.Change(ctx, ChangeEvent{Action: "user.updated", Target: u.Username, Detail: c.describe()})
 	return u, a.revs.Sync(ctx)
+}
+
+// describe lists what a change sets, never the password itself.
+func (c Change) describe() string {
+	var parts []string
+	if c.Disabled != nil {
+		parts = append(parts, fmt.Sprintf("disabled=%v", *c.Disabled))
+	}
+	if c.Scopes != nil {
+		parts = append(parts, "scopes="+strings.Join(c.Scopes, ","))
+	}
+	if c.Password != nil {
+		parts = append(parts, "password")
+	}
+	return strings.Join(parts, " ")
 }
 
 // ChangePassword sets the password of p's own account after checking its
@@ -167,7 +187,7 @@ func (a *Accounts) ChangePassword(ctx context.Context, p *Principal, current, ne
 	if err != nil {
 		return notFound(err)
 	}
-	ok, _, err := a.hasher.Verify(u.PasswordHash, current)
+	ok, _, err := a.hasher.Verify(ctx, u.PasswordHash, current)
 	if err != nil {
 		return err
 	}
@@ -178,6 +198,9 @@ func (a *Accounts) ChangePassword(ctx context.Context, p *Principal, current, ne
 		return err
 	}
 	_, err = a.Update(ctx, u.Username, Change{Password: &next})
+	if err == nil {
+		a.events.Change(ctx, ChangeEvent{Action: "user.password_changed", Target: u.Username, Detail: "by the user"})
+	}
 	return err
 }
 
@@ -195,6 +218,7 @@ func (a *Accounts) LogoutEverywhere(ctx context.Context, p *Principal) error {
 	if err != nil {
 		return notFound(err)
 	}
+	a.events.Change(ctx, ChangeEvent{Action: "user.logged_out_everywhere", Target: p.Username})
 	return a.revs.Sync(ctx)
 }
 
@@ -208,6 +232,7 @@ func (a *Accounts) Delete(ctx context.Context, username string) error {
 	if err := a.users.DeleteUser(ctx, name); err != nil {
 		return notFound(err)
 	}
+	a.events.Change(ctx, ChangeEvent{Action: "user.deleted", Target: name})
 	return a.revs.Sync(ctx)
 }
 
@@ -271,6 +296,9 @@ func (a *Accounts) Import(ctx context.Context, users []ImportedUser) error {
 	var be *store.BatchError
 	if errors.As(err, &be) && errors.Is(err, fault.ErrConflict) {
 		return lineErr(users[be.Index], fmt.Errorf("username %s is taken", batch[be.Index].Username))
+	}
+	if err == nil {
+		a.events.Change(ctx, ChangeEvent{Action: "user.imported", Detail: fmt.Sprintf("%d users", len(batch))})
 	}
 	return err
 }

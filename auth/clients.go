@@ -119,6 +119,7 @@ type Clients struct {
 	st          store.Clients
 	hasher      Hasher
 	allowPublic bool
+	events      Events
 	now         func() time.Time
 }
 
@@ -128,9 +129,10 @@ func NewClients(
 	st store.Clients,
 	hasher Hasher,
 	allowPublic bool,
+	events Events,
 	now func() time.Time,
 ) *Clients {
-	return &Clients{st: st, hasher: hasher, allowPublic: allowPublic, now: now}
+	return &Clients{st: st, hasher: hasher, allowPublic: allowPublic, events: events, now: now}
 }
 
 // AuthMethods lists the token endpoint authentication methods clients may
@@ -184,7 +186,7 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials) (Cl
 	case creds.Secret == "":
 		return Client{}, errClientAuth
 	}
-	ok, _, err := c.hasher.Verify(reg.SecretHash, creds.Secret)
+	ok, _, err := c.hasher.Verify(ctx, reg.SecretHash, creds.Secret)
 	if err != nil {
 		return Client{}, fmt.Errorf("auth: verify secret of client %s: %w", reg.ID, err)
 	}
@@ -246,7 +248,7 @@ func (c *Clients) Register(ctx context.Context, n NewClient) (store.Client, erro
 	}
 	cl := store.Client{ID: n.ID, GrantTypes: slices.Compact(slices.Sorted(slices.Values(grants))), Scopes: scopes, CreatedAt: c.now().UTC()}
 	if n.Secret != "" {
-		if cl.SecretHash, err = c.hasher.Hash(n.Secret); err != nil {
+		if cl.SecretHash, err = c.hasher.Hash(ctx, n.Secret); err != nil {
 			return store.Client{}, err
 		}
 	}
@@ -256,6 +258,8 @@ func (c *Clients) Register(ctx context.Context, n NewClient) (store.Client, erro
 		}
 		return store.Client{}, err
 	}
+	c.events.Change(ctx, ChangeEvent{Action: "client.created", Target: cl.ID,
+		Detail: fmt.Sprintf("confidential=%v grant_types=%s scopes=%s", cl.SecretHash != "", strings.Join(cl.GrantTypes, ","), strings.Join(cl.Scopes, ","))})
 	return cl, nil
 }
 
@@ -270,6 +274,7 @@ func (c *Clients) Delete(ctx context.Context, id string) error {
 		}
 		return err
 	}
+	c.events.Change(ctx, ChangeEvent{Action: "client.deleted", Target: id})
 	return nil
 }
 

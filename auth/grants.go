@@ -30,6 +30,8 @@ type Grants struct {
 	tokens     *Tokens
 	clients    *Clients
 	revs       *Revocations
+	throttle   *Throttle
+	events     Events
 	refreshTTL time.Duration
 	// passwordGrant switches the password grant on.
 	passwordGrant bool
@@ -56,6 +58,8 @@ func NewGrants(
 	tokens *Tokens,
 	clients *Clients,
 	revs *Revocations,
+	throttle *Throttle,
+	events Events,
 	refreshTTL time.Duration,
 	passwordGrant bool,
 	now func() time.Time,
@@ -64,12 +68,13 @@ func NewGrants(
 	if err != nil {
 		return nil, err
 	}
-	dummy, err := hasher.Hash(pw)
+	dummy, err := hasher.Hash(context.Background(), pw)
 	if err != nil {
 		return nil, fmt.Errorf("auth: dummy hash: %w", err)
 	}
 	return &Grants{
 		logger: logger, st: st, hasher: hasher, tokens: tokens, clients: clients, revs: revs,
+		throttle: throttle, events: events,
 		refreshTTL: refreshTTL, passwordGrant: passwordGrant, now: now, dummyHash: dummy,
 	}, nil
 }
@@ -89,6 +94,8 @@ type PasswordRequest struct {
 	Password string
 	Scope    string
 	Client   ClientCredentials
+	// ClientIP is the address the request came from, for throttling.
+	ClientIP string
 }
 
 // Grant is what a successful grant returns.
@@ -99,12 +106,23 @@ type Grant struct {
 	RefreshToken string
 }
 
-var errBadCredentials = fault.New(fault.InvalidGrant, "wrong username or password")
+var errBadCredentials = &fault.Error{Code: fault.InvalidGrant, Description: "wrong username or password", Reason: "bad_credentials"}
 
 // Password carries out the resource owner password credentials grant.
 // A wrong username and a wrong password are the same invalid_grant error,
-// reached through the same hash work.
-func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, error) {
+// reached through the same hash work. Attempts are throttled before any
+// hashing; every outcome is reported to the events.
+func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant, err error) {
+	var u store.User // the account, once known to exist
+	defer func() {
+		outcome := "success"
+		if err != nil {
+			if outcome = fault.As(err).Reason; outcome == "" {
+				outcome = "rejected"
+			}
+		}
+		g.events.Login(ctx, LoginEvent{Outcome: outcome, Username: u.Username, UserID: u.ID, ClientID: req.Client.ID, ClientIP: req.ClientIP})
+	}()
 	switch {
 	case !g.passwordGrant:
 		return Grant{}, fault.New(fault.UnsupportedGrantType, "the password grant is switched off")
@@ -125,26 +143,12 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, erro
 		return Grant{}, err
 	}
 
-	u, err := g.lookup(ctx, req.Username)
-	if errors.Is(err, fault.ErrNotFound) {
-		_, _, _ = g.hasher.Verify(g.dummyHash, req.Password)
-		return Grant{}, errBadCredentials
-	}
+	u, err = g.checkPassword(ctx, req.Username, req.Password, req.ClientIP)
 	if err != nil {
 		return Grant{}, err
 	}
-	ok, rehash, err := g.hasher.Verify(u.PasswordHash, req.Password)
-	if err != nil {
-		return Grant{}, fmt.Errorf("auth: verify password of user %s: %w", u.ID, err)
-	}
-	if !ok {
-		return Grant{}, errBadCredentials
-	}
 	if u.Disabled {
-		return Grant{}, fault.New(fault.InvalidGrant, "the account is disabled")
-	}
-	if rehash {
-		g.rehash(ctx, u, req.Password)
+		return Grant{}, &fault.Error{Code: fault.InvalidGrant, Description: "the account is disabled", Reason: "disabled"}
 	}
 
 	scopes, err := narrow(client.Limit(u.Scopes), requested, "the account or client may not be granted a requested scope")
@@ -171,11 +175,53 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (Grant, erro
 	return g.issue(u, fam, scopes, refresh)
 }
 
+// checkPassword returns the account whose username and password these
+// are, or errBadCredentials (with the account, when it exists). Attempts
+// from ip are throttled first, before any hashing; a bad one is counted, a
+// good one clears the count.
+func (g *Grants) checkPassword(ctx context.Context, username, password, ip string) (store.User, error) {
+	name, err := NormalizeUsername("", username)
+	if err != nil {
+		// A name that cannot be normalised cannot exist; count it as sent.
+		name = username
+	}
+	if err := g.throttle.Check(ctx, name, ip); err != nil {
+		return store.User{}, err
+	}
+	u, err := g.st.UserByUsername(ctx, name)
+	hash := u.PasswordHash
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		// The same hash work as a wrong password, and the same failure
+		// when hashing is overloaded: nothing tells the two apart.
+		hash = g.dummyHash
+	case err != nil:
+		return store.User{}, err
+	}
+	ok, rehash, err := g.hasher.Verify(ctx, hash, password)
+	if err != nil {
+		return store.User{}, fmt.Errorf("auth: verify password: %w", err)
+	}
+	if !ok || u.ID == "" {
+		if err := g.throttle.Failure(ctx, name, ip); err != nil {
+			return u, err
+		}
+		return u, errBadCredentials
+	}
+	if err := g.throttle.Success(ctx, name, ip); err != nil {
+		return store.User{}, err
+	}
+	if rehash {
+		g.rehash(ctx, u, password)
+	}
+	return u, nil
+}
+
 // rehash replaces a hash weaker than the current parameters (bcrypt from
 // an import, older argon2id) now that the password is known. It is the same
 // password, so the user's tokens live on. A failure only delays it.
 func (g *Grants) rehash(ctx context.Context, u store.User, password string) {
-	hash, err := g.hasher.Hash(password)
+	hash, err := g.hasher.Hash(ctx, password)
 	if err == nil {
 		_, err = g.st.UpdateUser(ctx, u.Username, func(cur *store.User) error {
 			if cur.PasswordHash == u.PasswordHash {
@@ -412,14 +458,4 @@ func newRefreshToken() (string, []byte, error) {
 func hashRefresh(token string) []byte {
 	sum := sha256.Sum256([]byte(token))
 	return sum[:]
-}
-
-// lookup finds a user by a submitted username. A name that cannot be
-// normalised cannot exist, so it is not found.
-func (g *Grants) lookup(ctx context.Context, username string) (store.User, error) {
-	name, err := NormalizeUsername("/username", username)
-	if err != nil {
-		return store.User{}, fault.ErrNotFound
-	}
-	return g.st.UserByUsername(ctx, name)
 }

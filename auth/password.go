@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -37,14 +38,15 @@ func CheckPassword(field, password string) error {
 	return nil
 }
 
-// Hasher turns passwords into stored hashes and checks them.
+// Hasher turns passwords into stored hashes and checks them. Both are
+// deliberately slow; ctx bounds any wait for a turn to run.
 type Hasher interface {
 	// Hash returns the encoded hash of password.
-	Hash(password string) (string, error)
+	Hash(ctx context.Context, password string) (string, error)
 	// Verify reports whether password matches encoded, and whether encoded
 	// should be replaced by a fresh Hash because its parameters are weaker
 	// than the current ones. A malformed encoded hash is an error.
-	Verify(encoded, password string) (ok, rehash bool, err error)
+	Verify(ctx context.Context, encoded, password string) (ok, rehash bool, err error)
 }
 
 // Argon2idParams are argon2id cost parameters.
@@ -76,7 +78,7 @@ func NewArgon2id(params Argon2idParams) *Argon2id {
 var b64 = base64.RawStdEncoding
 
 // Hash returns the PHC string of password with a fresh random salt.
-func (h *Argon2id) Hash(password string) (string, error) {
+func (h *Argon2id) Hash(_ context.Context, password string) (string, error) {
 	salt := make([]byte, h.params.SaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
@@ -88,7 +90,7 @@ func (h *Argon2id) Hash(password string) (string, error) {
 }
 
 // Verify checks password against a PHC argon2id string in constant time.
-func (h *Argon2id) Verify(encoded, password string) (bool, bool, error) {
+func (h *Argon2id) Verify(_ context.Context, encoded, password string) (bool, bool, error) {
 	p, salt, want, err := parseArgon2id(encoded)
 	if err != nil {
 		return false, false, err
@@ -160,12 +162,14 @@ func NewPasswords(params Argon2idParams) *Passwords {
 }
 
 // Hash returns the argon2id PHC string of password.
-func (p *Passwords) Hash(password string) (string, error) { return p.argon.Hash(password) }
+func (p *Passwords) Hash(ctx context.Context, password string) (string, error) {
+	return p.argon.Hash(ctx, password)
+}
 
 // Verify checks password against an argon2id or bcrypt hash.
-func (p *Passwords) Verify(encoded, password string) (bool, bool, error) {
+func (p *Passwords) Verify(ctx context.Context, encoded, password string) (bool, bool, error) {
 	if !isBcrypt(encoded) {
-		return p.argon.Verify(encoded, password)
+		return p.argon.Verify(ctx, encoded, password)
 	}
 	if err := CheckHashFormat(encoded); err != nil {
 		return false, false, err

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -8,33 +9,35 @@ import (
 // cheap keeps unit tests fast; the parameters' effect is what is tested.
 var cheap = Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 
+var ctx = context.Background()
+
 func TestArgon2idRoundTrip(t *testing.T) {
 	t.Parallel()
 	h := NewArgon2id(cheap)
-	enc, err := h.Hash("correct horse")
+	enc, err := h.Hash(ctx, "correct horse")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(enc, "$argon2id$v=19$m=64,t=1,p=1$") {
 		t.Errorf("hash %q is not a PHC argon2id string with the parameters", enc)
 	}
-	if again, _ := h.Hash("correct horse"); again == enc {
+	if again, _ := h.Hash(ctx, "correct horse"); again == enc {
 		t.Error("two hashes of one password are equal: no salt")
 	}
-	if ok, rehash, err := h.Verify(enc, "correct horse"); !ok || rehash || err != nil {
+	if ok, rehash, err := h.Verify(ctx, enc, "correct horse"); !ok || rehash || err != nil {
 		t.Errorf("Verify(right) = %v, %v, %v", ok, rehash, err)
 	}
-	if ok, _, err := h.Verify(enc, "correct horsE"); ok || err != nil {
+	if ok, _, err := h.Verify(ctx, enc, "correct horsE"); ok || err != nil {
 		t.Errorf("Verify(wrong) = %v, %v", ok, err)
 	}
 }
 
 func TestArgon2idRehashWhenWeaker(t *testing.T) {
 	t.Parallel()
-	weak, _ := NewArgon2id(cheap).Hash("pw-pw-pw-pw")
+	weak, _ := NewArgon2id(cheap).Hash(ctx, "pw-pw-pw-pw")
 	stronger := cheap
 	stronger.Iterations = 2
-	ok, rehash, err := NewArgon2id(stronger).Verify(weak, "pw-pw-pw-pw")
+	ok, rehash, err := NewArgon2id(stronger).Verify(ctx, weak, "pw-pw-pw-pw")
 	if !ok || !rehash || err != nil {
 		t.Errorf("Verify with stronger current parameters = %v, %v, %v; want ok and rehash", ok, rehash, err)
 	}
@@ -49,7 +52,7 @@ func TestArgon2idMalformed(t *testing.T) {
 		"$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
 		"$argon2id$v=19$m=64,t=1,p=1$!!$aGFzaGhhc2hoYXNoaGFzaA",
 	} {
-		if ok, _, err := h.Verify(enc, "x"); ok || err == nil {
+		if ok, _, err := h.Verify(ctx, enc, "x"); ok || err == nil {
 			t.Errorf("Verify(%q) = %v, %v; want an error", enc, ok, err)
 		}
 	}

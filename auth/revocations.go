@@ -211,7 +211,7 @@ func (r *Revocations) Check(ctx context.Context, p *Principal) error {
 	_, loggedOut := r.families[p.SessionID]
 	r.mu.RUnlock()
 	if revoked || loggedOut {
-		return fault.New(fault.InvalidToken, "token has been revoked")
+		return invalid("revoked", "token has been revoked")
 	}
 	st, err := r.account(ctx, p.UserID)
 	if err != nil {
@@ -219,11 +219,11 @@ func (r *Revocations) Check(ctx context.Context, p *Principal) error {
 	}
 	switch {
 	case st.gone:
-		return fault.New(fault.InvalidToken, "the token's account no longer exists")
+		return invalid("account_gone", "the token's account no longer exists")
 	case st.disabled:
-		return fault.New(fault.InvalidToken, "the token's account is disabled")
+		return invalid("account_disabled", "the token's account is disabled")
 	case p.Version < st.version:
-		return fault.New(fault.InvalidToken, "token has been revoked")
+		return invalid("revoked", "token has been revoked")
 	}
 	return nil
 }

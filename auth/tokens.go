@@ -79,6 +79,7 @@ type Tokens struct {
 	leeway time.Duration
 	keys   *KeySet
 	revs   *Revocations
+	events Events
 	now    func() time.Time
 	parser *jwt.Parser
 	// cache maps the SHA-256 of a whole compact token, signature included,
@@ -96,6 +97,7 @@ func NewTokens(
 	ttl, leeway time.Duration,
 	keys *KeySet,
 	revs *Revocations,
+	events Events,
 	cacheSize int,
 	now func() time.Time,
 ) (*Tokens, error) {
@@ -109,6 +111,7 @@ func NewTokens(
 		leeway: leeway,
 		keys:   keys,
 		revs:   revs,
+		events: events,
 		now:    now,
 		cache:  cache,
 		parser: jwt.NewParser(
@@ -170,20 +173,31 @@ func (t *Tokens) Issue(s Subject) (AccessToken, error) {
 // and account state on every call, from memory.
 func (t *Tokens) Verify(ctx context.Context, raw string) (*Principal, error) {
 	p, err := t.parse(raw)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = t.revs.Check(ctx, p)
 	}
-	if err := t.revs.Check(ctx, p); err != nil {
+	if err != nil {
+		if fe := fault.As(err); fe.Code == fault.InvalidToken {
+			t.events.TokenRejected(fe.Reason)
+		}
 		return nil, err
 	}
 	return p, nil
+}
+
+// invalid is an invalid_token error with a reason for metrics.
+func invalid(reason, desc string) *fault.Error {
+	return &fault.Error{Code: fault.InvalidToken, Description: desc, Reason: reason}
 }
 
 // parse checks a token's signature and claims, once per token, and its
 // expiry on every call; not whether it was revoked.
 func (t *Tokens) parse(raw string) (*Principal, error) {
 	if len(raw) > MaxTokenBytes {
-		return nil, fault.New(fault.InvalidToken, "token is too long")
+		return nil, invalid("too_long", "token is too long")
+	}
+	if !isB64Token(raw) {
+		return nil, invalid("malformed", "token is malformed")
 	}
 	// Hash the token in place: copying it would cost an allocation of its
 	// whole length on every request. sha256 only reads the bytes.
@@ -192,7 +206,7 @@ func (t *Tokens) parse(raw string) (*Principal, error) {
 	if ok {
 		if !t.now().Before(p.ExpiresAt.Add(t.leeway)) {
 			t.cache.Remove(sum)
-			return nil, fault.New(fault.InvalidToken, "token has expired")
+			return nil, invalid("expired", "token has expired")
 		}
 	} else {
 		var claims accessClaims
@@ -235,30 +249,54 @@ func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
 }
 
 func verifyError(err error) error {
-	desc := "token is invalid"
+	reason, desc := "invalid", "token is invalid"
 	switch {
 	case errors.Is(err, errWrongType):
-		desc = "token is not an access token (typ must be at+jwt)"
+		reason, desc = "wrong_type", "token is not an access token (typ must be at+jwt)"
 	case errors.Is(err, errUnknownKey):
-		desc = "token is signed with an unknown key"
+		reason, desc = "unknown_key", "token is signed with an unknown key"
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		desc = "token is malformed"
+		reason, desc = "malformed", "token is malformed"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		desc = "token signature is invalid"
+		reason, desc = "signature", "token signature is invalid"
 	case errors.Is(err, jwt.ErrTokenExpired):
-		desc = "token has expired"
+		reason, desc = "expired", "token has expired"
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		desc = "token is not valid yet"
+		reason, desc = "not_yet_valid", "token is not valid yet"
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		desc = "token is issued in the future"
+		reason, desc = "issued_in_future", "token is issued in the future"
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		desc = "token has the wrong issuer"
+		reason, desc = "wrong_issuer", "token has the wrong issuer"
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		desc = "token has the wrong audience"
+		reason, desc = "wrong_audience", "token has the wrong audience"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing), errors.Is(err, jwt.ErrTokenInvalidClaims):
-		desc = "token lacks a required claim"
+		reason, desc = "missing_claim", "token lacks a required claim"
 	}
-	return fault.Wrap(fault.InvalidToken, desc, err)
+	fe := invalid(reason, desc)
+	fe.Err = err
+	return fe
+}
+
+// isB64Token reports whether s matches RFC 6750's b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		ch := s[i]
+		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' ||
+			ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/') {
+			break
+		}
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
 }
 
 // randomID returns 128 random bits, base64url-encoded.

@@ -43,7 +43,7 @@ func newTokens(t *testing.T, c *clock) (*Tokens, *KeySet) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := NewTokens(issuer, 10*time.Minute, 5*time.Second, keys, revs, 100, c.now)
+	tokens, err := NewTokens(issuer, 10*time.Minute, 5*time.Second, keys, revs, NoEvents{}, 100, c.now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,9 @@ type Error struct {
 	Scope string
 	// RetryAfter, when positive, becomes a Retry-After header.
 	RetryAfter time.Duration
+	// Reason is a short machine word from a fixed vocabulary (expired,
+	// revoked, throttled, ...) for metrics and audit logs.
+	Reason string
 	// Err is the cause. It is logged, never shown.
 	Err error
 }

@@ -71,6 +71,7 @@ func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject
 			Password: deref(b.Password),
 			Scope:    deref(b.Scope),
 			Client:   client,
+			ClientIP: clientIP(ctx),
 		})
 	case api.TokenRequestGrantTypeRefreshToken:
 		g, err = s.grants.Refresh(ctx, auth.RefreshRequest{
@@ -127,6 +128,15 @@ func (s *Server) GetServerMetadata(ctx context.Context, _ api.GetServerMetadataR
 		ScopesSupported:                        store.AllScopes,
 		ResponseTypesSupported:                 []string{},
 	}, nil
+}
+
+// clientIP is the address the request came from: the connection's, or
+// what trusted proxies say it is (gin's ClientIP).
+func clientIP(ctx context.Context) string {
+	if c, ok := ctx.(*gin.Context); ok {
+		return c.ClientIP()
+	}
+	return ""
 }
 
 // requestOrigin is the scheme and host the request was made to.

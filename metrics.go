@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/passflow/passflow/auth"
+)
+
+// metrics are the server's Prometheus metrics, on a registry of its own;
+// every name starts with passflow_.
+type metrics struct {
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	logins    *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
+	hashQueue prometheus.GaugeFunc
+}
+
+// newMetrics registers the metrics; queued reports how many logins wait
+// for a hashing slot.
+func newMetrics(queued func() int) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "passflow_http_requests_total",
+			Help: "HTTP requests, by route template, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "passflow_http_request_duration_seconds",
+			Help:    "HTTP request latency, by route template, method and status.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method", "status"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "passflow_logins_total",
+			Help: "Password logins by outcome: success, bad_credentials, throttled, disabled, overloaded, rejected.",
+		}, []string{"outcome"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "passflow_token_verification_failures_total",
+			Help: "Bearer tokens refused, by reason.",
+		}, []string{"reason"}),
+		hashQueue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "passflow_hash_queue_depth",
+			Help: "Logins waiting for a password hashing slot.",
+		}, func() float64 { return float64(queued()) }),
+	}
+	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rejected, m.hashQueue)
+	// The runtime's and the process's own metrics, under the same prefix.
+	prometheus.WrapRegistererWithPrefix("passflow_", m.registry).MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// middleware counts and times every request by its route template, never
+// by its raw path.
+func (m *metrics) middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := strconv.Itoa(c.Writer.Status())
+		m.requests.WithLabelValues(route, c.Request.Method, status).Inc()
+		m.latency.WithLabelValues(route, c.Request.Method, status).Observe(time.Since(start).Seconds())
+	}
+}
+
+// events turns auth's events into metrics and audit log lines. The audit
+// log says who did what, never a password, token or secret.
+type events struct {
+	metrics *metrics // nil in command-line processes
+	audit   *slog.Logger
+}
+
+var _ auth.Events = events{}
+
+func (e events) Login(ctx context.Context, l auth.LoginEvent) {
+	if e.metrics != nil {
+		e.metrics.logins.WithLabelValues(l.Outcome).Inc()
+	}
+	e.audit.LogAttrs(ctx, slog.LevelInfo, "audit",
+		slog.String("event", "login"), slog.String("outcome", l.Outcome),
+		slog.String("username", l.Username), slog.String("subject", l.UserID),
+		slog.String("client_id", printable(l.ClientID)), slog.String("client_ip", l.ClientIP))
+}
+
+func (e events) TokenRejected(reason string) {
+	if e.metrics != nil {
+		e.metrics.rejected.WithLabelValues(reason).Inc()
+	}
+}
+
+func (e events) Change(ctx context.Context, c auth.ChangeEvent) {
+	actor := "command line"
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		actor = p.Username
+	}
+	e.audit.LogAttrs(ctx, slog.LevelInfo, "audit",
+		slog.String("event", c.Action), slog.String("target", c.Target),
+		slog.String("detail", c.Detail), slog.String("actor", actor))
+}
+
+// printable bounds a submitted value for a log line and escapes what is
+// not printable ASCII.
+func printable(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	q := strconv.QuoteToASCII(s)
+	return q[1 : len(q)-1]
+}
+
+// cliEvents writes the audit log of a command-line process to stderr.
+func cliEvents(stderr io.Writer) events {
+	return events{audit: slog.New(slog.NewTextHandler(stderr, nil))}
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	runtimemetrics "runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestLoginThrottling: past the limits, logins get 429 slow_down with
+// Retry-After, counted per (username, IP), per username and per IP; the
+// client IP comes from X-Forwarded-For only behind a trusted proxy.
+func TestLoginThrottling(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--login-max-failures", "3", "--login-max-failures-per-user", "6",
+		"--login-max-failures-per-ip", "9", "--trusted-proxies", "127.0.0.1")
+	ts.addUser("ned", "ned-password", "data:read")
+	ts.addUser("ora", "ora-password", "data:read")
+	from := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+	attempt := func(user, pw, ip string) response {
+		return ts.postForm("/token", "grant_type=password&username="+user+"&password="+pw, from(ip))
+	}
+	for range 3 {
+		if res := attempt("ned", "wrong", "192.0.2.1"); res.Status != 400 {
+			t.Fatalf("failure = %d %s", res.Status, res.Body)
+		}
+	}
+	res := attempt("ned", "ned-password", "192.0.2.1")
+	if res.Status != http.StatusTooManyRequests || string(res.Body) != `{"error":"slow_down","error_description":"too many attempts"}` {
+		t.Fatalf("throttled = %d %s", res.Status, res.Body)
+	}
+	if ra, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+		t.Errorf("Retry-After = %q, want 1", res.Header.Get("Retry-After"))
+	}
+	if res.Header.Get("Cache-Control") != "no-store" {
+		t.Error("a 429 from /token without Cache-Control: no-store")
+	}
+	// Another address is not held back by this pair's back-off.
+	if res := attempt("ned", "ned-password", "192.0.2.2"); res.Status != 200 {
+		t.Errorf("ned from another address = %d %s", res.Status, res.Body)
+	}
+	// After the back-off, the right password works and clears the pair.
+	time.Sleep(1100 * time.Millisecond)
+	if res := attempt("ned", "ned-password", "192.0.2.1"); res.Status != 200 {
+		t.Fatalf("after the back-off = %d %s", res.Status, res.Body)
+	}
+
+	// Per username across addresses: 3 more failures reach 6 for ned.
+	for i := range 3 {
+		attempt("ned", "wrong", "198.51.100."+strconv.Itoa(i+1))
+	}
+	if res := attempt("ned", "ned-password", "203.0.113.50"); res.Status != 429 {
+		t.Errorf("ned after the per-user limit, from a fresh address = %d", res.Status)
+	}
+	// Per address across usernames: 9 failures from one address.
+	for i := range 9 {
+		attempt("user"+strconv.Itoa(i), "wrong", "203.0.113.9")
+	}
+	if res := attempt("ora", "ora-password", "203.0.113.9"); res.Status != 429 {
+		t.Errorf("ora from a guessing address = %d", res.Status)
+	}
+	if res := attempt("ora", "ora-password", "203.0.113.10"); res.Status != 200 {
+		t.Errorf("ora from elsewhere = %d", res.Status)
+	}
+}
+
+// TestForwardedForIgnoredWithoutTrustedProxy: by default the connection's
+// address counts, whatever X-Forwarded-For claims.
+func TestForwardedForIgnoredWithoutTrustedProxy(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--login-max-failures", "2")
+	ts.addUser("pam", "pam-password")
+	for i := range 2 {
+		ts.postForm("/token", "grant_type=password&username=pam&password=wrong",
+			http.Header{"X-Forwarded-For": {"192.0.2." + strconv.Itoa(i+1)}})
+	}
+	res := ts.postForm("/token", "grant_type=password&username=pam&password=pam-password",
+		http.Header{"X-Forwarded-For": {"192.0.2.99"}})
+	if res.Status != 429 {
+		t.Errorf("a forged X-Forwarded-For escaped the throttle: %d", res.Status)
+	}
+}
+
+// TestLoginFlood: 200 concurrent logins against 2 hashing slots and a
+// queue of 8. Memory stays bounded, the overflow gets 503 with
+// Retry-After, and protected reads keep being served throughout.
+func TestLoginFlood(t *testing.T) {
+	// Not parallel: it measures this process's memory.
+	ts := startServer(t, "--hash-concurrency", "2", "--hash-queue", "8",
+		"--login-max-failures", "100000", "--login-max-failures-per-user", "100000", "--login-max-failures-per-ip", "100000")
+	ts.addUser("quinn", "quinn-password", "data:read")
+	reader := ts.login("quinn", "quinn-password")
+
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		sample := []runtimemetrics.Sample{{Name: "/memory/classes/total:bytes"}}
+		for {
+			runtimemetrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	retryAfter := true
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := ts.postForm("/token", "grant_type=password&username=quinn&password=wrong-password", nil)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[res.Status]++
+			if res.Status == 503 && (res.Header.Get("Retry-After") == "" || !strings.Contains(string(res.Body), "temporarily_unavailable")) {
+				retryAfter = false
+			}
+		}()
+	}
+	var reads, readsOK atomic.Int64
+	readersDone := make(chan struct{})
+	go func() {
+		defer close(readersDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			reads.Add(1)
+			if ts.do(http.MethodGet, "/my_data", bearer(reader), nil).Status == 200 {
+				readsOK.Add(1)
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	<-sampled
+	<-readersDone
+
+	t.Logf("statuses %v; %d of %d protected reads served during the flood; peak memory %d MiB", statuses, readsOK.Load(), reads.Load(), peak.Load()>>20)
+	if statuses[400]+statuses[503] != 200 || statuses[503] == 0 {
+		t.Errorf("statuses %v: want only 400 (bad credentials) and some 503", statuses)
+	}
+	if !retryAfter {
+		t.Error("a 503 lacked Retry-After or temporarily_unavailable")
+	}
+	if reads.Load() < 10 || readsOK.Load() != reads.Load() {
+		t.Errorf("protected reads during the flood: %d of %d served", readsOK.Load(), reads.Load())
+	}
+	// Unbounded, 200 argon2id hashes would hold 200 × 19 MiB at once.
+	if peak.Load() > 600<<20 {
+		t.Errorf("peak memory %d MiB: hashing is not bounded", peak.Load()>>20)
+	}
+}
+
+var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)`)
+
+// TestOperability covers /healthz, /readyz, /metrics, the access log and
+// the audit log.
+func TestOperability(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ts.addUser("rex", "rex-password", "data:read")
+	tok := ts.login("rex", "rex-password")
+	ts.postForm("/token", "grant_type=password&username=rex&password=Wrong-Secret-1", nil)
+	ts.postForm("/token", "grant_type=password&username=My-Secret-In-The-Name-Box&password=x", nil)
+	ts.do(http.MethodGet, "/my_data?access_token=Query-Secret-1", bearer("not-a-jwt"), nil)
+	ts.do(http.MethodGet, "/my_data?q=Query-Secret-2", http.Header{"Authorization": {"Bearer " + tok}, "X-Request-ID": {"trace-abc.123"}}, nil)
+
+	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready"`} {
+		if res := ts.do(http.MethodGet, path, nil, nil); res.Status != 200 || !strings.Contains(string(res.Body), want) {
+			t.Errorf("%s = %d %s", path, res.Status, res.Body)
+		}
+	}
+
+	res := ts.do(http.MethodGet, "/metrics", nil, nil)
+	body := string(res.Body)
+	for _, want := range []string{
+		`passflow_http_requests_total{method="POST",route="/token",status="200"}`,
+		`passflow_http_requests_total{method="GET",route="/my_data",status="401"}`,
+		`passflow_http_request_duration_seconds_bucket{method="GET",route="/my_data",status="200"`,
+		`passflow_logins_total{outcome="success"} 1`,
+		`passflow_logins_total{outcome="bad_credentials"} 2`,
+		`passflow_token_verification_failures_total{reason="malformed"} 1`,
+		`passflow_hash_queue_depth 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if name := metricLine.FindString(line); !strings.HasPrefix(name, "passflow_") {
+			t.Errorf("metric %s is not prefixed passflow_", name)
+		}
+	}
+
+	echo := ts.do(http.MethodGet, "/healthz", http.Header{"X-Request-ID": {"trace-abc.123"}}, nil)
+	if echo.Header.Get("X-Request-ID") != "trace-abc.123" {
+		t.Errorf("a sane X-Request-ID was not echoed: %q", echo.Header.Get("X-Request-ID"))
+	}
+	mad := ts.do(http.MethodGet, "/healthz", http.Header{"X-Request-ID": {"bad id\" with junk"}}, nil)
+	if id := mad.Header.Get("X-Request-ID"); id == "" || strings.Contains(id, "junk") {
+		t.Errorf("an insane X-Request-ID came back as %q", id)
+	}
+
+	logs := ts.logs.String()
+	for _, secret := range []string{"rex-password", "Wrong-Secret-1", "My-Secret-In-The-Name-Box", "Query-Secret-1", "Query-Secret-2", tok} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds %q", secret)
+		}
+	}
+	for _, want := range []string{
+		`msg=audit event=login outcome=success username=rex`,
+		`msg=audit event=login outcome=bad_credentials username=rex`,
+		`msg=audit event=login outcome=bad_credentials username="" subject=""`,
+		`request_id=trace-abc.123 method=GET path=/my_data route=/my_data status=200`,
+		"subject=",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+}
+
+// TestAuditOfAdminChanges: every admin change, by API or command line, is
+// an audit line naming who did what.
+func TestAuditOfAdminChanges(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	admin := jsonBody(bearer(ts.login("admin", ts.Admin)))
+	ts.do(http.MethodPost, "/users", admin, strings.NewReader(`{"username":"sue","password":"sue-password-1"}`))
+	ts.do(http.MethodPatch, "/users/sue", admin, strings.NewReader(`{"password":"sue-password-2","disabled":true}`))
+	ts.do(http.MethodDelete, "/users/sue", admin, nil)
+	logs := ts.logs.String()
+	for _, want := range []string{
+		`event=user.created target=sue detail="scopes=" actor=admin`,
+		`event=user.updated target=sue detail="disabled=true password" actor=admin`,
+		"event=user.deleted target=sue detail=\"\" actor=admin",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+	if strings.Contains(logs, "sue-password") {
+		t.Error("the audit log holds a password")
+	}
+	out, err := ts.cli("tom-password\n", "user", "add", "tom")
+	if err != nil || !strings.Contains(out, `event=user.created target=tom detail="scopes=data:read,data:write" actor="command line"`) {
+		t.Errorf("user add's audit line: %v %q", err, out)
+	}
+}
+
+// TestTLS serves HTTPS with --tls-cert and --tls-key.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+
+	ts := startServer(t, "--tls-cert", certFile, "--tls-key", keyFile)
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	res, err := client.Get(strings.Replace(ts.URL, "http://", "https://", 1) + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.TLS == nil {
+		t.Errorf("GET https /healthz = %d, TLS %v", res.StatusCode, res.TLS != nil)
+	}
+	if _, err := runCLI(t, nil, "", "serve", "--tls-cert", certFile, "--db", filepath.Join(dir, "x.db")); err == nil {
+		t.Error("--tls-cert without --tls-key was accepted")
+	}
+}
