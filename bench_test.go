@@ -46,7 +46,7 @@ func newBenchEnv(b *testing.B, doc *openapi3.T) *benchEnv {
 	}
 	cfg := benchConfig()
 	hasher := auth.NewPasswords(auth.Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32})
-	a, err := newApp(ctx, slog.New(slog.DiscardHandler), cfg, st, hasher, doc, newMetrics(func() int { return 0 }))
+	a, err := newApp(ctx, slog.New(slog.DiscardHandler), cfg, st, hasher, doc, newMetrics(func() int { return 0 }), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -31,10 +31,11 @@ type testServer struct {
 
 // logBuffer collects a program's stderr and reports the address it serves on.
 type logBuffer struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	addrC chan string
-	sent  bool
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	addrC   chan string
+	sent    bool
+	scanned int
 }
 
 var servingRe = regexp.MustCompile(`msg=serving addr=(\S+)`)
@@ -44,9 +45,14 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	b.buf.Write(p)
 	if !b.sent {
-		if m := servingRe.FindSubmatch(b.buf.Bytes()); m != nil {
-			b.sent = true
-			b.addrC <- string(m[1])
+		// Look at the lines completed since the last look, once each.
+		all := b.buf.Bytes()
+		if end := bytes.LastIndexByte(all, '\n') + 1; end > b.scanned {
+			if m := servingRe.FindSubmatch(all[b.scanned:end]); m != nil {
+				b.sent = true
+				b.addrC <- string(m[1])
+			}
+			b.scanned = end
 		}
 	}
 	return len(p), nil

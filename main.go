@@ -7,6 +7,7 @@
 //	passflow user list | disable NAME | enable NAME | passwd NAME | delete NAME | import FILE
 //	passflow client add ID | list | delete ID
 //	passflow keys rotate | list
+//	passflow backup FILE
 //
 // Run `passflow help` for every command and setting.
 package main
@@ -50,12 +51,17 @@ func main() {
 
 // describe renders err in one line: its text, with a fault's part replaced
 // by the fault's description, which is meant for people and never holds a
-// secret (the cause, for logs, is dropped).
+// secret; a cause is kept only for failures of the server itself.
 func describe(err error) string {
 	msg := err.Error()
 	var fe *fault.Error
 	if errors.As(err, &fe) && fe.Description != "" {
-		msg = strings.Replace(msg, fe.Error(), fe.Description, 1)
+		desc := fe.Description
+		if fe.Err != nil && (fe.Code == fault.Unavailable || fe.Code == fault.Internal) {
+			// The operator at the terminal needs the cause too.
+			desc += ": " + fe.Err.Error()
+		}
+		msg = strings.Replace(msg, fe.Error(), desc, 1)
 	}
 	return strings.ReplaceAll(msg, "\n", " ")
 }
@@ -75,6 +81,7 @@ usage:
   passflow client list | delete ID             list or remove registered clients
   passflow keys rotate                         add a new signing key; the old one verifies until its tokens expire
   passflow keys list                           list signing keys
+  passflow backup FILE                         write a consistent copy of the (running) SQLite database
 
 Run "passflow COMMAND -h" for a command's flags. Every flag --name can also be
 set with the env PASSFLOW_NAME (upper case, dashes as underscores).
@@ -97,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = cmdClient(ctx, rest, getenv, stdin, stdout, stderr)
 	case "keys":
 		err = cmdKeys(ctx, rest, getenv, stdout, stderr)
+	case "backup":
+		err = cmdBackup(ctx, rest, getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, topUsage)
 	default:

@@ -57,7 +57,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	hasher := auth.NewBounded(auth.NewPasswords(auth.OWASPArgon2id), cfg.HashConcurrency, cfg.HashQueue, 2*time.Second)
 	m := newMetrics(hasher.Waiting)
-	a, err := newApp(ctx, logger, cfg, st, hasher, doc, m)
+	a, err := newApp(ctx, logger, cfg, st, hasher, doc, m, nil)
 	if err != nil {
 		return err
 	}
@@ -155,9 +155,10 @@ type app struct {
 }
 
 // newApp wires everything: keys, revocations, tokens, accounts, grants, the
-// guard over doc, the handlers and every route. Run a.revocations to follow
-// changes other processes make.
-func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher, doc *openapi3.T, m *metrics) (*app, error) {
+// guard over doc, the handlers (wrapped in middlewares, if any) and every
+// route. Run a.revocations to follow changes other processes make.
+func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher,
+	doc *openapi3.T, m *metrics, middlewares []api.StrictMiddlewareFunc) (*app, error) {
 	kc, err := cfg.keyConfig()
 	if err != nil {
 		return nil, err
@@ -198,7 +199,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	server := impl.NewServer(accounts, st, grants, clients, keys, impl.Issuer{URL: cfg.Issuer, Explicit: cfg.issuerSet})
-	handler, err := routes(logger, g, server, specJSON, m, proxies, st)
+	handler, err := routes(logger, g, server, middlewares, specJSON, m, proxies, st)
 	if err != nil {
 		return nil, err
 	}
@@ -223,8 +224,8 @@ var unguarded = map[string]bool{
 // routes registers every route in one place: the generated ones behind the
 // guard, and the few the spec does not describe. It fails when a route is
 // neither, so no route can slip past the guard.
-func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, specJSON []byte,
-	m *metrics, trustedProxies []string, st store.Store) (*gin.Engine, error) {
+func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, middlewares []api.StrictMiddlewareFunc,
+	specJSON []byte, m *metrics, trustedProxies []string, st store.Store) (*gin.Engine, error) {
 	engine := gin.New()
 	engine.ContextWithFallback = true
 	engine.RedirectTrailingSlash = false
@@ -264,7 +265,7 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 	bindErr := func(c *gin.Context, err error) {
 		g.WriteError(c, fault.Wrap(fault.InvalidRequest, "the request could not be read", err))
 	}
-	strict := api.NewStrictHandlerWithOptions(server, nil, api.StrictGinServerOptions{
+	strict := api.NewStrictHandlerWithOptions(server, middlewares, api.StrictGinServerOptions{
 		RequestErrorHandlerFunc:  bindErr,
 		HandlerErrorFunc:         g.WriteError,
 		ResponseErrorHandlerFunc: g.WriteError,

@@ -23,7 +23,7 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newTokens(t *testing.T, c *clock) (*Tokens, *KeySet) {
+func newTokens(t testing.TB, c *clock) (*Tokens, *KeySet) {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
 	if err != nil {

@@ -299,6 +299,12 @@ type LoginAttempts interface {
 	PruneLoginFailures(ctx context.Context, cutoff time.Time) error
 }
 
+// Backuper is a store that can copy itself, consistently, while in use.
+type Backuper interface {
+	// Backup writes a consistent copy of the store to a new file at path.
+	Backup(ctx context.Context, path string) error
+}
+
 // Store is everything passflow keeps.
 type Store interface {
 	Users

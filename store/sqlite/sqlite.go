@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -30,6 +32,11 @@ type Store struct {
 	db *sql.DB
 	// listItems is prepared once: it runs on every GET /my_data.
 	listItems *sql.Stmt
+	// writes queues this process's writers, so they take SQLite's one
+	// write lock in turn instead of polling for it in SQLite's busy
+	// handler, which sleeps up to 100ms between tries. Other processes
+	// still wait through busy_timeout.
+	writes sync.Mutex
 }
 
 // Open opens (creating if need be) the database at path and applies pending
@@ -93,6 +100,20 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 }
 
+var _ store.Backuper = (*Store)(nil)
+
+// Backup writes a consistent copy of the database to a new file at path
+// with VACUUM INTO, which reads one snapshot while others keep writing.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("sqlite: backup: %s already exists", path)
+	}
+	if _, err := s.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("sqlite: backup to %s: %w", path, err)
+	}
+	return nil
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
 	s.listItems.Close()
@@ -102,9 +123,21 @@ func (s *Store) Close() error {
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", errors.Join(fault.ErrUnavailable, err))
+		return unavailable("ping", err)
 	}
 	return nil
+}
+
+// unavailable reports a failure of the database itself (locked past the
+// busy timeout, closed, out of disk, ...): the request may succeed later,
+// so it is a 503 with Retry-After, never a bare 500.
+func unavailable(op string, err error) error {
+	return &fault.Error{
+		Code:        fault.Unavailable,
+		Description: "the database is unavailable; try again shortly",
+		RetryAfter:  time.Second,
+		Err:         fmt.Errorf("sqlite: %s: %w", op, err),
+	}
 }
 
 func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
@@ -117,18 +150,28 @@ func isUniqueViolation(err error) bool {
 		(se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
-// tx runs fn in a transaction, committing when it returns nil.
+// exec runs one writing statement.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s.writes.Lock()
+	defer s.writes.Unlock()
+	return s.db.ExecContext(ctx, query, args...)
+}
+
+// tx runs fn in a transaction, committing when it returns nil. Every
+// transaction writes (BEGIN IMMEDIATE takes the write lock).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	s.writes.Lock()
+	defer s.writes.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: begin: %w", err)
+		return unavailable("begin", err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: commit: %w", err)
+		return unavailable("commit", err)
 	}
 	return nil
 }
@@ -152,7 +195,7 @@ func scanUser(row scanner) (store.User, error) {
 
 // CreateUser adds u.
 func (s *Store) CreateUser(ctx context.Context, u store.User) error {
-	return insertUser(ctx, s.db, u)
+	return s.tx(ctx, func(tx *sql.Tx) error { return insertUser(ctx, tx, u) })
 }
 
 type execer interface {
@@ -167,7 +210,7 @@ func insertUser(ctx context.Context, db execer, u store.User) error {
 		return fmt.Errorf("sqlite: create user: %w", fault.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("sqlite: create user: %w", err)
+		return unavailable("create user", err)
 	}
 	return nil
 }
@@ -190,7 +233,7 @@ func (s *Store) userWhere(ctx context.Context, q queryer, where string, arg any)
 		return store.User{}, fmt.Errorf("sqlite: user: %w", fault.ErrNotFound)
 	}
 	if err != nil {
-		return store.User{}, fmt.Errorf("sqlite: user: %w", err)
+		return store.User{}, unavailable("user", err)
 	}
 	return u, nil
 }
@@ -214,19 +257,19 @@ func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]store
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT `+userColumns+` FROM users WHERE username > ? ORDER BY username LIMIT ?`, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list users: %w", err)
+		return nil, unavailable("list users", err)
 	}
 	defer rows.Close()
 	users := []store.User{}
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: list users: %w", err)
+			return nil, unavailable("list users", err)
 		}
 		users = append(users, u)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list users: %w", err)
+		return nil, unavailable("list users", err)
 	}
 	return users, nil
 }
@@ -255,7 +298,7 @@ func (s *Store) UpdateUser(ctx context.Context, username string, change func(*st
 			token_version = ?, updated_at = ? WHERE id = ?`,
 			u.PasswordHash, strings.Join(u.Scopes, " "), u.Disabled, u.TokenVersion, micros(u.UpdatedAt), u.ID)
 		if err != nil {
-			return fmt.Errorf("sqlite: update user: %w", err)
+			return unavailable("update user", err)
 		}
 		return appendChange(ctx, tx, store.ChangeUser, u.ID, time.Time{})
 	})
@@ -278,7 +321,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, u.ID); err != nil {
-			return fmt.Errorf("sqlite: delete user: %w", err)
+			return unavailable("delete user", err)
 		}
 		return appendChange(ctx, tx, store.ChangeUser, u.ID, time.Time{})
 	})
@@ -294,7 +337,7 @@ func otherAdminExists(ctx context.Context, tx *sql.Tx, id string) error {
 	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE disabled = 0 AND id != ? AND `+hasScopeSQL,
 		id, store.ScopeUsersAdmin).Scan(&n)
 	if err != nil {
-		return fmt.Errorf("sqlite: count admins: %w", err)
+		return unavailable("count admins", err)
 	}
 	if n == 0 {
 		return store.ErrLastAdmin
@@ -307,7 +350,7 @@ func (s *Store) HasUserWithScope(ctx context.Context, scope string) (bool, error
 	var n int
 	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE disabled = 0 AND `+hasScopeSQL, scope).Scan(&n)
 	if err != nil {
-		return false, fmt.Errorf("sqlite: users with scope: %w", err)
+		return false, unavailable("users with scope", err)
 	}
 	return n > 0, nil
 }
@@ -316,7 +359,7 @@ func (s *Store) HasUserWithScope(ctx context.Context, scope string) (bool, error
 func (s *Store) ListItems(ctx context.Context, userID string) ([]store.Item, error) {
 	rows, err := s.listItems.QueryContext(ctx, userID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list items: %w", err)
+		return nil, unavailable("list items", err)
 	}
 	defer rows.Close()
 	items := []store.Item{}
@@ -324,13 +367,13 @@ func (s *Store) ListItems(ctx context.Context, userID string) ([]store.Item, err
 		var it store.Item
 		var updated int64
 		if err := rows.Scan(&it.Key, &it.Value, &updated); err != nil {
-			return nil, fmt.Errorf("sqlite: list items: %w", err)
+			return nil, unavailable("list items", err)
 		}
 		it.UpdatedAt = fromMicros(updated)
 		items = append(items, it)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list items: %w", err)
+		return nil, unavailable("list items", err)
 	}
 	return items, nil
 }
@@ -341,14 +384,14 @@ func (s *Store) PutItem(ctx context.Context, userID, key, value string) (bool, e
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM items WHERE user_id = ? AND key = ?`, userID, key).Scan(&n); err != nil {
-			return fmt.Errorf("sqlite: put item: %w", err)
+			return unavailable("put item", err)
 		}
 		existed = n > 0
 		_, err := tx.ExecContext(ctx, `INSERT INTO items (user_id, key, value, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (user_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
 			userID, key, value, micros(time.Now()))
 		if err != nil {
-			return fmt.Errorf("sqlite: put item: %w", err)
+			return unavailable("put item", err)
 		}
 		return nil
 	})
@@ -357,12 +400,12 @@ func (s *Store) PutItem(ctx context.Context, userID, key, value string) (bool, e
 
 // DeleteItem deletes one of a user's items.
 func (s *Store) DeleteItem(ctx context.Context, userID, key string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM items WHERE user_id = ? AND key = ?`, userID, key)
+	res, err := s.exec(ctx, `DELETE FROM items WHERE user_id = ? AND key = ?`, userID, key)
 	if err != nil {
-		return fmt.Errorf("sqlite: delete item: %w", err)
+		return unavailable("delete item", err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: delete item: %w", err)
+		return unavailable("delete item", err)
 	} else if n == 0 {
 		return fmt.Errorf("sqlite: delete item: %w", fault.ErrNotFound)
 	}
@@ -382,7 +425,7 @@ func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id, algorithm, private_key, created_at, retired_at
 		FROM signing_keys ORDER BY created_at DESC, id`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: signing keys: %w", err)
+		return nil, unavailable("signing keys", err)
 	}
 	defer rows.Close()
 	var keys []store.SigningKey
@@ -391,7 +434,7 @@ func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
 		var created int64
 		var retired sql.NullInt64
 		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Private, &created, &retired); err != nil {
-			return nil, fmt.Errorf("sqlite: signing keys: %w", err)
+			return nil, unavailable("signing keys", err)
 		}
 		k.CreatedAt = fromMicros(created)
 		if retired.Valid {
@@ -400,7 +443,7 @@ func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
 		keys = append(keys, k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: signing keys: %w", err)
+		return nil, unavailable("signing keys", err)
 	}
 	return keys, nil
 }
@@ -421,7 +464,7 @@ func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]sto
 		_, err = tx.ExecContext(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES (?, ?, ?, ?)`,
 			k.ID, k.Algorithm, k.Private, micros(k.CreatedAt))
 		if err != nil {
-			return fmt.Errorf("sqlite: add signing key: %w", err)
+			return unavailable("add signing key", err)
 		}
 		keys = append([]store.SigningKey{k}, keys...)
 		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
@@ -435,12 +478,12 @@ func (s *Store) RotateSigningKey(ctx context.Context, k store.SigningKey) error 
 		_, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = ? WHERE algorithm = ? AND retired_at IS NULL`,
 			micros(k.CreatedAt), k.Algorithm)
 		if err != nil {
-			return fmt.Errorf("sqlite: retire signing keys: %w", err)
+			return unavailable("retire signing keys", err)
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES (?, ?, ?, ?)`,
 			k.ID, k.Algorithm, k.Private, micros(k.CreatedAt))
 		if err != nil {
-			return fmt.Errorf("sqlite: add signing key: %w", err)
+			return unavailable("add signing key", err)
 		}
 		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
 	})
@@ -461,13 +504,13 @@ func scanClient(row scanner) (store.Client, error) {
 
 // CreateClient registers a client.
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?)`,
 		c.ID, c.SecretHash, strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt))
 	if isUniqueViolation(err) {
 		return fmt.Errorf("sqlite: create client: %w", fault.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("sqlite: create client: %w", err)
+		return unavailable("create client", err)
 	}
 	return nil
 }
@@ -479,7 +522,7 @@ func (s *Store) ClientByID(ctx context.Context, id string) (store.Client, error)
 		return c, fmt.Errorf("sqlite: client: %w", fault.ErrNotFound)
 	}
 	if err != nil {
-		return c, fmt.Errorf("sqlite: client: %w", err)
+		return c, unavailable("client", err)
 	}
 	return c, nil
 }
@@ -488,14 +531,14 @@ func (s *Store) ClientByID(ctx context.Context, id string) (store.Client, error)
 func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list clients: %w", err)
+		return nil, unavailable("list clients", err)
 	}
 	defer rows.Close()
 	clients := []store.Client{}
 	for rows.Next() {
 		c, err := scanClient(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: list clients: %w", err)
+			return nil, unavailable("list clients", err)
 		}
 		clients = append(clients, c)
 	}
@@ -504,12 +547,12 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 
 // DeleteClient removes a registered client.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
+	res, err := s.exec(ctx, `DELETE FROM clients WHERE id = ?`, id)
 	if err != nil {
-		return fmt.Errorf("sqlite: delete client: %w", err)
+		return unavailable("delete client", err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: delete client: %w", err)
+		return unavailable("delete client", err)
 	} else if n == 0 {
 		return fmt.Errorf("sqlite: delete client: %w", fault.ErrNotFound)
 	}
@@ -518,7 +561,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 
 func scanCounters(rows *sql.Rows, err error) ([]store.LoginCounter, error) {
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: login failures: %w", err)
+		return nil, unavailable("login failures", err)
 	}
 	defer rows.Close()
 	var out []store.LoginCounter
@@ -526,7 +569,7 @@ func scanCounters(rows *sql.Rows, err error) ([]store.LoginCounter, error) {
 		var c store.LoginCounter
 		var start, last int64
 		if err := rows.Scan(&c.Key, &c.Failures, &start, &last); err != nil {
-			return nil, fmt.Errorf("sqlite: login failures: %w", err)
+			return nil, unavailable("login failures", err)
 		}
 		c.WindowStart, c.LastFailure = fromMicros(start), fromMicros(last)
 		out = append(out, c)
@@ -562,7 +605,7 @@ func (s *Store) AddLoginFailure(ctx context.Context, keys []string, now time.Tim
 					last_failure = ?2`,
 				k, micros(now), micros(now.Add(-window)))
 			if err != nil {
-				return fmt.Errorf("sqlite: add login failure: %w", err)
+				return unavailable("add login failure", err)
 			}
 		}
 		marks, args := keyArgs(keys)
@@ -576,16 +619,16 @@ func (s *Store) AddLoginFailure(ctx context.Context, keys []string, now time.Tim
 
 // ClearLoginFailures deletes a counter.
 func (s *Store) ClearLoginFailures(ctx context.Context, key string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE key = ?`, key); err != nil {
-		return fmt.Errorf("sqlite: clear login failures: %w", err)
+	if _, err := s.exec(ctx, `DELETE FROM login_failures WHERE key = ?`, key); err != nil {
+		return unavailable("clear login failures", err)
 	}
 	return nil
 }
 
 // PruneLoginFailures deletes stale counters.
 func (s *Store) PruneLoginFailures(ctx context.Context, cutoff time.Time) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE last_failure < ?`, micros(cutoff)); err != nil {
-		return fmt.Errorf("sqlite: prune login failures: %w", err)
+	if _, err := s.exec(ctx, `DELETE FROM login_failures WHERE last_failure < ?`, micros(cutoff)); err != nil {
+		return unavailable("prune login failures", err)
 	}
 	return nil
 }
@@ -600,14 +643,14 @@ func appendChange(ctx context.Context, tx *sql.Tx, kind, subject string, expires
 	_, err := tx.ExecContext(ctx, `INSERT INTO changes (kind, subject, expires_at, created_at) VALUES (?, ?, ?, ?)`,
 		kind, subject, exp, micros(time.Now()))
 	if err != nil {
-		return fmt.Errorf("sqlite: append change: %w", err)
+		return unavailable("append change", err)
 	}
 	return nil
 }
 
 func scanChanges(rows *sql.Rows, err error) ([]store.Change, error) {
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: changes: %w", err)
+		return nil, unavailable("changes", err)
 	}
 	defer rows.Close()
 	var out []store.Change
@@ -616,7 +659,7 @@ func scanChanges(rows *sql.Rows, err error) ([]store.Change, error) {
 		var exp sql.NullInt64
 		var created int64
 		if err := rows.Scan(&c.Seq, &c.Kind, &c.Subject, &exp, &created); err != nil {
-			return nil, fmt.Errorf("sqlite: changes: %w", err)
+			return nil, unavailable("changes", err)
 		}
 		if exp.Valid {
 			c.ExpiresAt = fromMicros(exp.Int64)
@@ -625,7 +668,7 @@ func scanChanges(rows *sql.Rows, err error) ([]store.Change, error) {
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: changes: %w", err)
+		return nil, unavailable("changes", err)
 	}
 	return out, nil
 }
@@ -645,7 +688,7 @@ func (s *Store) LatestChange(ctx context.Context) (int64, error) {
 	// the feed never moves back, even once pruned empty.
 	if err := s.db.QueryRowContext(ctx,
 		`SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)`).Scan(&seq); err != nil {
-		return 0, fmt.Errorf("sqlite: latest change: %w", err)
+		return 0, unavailable("latest change", err)
 	}
 	return seq, nil
 }
@@ -667,11 +710,11 @@ func (s *Store) Revoked(ctx context.Context, now time.Time) ([]store.Change, err
 
 // PruneChanges drops changes nobody needs any more.
 func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM changes WHERE
+	_, err := s.exec(ctx, `DELETE FROM changes WHERE
 		CASE WHEN expires_at IS NULL THEN created_at < ? ELSE expires_at < ? END`,
 		micros(cutoff), micros(cutoff))
 	if err != nil {
-		return fmt.Errorf("sqlite: prune changes: %w", err)
+		return unavailable("prune changes", err)
 	}
 	return nil
 }
@@ -702,7 +745,7 @@ func (s *Store) CreateRefreshFamily(ctx context.Context, f store.RefreshFamily, 
 			(id, user_id, client_id, scopes, token_version, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			f.ID, f.UserID, f.ClientID, strings.Join(f.Scopes, " "), f.TokenVersion, micros(f.CreatedAt), micros(f.ExpiresAt))
 		if err != nil {
-			return fmt.Errorf("sqlite: create refresh family: %w", err)
+			return unavailable("create refresh family", err)
 		}
 		first.FamilyID = f.ID
 		return insertRefreshToken(ctx, tx, first, f.ExpiresAt)
@@ -716,7 +759,7 @@ func insertRefreshToken(ctx context.Context, tx *sql.Tx, t store.RefreshToken, f
 	_, err := tx.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)`,
 		t.Hash, t.FamilyID, micros(t.IssuedAt), micros(t.ExpiresAt))
 	if err != nil {
-		return fmt.Errorf("sqlite: store refresh token: %w", err)
+		return unavailable("store refresh token", err)
 	}
 	return nil
 }
@@ -735,7 +778,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, next store.
 		case errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("sqlite: rotate refresh token: %w", fault.ErrNotFound)
 		case err != nil:
-			return fmt.Errorf("sqlite: rotate refresh token: %w", err)
+			return unavailable("rotate refresh token", err)
 		case !f.RevokedAt.IsZero():
 			return store.ErrRefreshRevoked
 		case used.Valid:
@@ -747,7 +790,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, next store.
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`, micros(now), hash)
 		if err != nil {
-			return fmt.Errorf("sqlite: rotate refresh token: %w", err)
+			return unavailable("rotate refresh token", err)
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return fmt.Errorf("sqlite: rotate refresh token: %d rows, %v", n, err)
@@ -769,7 +812,7 @@ func (s *Store) RefreshFamilyByToken(ctx context.Context, hash []byte) (store.Re
 		return f, fmt.Errorf("sqlite: refresh family: %w", fault.ErrNotFound)
 	}
 	if err != nil {
-		return f, fmt.Errorf("sqlite: refresh family: %w", err)
+		return f, unavailable("refresh family", err)
 	}
 	return f, nil
 }
@@ -785,7 +828,7 @@ func revokeFamily(ctx context.Context, tx *sql.Tx, familyID string, now, accessU
 	res, err := tx.ExecContext(ctx, `UPDATE refresh_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
 		micros(now), familyID)
 	if err != nil {
-		return fmt.Errorf("sqlite: revoke refresh family: %w", err)
+		return unavailable("revoke refresh family", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil // unknown or revoked already
@@ -795,10 +838,10 @@ func revokeFamily(ctx context.Context, tx *sql.Tx, familyID string, now, accessU
 
 // PruneRefreshFamilies deletes families long expired or revoked.
 func (s *Store) PruneRefreshFamilies(ctx context.Context, cutoff time.Time) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM refresh_families WHERE expires_at < ? OR revoked_at < ?`,
+	_, err := s.exec(ctx, `DELETE FROM refresh_families WHERE expires_at < ? OR revoked_at < ?`,
 		micros(cutoff), micros(cutoff))
 	if err != nil {
-		return fmt.Errorf("sqlite: prune refresh families: %w", err)
+		return unavailable("prune refresh families", err)
 	}
 	return nil
 }

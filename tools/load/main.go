@@ -1,0 +1,319 @@
+// Command load drives passflow with a login flood and then a mixed load of
+// protected calls, and prints throughput, latency, answers by status and
+// each instance's peak memory.
+//
+// It builds passflow, starts the instances itself on one database (a new
+// SQLite file unless --db says otherwise) and stops them at the end:
+//
+//	go run ./tools/load                                  # one instance, SQLite
+//	go run ./tools/load --instances 2 --db postgres://…  # two instances, one database
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	instances   int
+	db          string
+	flood       int
+	floodTime   time.Duration
+	concurrency int
+	mixedTime   time.Duration
+	keep        bool
+}
+
+func run() error {
+	var o options
+	flag.IntVar(&o.instances, "instances", 1, "passflow instances to start on the one database")
+	flag.StringVar(&o.db, "db", "", "database for every instance (default: a new SQLite file)")
+	flag.IntVar(&o.flood, "flood", 200, "concurrent logins in the login flood")
+	flag.DurationVar(&o.floodTime, "flood-time", 10*time.Second, "how long the login flood lasts")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients in the mixed load")
+	flag.DurationVar(&o.mixedTime, "mixed-time", 15*time.Second, "how long the mixed load lasts")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "passflow-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if o.db == "" {
+		o.db = filepath.Join(dir, "load.db")
+	}
+	bin := filepath.Join(dir, "passflow")
+	fmt.Printf("building passflow…\n")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+
+	var servers []*server
+	defer func() {
+		for _, s := range servers {
+			s.stop()
+		}
+	}()
+	for i := range o.instances {
+		s, err := start(bin, o.db, i)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, s)
+	}
+	fmt.Printf("%d instance(s) on %s: %s\n", len(servers), redact(o.db), strings.Join(urls(servers), " "))
+
+	cli := exec.Command(bin, "user", "add", "loaduser", "--scopes", "data:read,data:write", "--db", o.db)
+	cli.Stdin = strings.NewReader("load-password-1\n")
+	if out, err := cli.CombinedOutput(); err != nil && !strings.Contains(string(out), "taken") {
+		return fmt.Errorf("user add: %v %s", err, out)
+	}
+
+	// Phase 1: a login flood.
+	flood := newTally()
+	runFor(o.floodTime, o.flood, func(i int) {
+		s := servers[i%len(servers)]
+		start := time.Now()
+		status := post(s.url+"/token", url.Values{"grant_type": {"password"}, "username": {"loaduser"}, "password": {"load-password-1"}})
+		flood.add(status, time.Since(start))
+	})
+	flood.print("login flood", o.flood, o.floodTime)
+
+	// Phase 2: mixed protected calls with a pool of logged-in clients.
+	tokens := make([]string, o.concurrency)
+	for i := range tokens {
+		s := servers[i%len(servers)]
+		tok, err := login(s.url)
+		if err != nil {
+			return err
+		}
+		tokens[i] = tok
+	}
+	mixed := newTally()
+	runFor(o.mixedTime, o.concurrency, func(i int) {
+		s := servers[rand.IntN(len(servers))]
+		tok := tokens[i%len(tokens)]
+		start := time.Now()
+		var status int
+		switch r := rand.IntN(100); {
+		case r < 80:
+			status = do(http.MethodGet, s.url+"/my_data", tok, "")
+		case r < 95:
+			status = do(http.MethodPut, s.url+"/my_data/key-"+strconv.Itoa(i%50), tok, `{"value":"v`+strconv.Itoa(rand.IntN(1000))+`"}`)
+		default:
+			status = do(http.MethodGet, s.url+"/users/me", tok, "")
+		}
+		mixed.add(status, time.Since(start))
+	})
+	mixed.print("mixed protected calls (80% GET /my_data, 15% PUT /my_data/{key}, 5% GET /users/me)", o.concurrency, o.mixedTime)
+
+	for _, s := range servers {
+		fmt.Printf("instance %s: peak memory (VmHWM) %s\n", s.url, s.peakMemory())
+	}
+	return nil
+}
+
+func redact(db string) string {
+	if u, err := url.Parse(db); err == nil && u.User != nil {
+		u.User = url.User(u.User.Username())
+		return u.String()
+	}
+	return db
+}
+
+type server struct {
+	cmd *exec.Cmd
+	url string
+}
+
+var servingRe = regexp.MustCompile(`msg=serving addr=(\S+)`)
+
+func start(bin, db string, i int) (*server, error) {
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db,
+		"--login-max-failures", "1000000", "--login-max-failures-per-user", "1000000", "--login-max-failures-per-ip", "1000000")
+	cmd.Env = append(os.Environ(), "PASSFLOW_ADMIN_PASSWORD=load-admin-password")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return &server{cmd: cmd, url: "http://" + a}, nil
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("instance %d did not start", i)
+	}
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+	}
+}
+
+// peakMemory reads the instance's peak resident set size from /proc.
+func (s *server) peakMemory() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
+
+func urls(ss []*server) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.url)
+	}
+	return out
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 30 * time.Second}
+
+func post(u string, form url.Values) int {
+	res, err := client.PostForm(u, form)
+	if err != nil {
+		return -1
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func do(method, u, token, body string) int {
+	req, _ := http.NewRequest(method, u, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return -1
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func login(base string) (string, error) {
+	for range 50 {
+		res, err := client.PostForm(base+"/token", url.Values{"grant_type": {"password"}, "username": {"loaduser"}, "password": {"load-password-1"}})
+		if err != nil {
+			return "", err
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if m := regexp.MustCompile(`"access_token":"([^"]+)"`).FindSubmatch(b); m != nil {
+			return string(m[1]), nil
+		}
+		time.Sleep(100 * time.Millisecond) // overloaded: try again
+	}
+	return "", errors.New("could not log in")
+}
+
+// runFor runs n workers calling fn until d has passed.
+func runFor(d time.Duration, n int, fn func(worker int)) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+type tally struct {
+	mu       sync.Mutex
+	statuses map[int]int
+	lat      []time.Duration
+	n        atomic.Int64
+}
+
+func newTally() *tally { return &tally{statuses: map[int]int{}} }
+
+func (t *tally) add(status int, d time.Duration) {
+	t.n.Add(1)
+	t.mu.Lock()
+	t.statuses[status]++
+	t.lat = append(t.lat, d)
+	t.mu.Unlock()
+}
+
+func (t *tally) print(name string, clients int, d time.Duration) {
+	slices.Sort(t.lat)
+	pct := func(p float64) time.Duration {
+		if len(t.lat) == 0 {
+			return 0
+		}
+		return t.lat[int(p*float64(len(t.lat)-1))]
+	}
+	var parts []string
+	for _, s := range slices.Sorted(maps.Keys(t.statuses)) {
+		label := strconv.Itoa(s)
+		if s == -1 {
+			label = "transport error"
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d", label, t.statuses[s]))
+	}
+	fmt.Printf("\n%s, %d clients for %s\n", name, clients, d)
+	fmt.Printf("  requests   %d (%.0f/s)\n", t.n.Load(), float64(t.n.Load())/d.Seconds())
+	fmt.Printf("  by status  %s\n", strings.Join(parts, ", "))
+	fmt.Printf("  latency    p50 %s  p90 %s  p99 %s  max %s\n",
+		pct(.5).Round(time.Microsecond), pct(.9).Round(time.Microsecond), pct(.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
+}
