@@ -1,0 +1,42 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/passflow/passflow/store"
+	"github.com/passflow/passflow/store/postgres"
+	"github.com/passflow/passflow/store/postgres/pgtest"
+	"github.com/passflow/passflow/store/storetest"
+)
+
+func open(t *testing.T, url string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, pgtest.Database(t))
+	})
+}
+
+// TestInstancesMigrateTogether: instances starting at once on a new
+// database migrate under the advisory lock without racing.
+func TestInstancesMigrateTogether(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Database(t)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); open(t, url) }()
+	}
+	wg.Wait()
+}
