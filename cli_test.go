@@ -90,7 +90,7 @@ func TestServeSettingErrors(t *testing.T) {
 		{name: "bad issuer", args: []string{"--issuer", "localhost"}, wantErr: "--issuer must be"},
 		{name: "stray argument", args: []string{"now"}, wantErr: "serve takes no arguments"},
 		{name: "short admin password", env: map[string]string{"PASSFLOW_ADMIN_PASSWORD": "short"}, args: []string{"--addr", "127.0.0.1:0"}, wantErr: "at least 8 characters"},
-		{name: "postgres not yet", args: []string{"--db", "postgres://localhost/x"}, wantErr: "PostgreSQL is not supported yet"},
+		{name: "unreachable postgres", args: []string{"--db", "postgres://nobody@127.0.0.1:1/x"}, wantErr: "postgres: connect to nobody@127.0.0.1/x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

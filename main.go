@@ -8,6 +8,7 @@
 //	passflow client add ID | list | delete ID
 //	passflow keys rotate | list
 //	passflow backup FILE
+//	passflow migrate
 //
 // Run `passflow help` for every command and setting.
 package main
@@ -69,7 +70,7 @@ func describe(err error) string {
 const topUsage = `passflow: a spec-first OAuth2 password-flow API server
 
 usage:
-  passflow serve [flags]                       serve the API (embedded SQLite by default)
+  passflow serve [flags]                       serve the API (embedded SQLite, or --db postgres://...)
   passflow user add NAME [--scopes ...]        add a user; the password is read from stdin
   passflow user list                           list users
   passflow user disable NAME | enable NAME     disable (ending its tokens) or enable a user
@@ -82,6 +83,7 @@ usage:
   passflow keys rotate                         add a new signing key; the old one verifies until its tokens expire
   passflow keys list                           list signing keys
   passflow backup FILE                         write a consistent copy of the (running) SQLite database
+  passflow migrate                             apply pending database migrations, then exit
 
 Run "passflow COMMAND -h" for a command's flags. Every flag --name can also be
 set with the env PASSFLOW_NAME (upper case, dashes as underscores).
@@ -106,6 +108,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = cmdKeys(ctx, rest, getenv, stdout, stderr)
 	case "backup":
 		err = cmdBackup(ctx, rest, getenv, stdout)
+	case "migrate":
+		err = cmdMigrate(ctx, rest, getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, topUsage)
 	default:

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/passflow/passflow/guard"
 	"github.com/passflow/passflow/impl"
 	"github.com/passflow/passflow/store"
+	"github.com/passflow/passflow/store/postgres"
 	"github.com/passflow/passflow/store/sqlite"
 )
 
@@ -94,7 +96,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	} else {
 		go func() { served <- srv.Serve(ln) }()
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer, "db", cfg.DB)
+	logger.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer, "db", redactDB(cfg.DB))
 
 	select {
 	case err := <-served:
@@ -125,12 +127,21 @@ func every(ctx context.Context, period time.Duration, fn func()) {
 	}
 }
 
-// openStore opens the store a --db value names.
+// openStore opens the store a --db value names, a postgres:// URL or a
+// SQLite file, and applies its pending migrations.
 func openStore(ctx context.Context, db string) (store.Store, error) {
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
-		return nil, errors.New("--db: PostgreSQL is not supported yet; use a SQLite file path")
+		return postgres.Open(ctx, db)
 	}
 	return sqlite.Open(ctx, db)
+}
+
+// redactDB hides a password in a --db URL, for logs.
+func redactDB(db string) string {
+	if u, err := url.Parse(db); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	return db
 }
 
 // loadSpec parses and validates the embedded openapi.yaml.
@@ -322,6 +333,10 @@ func bootstrapAdmin(ctx context.Context, logger *slog.Logger, cfg config, accoun
 		return nil
 	}
 	path := cfg.DB + ".admin-password"
+	if strings.Contains(cfg.DB, "://") {
+		// No file beside a database server: the working directory.
+		path = "passflow.admin-password"
+	}
 	if err := writeSecretFile(path, pw+"\n"); err != nil {
 		return fmt.Errorf("write admin password: %w", err)
 	}

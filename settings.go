@@ -47,7 +47,7 @@ type config struct {
 
 // Setting groups: each command binds the ones it uses.
 func bindStore(fs *flag.FlagSet, c *config) {
-	fs.StringVar(&c.DB, "db", "passflow.db", "SQLite database file")
+	fs.StringVar(&c.DB, "db", "passflow.db", "SQLite database file, or a postgres:// URL")
 }
 
 func bindKeys(fs *flag.FlagSet, c *config) {

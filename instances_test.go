@@ -1,0 +1,254 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/passflow/passflow/store/postgres/pgtest"
+)
+
+var adminEnv = map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1"}
+
+// within polls cond until it holds or d has passed.
+func within(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// TestTwoInstances runs two servers through run on one PostgreSQL database
+// and proves every guarantee holds across them.
+func TestTwoInstances(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Database(t)
+	args := []string{"--login-max-failures", "4"}
+	a := startServerOn(t, db, adminEnv, args...)
+	b := startServerOn(t, db, adminEnv, args...)
+	a.addUser("zoe", "zoe-password", "data:read", "data:write")
+	a.addUser("yves", "yves-password", "data:read")
+
+	t.Run("a token from A works on B", func(t *testing.T) {
+		tok := a.login("zoe", "zoe-password")
+		if !b.works(tok) {
+			t.Fatal("B refuses A's token")
+		}
+		res := b.do(http.MethodPut, "/my_data/shared", jsonBody(bearer(tok)), strings.NewReader(`{"value":"from B"}`))
+		if res.Status != 201 || !strings.Contains(string(a.do(http.MethodGet, "/my_data", bearer(tok), nil).Body), "from B") {
+			t.Errorf("a write on B is not read on A: %d", res.Status)
+		}
+	})
+
+	t.Run("a revoke on A is refused by B within 1s", func(t *testing.T) {
+		tok := a.login("zoe", "zoe-password")
+		if !b.works(tok) {
+			t.Fatal("B refuses a fresh token")
+		}
+		if res := a.postForm("/revoke", "token="+tok, nil); res.Status != 200 {
+			t.Fatalf("revoke = %d", res.Status)
+		}
+		if !within(time.Second, func() bool { return !b.works(tok) }) {
+			t.Error("B still accepts the token 1s after A revoked it")
+		}
+	})
+
+	t.Run("a refresh race between A and B", func(t *testing.T) {
+		login := a.passwordGrant("zoe", "zoe-password")
+		var wg sync.WaitGroup
+		results := make([]tokenPair, 2)
+		statuses := make([]int, 2)
+		for i, srv := range []*testServer{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res := srv.postForm("/token", "grant_type=refresh_token&refresh_token="+url.QueryEscape(login.Refresh), nil)
+				statuses[i] = res.Status
+				if res.Status == 200 {
+					results[i].Access = res.JSON(t)["access_token"].(string)
+				}
+			}()
+		}
+		wg.Wait()
+		won := 0
+		var winner string
+		for i, s := range statuses {
+			if s == 200 {
+				won++
+				winner = results[i].Access
+			} else if s != 400 {
+				t.Errorf("racing refresh got %d", s)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("statuses %v: want exactly one 200", statuses)
+		}
+		// The loser counts as reuse: the whole family is revoked, everywhere.
+		if !within(time.Second, func() bool { return !a.works(winner) && !b.works(winner) && !b.works(login.Access) }) {
+			t.Error("the raced family's access tokens still work")
+		}
+	})
+
+	t.Run("a disabled user is locked out of both", func(t *testing.T) {
+		tok := b.login("yves", "yves-password")
+		admin := jsonBody(bearer(a.login("admin", "admin-password-1")))
+		if res := a.do(http.MethodPatch, "/users/yves", admin, strings.NewReader(`{"disabled":true}`)); res.Status != 200 {
+			t.Fatalf("disable = %d %s", res.Status, res.Body)
+		}
+		if a.works(tok) {
+			t.Error("A, which disabled yves, still accepts his token")
+		}
+		if !within(time.Second, func() bool { return !b.works(tok) }) {
+			t.Error("B accepts a disabled user's token after 1s")
+		}
+		for _, s := range []*testServer{a, b} {
+			if res := s.postForm("/token", "grant_type=password&username=yves&password=yves-password", nil); res.Status != 400 {
+				t.Errorf("disabled yves logs in: %d", res.Status)
+			}
+		}
+	})
+
+	t.Run("throttling counts attempts made on both", func(t *testing.T) {
+		for i, s := range []*testServer{a, b, a, b} {
+			if res := s.postForm("/token", "grant_type=password&username=zoe&password=wrong", nil); res.Status != 400 {
+				t.Fatalf("failure %d = %d", i+1, res.Status)
+			}
+		}
+		for name, s := range map[string]*testServer{"A": a, "B": b} {
+			if res := s.postForm("/token", "grant_type=password&username=zoe&password=zoe-password", nil); res.Status != 429 {
+				t.Errorf("after 2 failures on A and 2 on B, %s answers %d, want 429", name, res.Status)
+			}
+		}
+	})
+
+	t.Run("a key rotation reaches both", func(t *testing.T) {
+		old, _ := claims(t, a.login("admin", "admin-password-1"))
+		if out, err := a.cli("", "keys", "rotate"); err != nil {
+			t.Fatal(err, out)
+		}
+		for name, s := range map[string]*testServer{"A": a, "B": b} {
+			if !within(time.Second, func() bool {
+				h, _ := claims(t, s.login("admin", "admin-password-1"))
+				return h["kid"] != old["kid"]
+			}) {
+				t.Errorf("%s does not sign with the new key within 1s", name)
+			}
+		}
+	})
+}
+
+// proxy is a TCP proxy a test can cut and restore.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); p.setCut(true) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.cut {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+// setCut drops every connection and refuses new ones, or lets them in again.
+func (p *proxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = cut
+	if cut {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+// TestDatabaseOutage cuts the connection to PostgreSQL under a running
+// server: calls that need the database answer 503 with Retry-After and
+// /readyz fails; once it is back, the server recovers on its own and no
+// row was lost.
+func TestDatabaseOutage(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Database(t)
+	u, _ := url.Parse(db)
+	p := newProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	ts := startServerOn(t, u.String(), adminEnv)
+	ts.addUser("xena", "xena-password", "data:read", "data:write")
+	tok := ts.login("xena", "xena-password")
+	if res := ts.do(http.MethodPut, "/my_data/before", jsonBody(bearer(tok)), strings.NewReader(`{"value":"kept"}`)); res.Status != 201 {
+		t.Fatalf("write before the outage = %d", res.Status)
+	}
+
+	p.setCut(true)
+	for name, do := range map[string]func() response{
+		"read": func() response { return ts.do(http.MethodGet, "/my_data", bearer(tok), nil) },
+		"write": func() response {
+			return ts.do(http.MethodPut, "/my_data/during", jsonBody(bearer(tok)), strings.NewReader(`{"value":"x"}`))
+		},
+		"login": func() response {
+			return ts.postForm("/token", "grant_type=password&username=xena&password=xena-password", nil)
+		},
+		"readyz": func() response { return ts.do(http.MethodGet, "/readyz", nil, nil) },
+	} {
+		res := do()
+		if res.Status != 503 || res.Header.Get("Retry-After") == "" {
+			t.Errorf("%s during the outage = %d (Retry-After %q) %s", name, res.Status, res.Header.Get("Retry-After"), res.Body)
+		}
+	}
+	if res := ts.do(http.MethodGet, "/healthz", nil, nil); res.Status != 200 {
+		t.Errorf("/healthz during the outage = %d; the process is alive", res.Status)
+	}
+
+	p.setCut(false)
+	if !within(10*time.Second, func() bool { return ts.do(http.MethodGet, "/readyz", nil, nil).Status == 200 }) {
+		t.Fatal("/readyz did not recover within 10s of the database coming back")
+	}
+	res := ts.do(http.MethodGet, "/my_data", bearer(tok), nil)
+	if res.Status != 200 || !strings.Contains(string(res.Body), "kept") {
+		t.Errorf("after the outage: %d %s", res.Status, res.Body)
+	}
+	if res := ts.do(http.MethodPut, "/my_data/after", jsonBody(bearer(tok)), strings.NewReader(`{"value":"v"}`)); res.Status != 201 {
+		t.Errorf("a write after the outage = %d", res.Status)
+	}
+	ts.login("xena", "xena-password")
+}
