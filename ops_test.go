@@ -317,3 +317,35 @@ func TestTLS(t *testing.T) {
 		t.Error("--tls-cert without --tls-key was accepted")
 	}
 }
+
+// TestCORS: preflights are answered for the listed origins only.
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--cors-origins", "https://app.example.test, http://localhost:5173")
+	preflight := func(origin string) response {
+		return ts.do(http.MethodOptions, "/my_data", http.Header{
+			"Origin":                         {origin},
+			"Access-Control-Request-Method":  {"GET"},
+			"Access-Control-Request-Headers": {"authorization"},
+		}, nil)
+	}
+	res := preflight("https://app.example.test")
+	if res.Status/100 != 2 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example.test" ||
+		!strings.Contains(strings.ToLower(res.Header.Get("Access-Control-Allow-Headers")), "authorization") {
+		t.Errorf("preflight from a listed origin = %d %v", res.Status, res.Header)
+	}
+	if res := preflight("https://evil.example.test"); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from another origin got Access-Control-Allow-Origin %q", res.Header.Get("Access-Control-Allow-Origin"))
+	}
+	get := ts.do(http.MethodGet, "/my_data", http.Header{"Origin": {"http://localhost:5173"}}, nil)
+	if get.Header.Get("Access-Control-Allow-Origin") != "http://localhost:5173" || !strings.Contains(get.Header.Get("Access-Control-Expose-Headers"), "Www-Authenticate") {
+		t.Errorf("a cross-origin GET: %v", get.Header)
+	}
+	plain := startServer(t)
+	if res := plain.do(http.MethodOptions, "/my_data", http.Header{"Origin": {"https://app.example.test"}, "Access-Control-Request-Method": {"GET"}}, nil); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Error("without --cors-origins a preflight was answered")
+	}
+	if _, err := runCLI(t, nil, "", "serve", "--cors-origins", "app.example.test/path", "--db", filepath.Join(t.TempDir(), "x.db")); err == nil {
+		t.Error("a bad origin was accepted")
+	}
+}

@@ -17,9 +17,11 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/cors"
 	"golang.org/x/term"
 
 	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/docs"
 	"github.com/passflow/passflow/fault"
 	"github.com/passflow/passflow/generated/api"
 	"github.com/passflow/passflow/guard"
@@ -210,9 +212,25 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	server := impl.NewServer(accounts, st, grants, clients, keys, impl.Issuer{URL: cfg.Issuer, Explicit: cfg.issuerSet})
-	handler, err := routes(logger, g, server, middlewares, specJSON, m, proxies, st)
+	engine, err := routes(logger, g, server, middlewares, specJSON, m, proxies, st)
 	if err != nil {
 		return nil, err
+	}
+	origins, err := cfg.corsOrigins()
+	if err != nil {
+		return nil, err
+	}
+	var handler http.Handler = engine
+	if len(origins) > 0 {
+		// Browser apps on these origins may call the API; preflights from
+		// any other origin get no CORS headers, so browsers refuse them.
+		handler = cors.New(cors.Options{
+			AllowedOrigins: origins,
+			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
+			AllowedHeaders: []string{"Authorization", "Content-Type", guard.RequestIDHeader},
+			ExposedHeaders: []string{"WWW-Authenticate", "Retry-After", guard.RequestIDHeader},
+			MaxAge:         600,
+		}).Handler(engine)
 	}
 	return &app{handler: handler, accounts: accounts, tokens: tokens, revocations: revs, throttle: throttle}, nil
 }
@@ -224,13 +242,13 @@ var aliases = []guard.Alias{
 }
 
 // unguarded are the routes the spec does not describe, served beside it.
-var unguarded = map[string]bool{
-	"GET /healthz":      true,
-	"GET /readyz":       true,
-	"GET /metrics":      true,
-	"GET /openapi.yaml": true,
-	"GET /openapi.json": true,
-}
+var unguarded = func() map[string]bool {
+	m := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}
+	for _, r := range docs.Routes() {
+		m[r] = true
+	}
+	return m
+}()
 
 // routes registers every route in one place: the generated ones behind the
 // guard, and the few the spec does not describe. It fails when a route is
@@ -266,12 +284,11 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	})
 	engine.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})))
-	engine.GET("/openapi.yaml", func(c *gin.Context) {
-		c.Data(http.StatusOK, "application/yaml", specYAML)
-	})
-	engine.GET("/openapi.json", func(c *gin.Context) {
-		c.Data(http.StatusOK, "application/json", specJSON)
-	})
+	d, err := docs.New(specYAML, specJSON)
+	if err != nil {
+		return nil, err
+	}
+	d.Register(engine)
 
 	bindErr := func(c *gin.Context, err error) {
 		g.WriteError(c, fault.Wrap(fault.InvalidRequest, "the request could not be read", err))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -40,6 +41,7 @@ type config struct {
 	HashQueue               int
 	TLSCert                 string
 	TLSKey                  string
+	CORSOrigins             string
 
 	// issuerSet records whether the issuer was set explicitly.
 	issuerSet bool
@@ -95,6 +97,23 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.HashQueue, "hash-queue", 64, "logins that may wait (at most 2s) for a hashing slot; more get 503")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins (https://app.example.com) whose browser apps may call the API (default none)")
+}
+
+// corsOrigins parses --cors-origins.
+func (c *config) corsOrigins() ([]string, error) {
+	var origins []string
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("--cors-origins: %q is not an origin such as https://app.example.com", o)
+		}
+		origins = append(origins, u.Scheme+"://"+u.Host)
+	}
+	return origins, nil
 }
 
 // trustedProxies parses --trusted-proxies.
@@ -144,6 +163,9 @@ func (c *config) validate() error {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
 	if _, err := c.trustedProxies(); err != nil {
+		return err
+	}
+	if _, err := c.corsOrigins(); err != nil {
 		return err
 	}
 	_, err := c.keyConfig()

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath is where Debian's chromium package puts the browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// browser starts a headless Chromium for t. Without one, the test fails in
+// CI (CI=true) and skips elsewhere, saying why.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := chromiumPath
+	if p := os.Getenv("PASSFLOW_TEST_CHROMIUM"); p != "" {
+		path = p
+	}
+	if _, err := exec.LookPath(path); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Chromium is required in CI (apt-get install -y chromium): %v", err)
+		}
+		t.Skipf("no Chromium at %s (apt-get install -y chromium, or set PASSFLOW_TEST_CHROMIUM)", path)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 2000),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
+}
+
+// screenshotOnFailure saves what the page of the browser context ctx shows
+// when t has failed.
+func screenshotOnFailure(t *testing.T, ctx context.Context, name string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dir := os.Getenv("PASSFLOW_TEST_ARTIFACTS")
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		path := filepath.Join(dir, name+".png")
+		if err := saveScreenshot(ctx, path); err != nil {
+			t.Logf("no screenshot: %v", err)
+			return
+		}
+		t.Logf("screenshot of the failure: %s", path)
+	})
+}
+
+// saveScreenshot writes a PNG of the whole page to path.
+func saveScreenshot(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, shot, 0o644)
+}
+
+// TestScreenshotOnFailure checks the path a failing browser test takes to
+// leave a screenshot behind.
+func TestScreenshotOnFailure(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/docs"), chromedp.WaitVisible(chromedp.CSS(`.btn.authorize`))); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "shot.png")
+	if err := saveScreenshot(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 1000 || string(b[1:4]) != "PNG" {
+		t.Errorf("the screenshot is not a PNG: %d bytes, %v", len(b), err)
+	}
+	if dir := os.Getenv("PASSFLOW_TEST_ARTIFACTS"); dir != "" {
+		os.WriteFile(filepath.Join(dir, "docs.png"), b, 0o644)
+	}
+}
+
+// step runs browser actions and fails the test, naming the step, if they fail.
+func step(t *testing.T, ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+// TestSwaggerUILogin logs in through Swagger UI's Authorize dialog in a
+// real browser, with the dialog's default client settings, then runs
+// GET /my_data from the page; the login survives a reload; a wrong
+// password shows the RFC 6749 error in the dialog.
+func TestSwaggerUILogin(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ts.addUser("wendy", "wendy-password", "data:read", "data:write")
+	tok := ts.login("wendy", "wendy-password")
+	ts.do(http.MethodPut, "/my_data/colour", jsonBody(bearer(tok)), strings.NewReader(`{"value":"teal-from-the-browser"}`))
+
+	browserCtx := browser(t)
+	screenshotOnFailure(t, browserCtx, "swagger-ui-login")
+	ctx, cancel := context.WithTimeout(browserCtx, 60*time.Second)
+	defer cancel()
+
+	const (
+		authorizeButton = `.scheme-container .btn.authorize`
+		username        = `.auth-container input#oauth_username`
+		password        = `.auth-container input#oauth_password`
+		modalAuthorize  = `.auth-container .auth-btn-wrapper .btn.modal-btn.auth.authorize`
+		modalLogout     = `.auth-container .auth-btn-wrapper .btn.modal-btn.auth:not(.authorize)`
+		modalClose      = `.auth-container .auth-btn-wrapper .btn-done`
+		operation       = `#operations-data-listMyData`
+	)
+	login := func(pw string) {
+		t.Helper()
+		step(t, ctx, "open the Authorize dialog",
+			chromedp.Click(chromedp.CSS(authorizeButton)),
+			chromedp.WaitVisible(chromedp.CSS(username)),
+			chromedp.SendKeys(chromedp.CSS(username), "wendy"),
+			chromedp.SendKeys(chromedp.CSS(password), pw),
+			chromedp.Click(chromedp.CSS(modalAuthorize)),
+		)
+	}
+
+	step(t, ctx, "open /docs", chromedp.Navigate(ts.URL+"/docs"), chromedp.WaitVisible(chromedp.CSS(authorizeButton)))
+
+	// A wrong password: the dialog shows the RFC 6749 error.
+	login("not-her-password")
+	step(t, ctx, "see the error", chromedp.WaitVisible(chromedp.CSS(`.auth-container .errors`)))
+	errText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`.auth-container .errors`)))
+	if err != nil || !strings.Contains(errText, "invalid_grant") {
+		t.Fatalf("the dialog shows %q (%v), want invalid_grant", errText, err)
+	}
+	step(t, ctx, "close the dialog", chromedp.Click(chromedp.CSS(modalClose)), chromedp.WaitNotPresent(chromedp.CSS(username)))
+
+	// The right password.
+	login("wendy-password")
+	step(t, ctx, "logged in", chromedp.WaitVisible(chromedp.CSS(modalLogout)), chromedp.Click(chromedp.CSS(modalClose)))
+
+	call := func() string {
+		t.Helper()
+		// Deep links keep an operation open across a reload.
+		open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('`+operation+` .opblock-body') !== null`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !open {
+			step(t, ctx, "expand GET /my_data", chromedp.Click(chromedp.CSS(operation+` .opblock-summary`)))
+		}
+		step(t, ctx, "try GET /my_data",
+			chromedp.WaitVisible(chromedp.CSS(operation+` .try-out__btn`)),
+			chromedp.Click(chromedp.CSS(operation+` .try-out__btn`)),
+			chromedp.WaitVisible(chromedp.CSS(operation+` .btn.execute`)),
+			chromedp.Click(chromedp.CSS(operation+` .btn.execute`)),
+			chromedp.WaitVisible(chromedp.CSS(operation+` .live-responses-table tbody tr.response .response-col_status`)),
+		)
+		status, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(operation+` .live-responses-table tbody tr.response .response-col_status`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(operation+` .live-responses-table tbody tr.response .response-col_description`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(status) + " " + body
+	}
+	if got := call(); !strings.HasPrefix(got, "200") || !strings.Contains(got, "teal-from-the-browser") {
+		t.Fatalf("GET /my_data from the page: %q, want 200 with wendy's item", got)
+	}
+
+	// The login survives a reload.
+	step(t, ctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(authorizeButton)))
+	locked, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(authorizeButton), "class"))
+	if err != nil || !strings.Contains(locked.Value, "locked") || strings.Contains(locked.Value, "unlocked") {
+		t.Errorf("after a reload the Authorize button is %q, want locked", locked.Value)
+	}
+	if got := call(); !strings.HasPrefix(got, "200") || !strings.Contains(got, "teal-from-the-browser") {
+		t.Errorf("GET /my_data after a reload: %q, want 200 with wendy's item", got)
+	}
+}
