@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -62,16 +63,35 @@ func newMetrics(queued func() int) *metrics {
 // middleware counts and times every request by its route template, never
 // by its raw path.
 func (m *metrics) middleware() gin.HandlerFunc {
+	// The series of each (route, method, status), looked up once: the
+	// label lookup of a vector hashes every label on every call.
+	type key struct {
+		route, method string
+		status        int
+	}
+	type series struct {
+		count   prometheus.Counter
+		latency prometheus.Observer
+	}
+	var cache sync.Map // key → series
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
+		k := key{c.FullPath(), c.Request.Method, c.Writer.Status()}
+		s, ok := cache.Load(k)
+		if !ok {
+			route := k.route
+			if route == "" {
+				route = "unmatched"
+			}
+			status := strconv.Itoa(k.status)
+			s, _ = cache.LoadOrStore(k, series{
+				count:   m.requests.WithLabelValues(route, k.method, status),
+				latency: m.latency.WithLabelValues(route, k.method, status),
+			})
 		}
-		status := strconv.Itoa(c.Writer.Status())
-		m.requests.WithLabelValues(route, c.Request.Method, status).Inc()
-		m.latency.WithLabelValues(route, c.Request.Method, status).Observe(time.Since(start).Seconds())
+		s.(series).count.Inc()
+		s.(series).latency.Observe(time.Since(start).Seconds())
 	}
 }
 

@@ -70,7 +70,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	background, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
-	go a.revocations.Run(background)
+	go every(background, auth.SyncInterval, func() {
+		if err := a.revocations.Sync(background); err != nil && background.Err() == nil {
+			logger.Warn("reading the change feed failed; will retry", "error", err)
+		}
+	})
 	go every(background, time.Hour, func() {
 		if err := a.throttle.Prune(background); err != nil && background.Err() == nil {
 			logger.Warn("pruning login counters failed", "error", err)
@@ -169,7 +173,8 @@ type app struct {
 
 // newApp wires everything: keys, revocations, tokens, accounts, grants, the
 // guard over doc, the handlers (wrapped in middlewares, if any) and every
-// route. Run a.revocations to follow changes other processes make.
+// route. Sync a.revocations every auth.SyncInterval to follow changes other
+// processes make.
 func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher,
 	doc *openapi3.T, m *metrics, middlewares []api.StrictMiddlewareFunc) (*app, error) {
 	kc, err := cfg.keyConfig()

@@ -26,7 +26,8 @@ const changeRetention = 24 * time.Hour
 // Revocations keeps in memory what this process needs to refuse a token
 // without a store round-trip on every request: the token version and state
 // of each account it has seen tokens of, and the revoked access tokens. It
-// follows the store's change feed; Sync applies it at once.
+// follows the store's change feed: call Sync every SyncInterval, and after
+// a change of this process's own.
 type Revocations struct {
 	logger *slog.Logger
 	st     revocationStore
@@ -106,22 +107,6 @@ func (r *Revocations) reset(ctx context.Context) error {
 	r.accounts.Purge()
 	r.lastSeq, r.lastOK = seq, r.now()
 	return nil
-}
-
-// Run follows the change feed until ctx ends.
-func (r *Revocations) Run(ctx context.Context) {
-	t := time.NewTicker(SyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
-				r.logger.Warn("reading the change feed failed; will retry", "error", err)
-			}
-		}
-	}
 }
 
 // Sync applies every change in the feed not yet applied. A process calls it

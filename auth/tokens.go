@@ -196,9 +196,6 @@ func (t *Tokens) parse(raw string) (*Principal, error) {
 	if len(raw) > MaxTokenBytes {
 		return nil, invalid("too_long", "token is too long")
 	}
-	if !isB64Token(raw) {
-		return nil, invalid("malformed", "token is malformed")
-	}
 	// Hash the token in place: copying it would cost an allocation of its
 	// whole length on every request. sha256 only reads the bytes.
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
@@ -209,6 +206,11 @@ func (t *Tokens) parse(raw string) (*Principal, error) {
 			return nil, invalid("expired", "token has expired")
 		}
 	} else {
+		// Only what is not cached needs its syntax checked: a cached token
+		// passed every check once.
+		if !isB64Token(raw) {
+			return nil, invalid("malformed", "token is malformed")
+		}
 		var claims accessClaims
 		if _, err := t.parser.ParseWithClaims(raw, &claims, t.keyFor); err != nil {
 			return nil, verifyError(err)
@@ -277,16 +279,19 @@ func verifyError(err error) error {
 	return fe
 }
 
+// b64TokenChar marks the characters of a b64token before its padding.
+var b64TokenChar = func() (t [256]bool) {
+	for _, ch := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/") {
+		t[ch] = true
+	}
+	return t
+}()
+
 // isB64Token reports whether s matches RFC 6750's b64token:
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
 	i := 0
-	for ; i < len(s); i++ {
-		ch := s[i]
-		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' ||
-			ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/') {
-			break
-		}
+	for ; i < len(s) && b64TokenChar[s[i]]; i++ {
 	}
 	if i == 0 {
 		return false

@@ -28,14 +28,21 @@ func RequestID() gin.HandlerFunc {
 	prefix := hex.EncodeToString(b[:]) + "-"
 	var n atomic.Uint64
 	return func(c *gin.Context) {
-		id := c.GetHeader(RequestIDHeader)
-		if !saneRequestID(id) {
-			id = prefix + strconv.FormatUint(n.Add(1), 36)
+		// Read and write the header under its canonical key directly:
+		// Get and Set would canonicalise "X-Request-ID" on every request.
+		var id string
+		if ids := c.Request.Header[canonicalRequestID]; len(ids) == 1 && saneRequestID(ids[0]) {
+			id = ids[0]
+		} else {
+			var buf [32]byte
+			id = string(strconv.AppendUint(append(buf[:0], prefix...), n.Add(1), 36))
 		}
-		c.Header(RequestIDHeader, id)
+		c.Writer.Header()[canonicalRequestID] = []string{id}
 		c.Next()
 	}
 }
+
+var canonicalRequestID = http.CanonicalHeaderKey(RequestIDHeader)
 
 func saneRequestID(id string) bool {
 	if len(id) == 0 || len(id) > 64 {
@@ -54,11 +61,12 @@ func saneRequestID(id string) bool {
 // credentials; the subject is the authenticated user's id.
 func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		start := time.Now()
-		c.Next()
 		if !logger.Enabled(c.Request.Context(), slog.LevelInfo) {
+			c.Next()
 			return
 		}
+		start := time.Now()
+		c.Next()
 		attrs := make([]slog.Attr, 0, 10)
 		attrs = append(attrs,
 			slog.String("request_id", c.Writer.Header().Get(RequestIDHeader)),
