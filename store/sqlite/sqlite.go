@@ -542,7 +542,10 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 		}
 		clients = append(clients, c)
 	}
-	return clients, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("list clients", err)
+	}
+	return clients, nil
 }
 
 // DeleteClient removes a registered client.
@@ -574,7 +577,10 @@ func scanCounters(rows *sql.Rows, err error) ([]store.LoginCounter, error) {
 		c.WindowStart, c.LastFailure = fromMicros(start), fromMicros(last)
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("login failures", err)
+	}
+	return out, nil
 }
 
 func keyArgs(keys []string) (string, []any) {
