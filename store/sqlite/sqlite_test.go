@@ -37,7 +37,17 @@ func TestTwoProcessesOneFile(t *testing.T) {
 	stores := make([]*sqlite.Store, 2)
 	for i := range stores {
 		wg.Add(1)
-		go func() { defer wg.Done(); stores[i] = open(t, path) }()
+		go func() {
+			defer wg.Done()
+			// t.Error, not t.Fatal: this is not the test's goroutine.
+			s, err := sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Errorf("open %d: %v", i, err)
+				return
+			}
+			t.Cleanup(func() { s.Close() })
+			stores[i] = s
+		}()
 	}
 	wg.Wait()
 	if t.Failed() {
