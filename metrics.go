@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/guard"
 )
 
 // metrics are the server's Prometheus metrics, on a registry of its own;
@@ -61,7 +62,9 @@ func newMetrics(queued func() int) *metrics {
 }
 
 // middleware counts and times every request by its route template, never
-// by its raw path.
+// by its raw path. Every label comes from a fixed set: the routes
+// registered (or "unmatched"), the methods guard.Method names (or "other"),
+// and the status codes the server answers with.
 func (m *metrics) middleware() gin.HandlerFunc {
 	// The series of each (route, method, status), looked up once: the
 	// label lookup of a vector hashes every label on every call.
@@ -77,7 +80,7 @@ func (m *metrics) middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		k := key{c.FullPath(), c.Request.Method, c.Writer.Status()}
+		k := key{c.FullPath(), guard.Method(c.Request.Method), c.Writer.Status()}
 		s, ok := cache.Load(k)
 		if !ok {
 			route := k.route

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,7 +9,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -347,5 +351,75 @@ func TestCORS(t *testing.T) {
 	}
 	if _, err := runCLI(t, nil, "", "serve", "--cors-origins", "app.example.test/path", "--db", filepath.Join(t.TempDir(), "x.db")); err == nil {
 		t.Error("a bad origin was accepted")
+	}
+}
+
+// TestHostileRequestsStayBounded floods the server with odd methods, long
+// paths and junk header values and request ids, and shows that neither the
+// metrics nor the log grow with what a client sends: every metric label
+// comes from a fixed set and every logged field is bounded.
+func TestHostileRequestsStayBounded(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	series := func() int {
+		n := 0
+		for _, line := range strings.Split(string(ts.do(http.MethodGet, "/metrics", nil, nil).Body), "\n") {
+			if strings.HasPrefix(line, "passflow_http_requests_total{") {
+				n++
+			}
+		}
+		return n
+	}
+	// Warm up the series an ordinary client makes, so only the flood's count.
+	ts.do(http.MethodGet, "/nowhere", nil, nil)
+	ts.do(http.MethodPut, "/token", nil, nil)
+	before, logBefore := series(), len(ts.logs.String())
+
+	junk := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[mrand.IntN(26)]
+		}
+		return string(b)
+	}
+	const requests = 150
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	for i := range requests {
+		method, path := junk(1000+mrand.IntN(20000)), "/"+junk(1+mrand.IntN(8000))
+		if i%3 == 0 {
+			path = "/my_data" // a route that exists, with an unknown method
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\nX-Request-ID: %s\r\nX-Forwarded-For: %s\r\nUser-Agent: %s\r\nConnection: close\r\n\r\n",
+			method, path, junk(2000), junk(2000), junk(2000))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		c.Close()
+		if res.StatusCode != http.StatusNotFound && res.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("odd request %d = %d", i, res.StatusCode)
+		}
+	}
+	after := series()
+	logs := ts.logs.String()[logBefore:]
+	perRequest := len(logs) / requests
+	t.Logf("request series %d → %d; %d log bytes per request", before, after, perRequest)
+	// "other" with 404 and 405, and the metrics scrapes themselves.
+	if after-before > 3 {
+		t.Errorf("the flood added %d metric series; labels must come from fixed sets", after-before)
+	}
+	if perRequest > 512 {
+		t.Errorf("%d log bytes per request; logged fields must be bounded", perRequest)
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if len(line) > 1024 {
+			t.Fatalf("a log line of %d bytes: %.200s…", len(line), line)
+		}
 	}
 }

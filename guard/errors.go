@@ -66,10 +66,10 @@ func (g *Guard) WriteError(c *gin.Context, err error) {
 	if status >= 500 {
 		g.logger.LogAttrs(c.Request.Context(), levelFor(status), "request failed",
 			slog.String("request_id", c.Writer.Header().Get(RequestIDHeader)),
-			slog.String("method", c.Request.Method),
+			slog.String("method", Method(c.Request.Method)),
 			slog.String("route", c.FullPath()),
 			slog.Int("status", status),
-			slog.String("error", errString(fe)))
+			slog.String("error", Clip(errString(fe), maxLoggedError)))
 		if fe.Code == fault.Internal {
 			desc = ""
 		}
@@ -111,6 +111,9 @@ func (g *Guard) WriteError(c *gin.Context, err error) {
 	}
 	c.AbortWithStatusJSON(status, errorBody{Error: string(fe.Code), ErrorDescription: desc, Field: fe.Field})
 }
+
+// maxLoggedError bounds the cause an error log line records.
+const maxLoggedError = 2048
 
 func levelFor(status int) slog.Level {
 	if status == http.StatusServiceUnavailable {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -57,8 +58,34 @@ func saneRequestID(id string) bool {
 	return true
 }
 
+// Method is the name metrics and logs give a request's method: one of the
+// methods of RFC 9110 and RFC 5789, or "other". A method is text the client
+// chooses, as long as it likes, so it is never recorded as sent.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
+
+// maxLoggedPath bounds the path an access log line records.
+const maxLoggedPath = 256
+
+// Clip bounds s, a value a client chose, to n bytes of valid UTF-8 for a
+// log line, marking a cut with "...".
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return strings.ToValidUTF8(s, "\ufffd")
+	}
+	return strings.ToValidUTF8(s[:n], "\ufffd") + "..."
+}
+
 // AccessLog logs one line per request: never its query string, body or
-// credentials; the subject is the authenticated user's id.
+// credentials; the subject is the authenticated user's id. Every field is
+// bounded: a client's method and path are named or clipped, never logged
+// whole.
 func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if !logger.Enabled(c.Request.Context(), slog.LevelInfo) {
@@ -70,8 +97,8 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 		attrs := make([]slog.Attr, 0, 10)
 		attrs = append(attrs,
 			slog.String("request_id", c.Writer.Header().Get(RequestIDHeader)),
-			slog.String("method", c.Request.Method),
-			slog.String("path", c.Request.URL.Path),
+			slog.String("method", Method(c.Request.Method)),
+			slog.String("path", Clip(c.Request.URL.Path, maxLoggedPath)),
 			slog.String("route", c.FullPath()),
 			slog.Int("status", c.Writer.Status()),
 			slog.Duration("duration", time.Since(start)),
