@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	// The usual umask, whatever the machine's: with a stricter one a file
+	// created world-readable would pass the file-mode tests unnoticed.
+	syscall.Umask(0o022)
 	os.Exit(m.Run())
 }
 
@@ -293,6 +296,47 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged writes, %d stored, all present", len(acked), len(stored))
+}
+
+// TestSecretsAtRestArePrivate: the database, its -wal and -shm files and
+// every backup are readable by their owner only; a server started on a
+// database others can read says so, naming the file and the fix.
+func TestSecretsAtRestArePrivate(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ts.addUser("ulf", "ulf-password", "data:read")
+	ts.login("ulf", "ulf-password")
+	for _, name := range []string{ts.DB, ts.DB + "-wal", ts.DB + "-shm"} {
+		info, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := info.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(name), perm)
+		}
+	}
+	dir := t.TempDir()
+	copyPath := filepath.Join(dir, "copy.db")
+	if out, err := ts.cli("", "backup", copyPath); err != nil {
+		t.Fatalf("backup: %v %s", err, out)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		info, _ := e.Info()
+		if perm := info.Mode().Perm(); perm != 0o600 {
+			t.Errorf("backup file %s has mode %v, want 0600", e.Name(), perm)
+		}
+	}
+	ts.stop()
+
+	if err := os.Chmod(ts.DB, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again := startServerOn(t, ts.DB, map[string]string{})
+	logs := again.logs.String()
+	if !strings.Contains(logs, "other users can read it: run chmod 600") || !strings.Contains(logs, ts.DB) {
+		t.Errorf("a world-readable database was not reported:\n%s", logs)
+	}
 }
 
 // TestBackup copies a store while a server writes to it.

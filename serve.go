@@ -55,6 +55,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer st.Close()
+	if !isPostgres(cfg.DB) {
+		if loose := sqlite.ReadableByOthers(cfg.DB); len(loose) > 0 {
+			logger.Warn("the database holds password hashes and signing keys, and other users can read it: run chmod 600 on each file",
+				"files", strings.Join(loose, " "))
+		}
+	}
 	doc, err := loadSpec(ctx)
 	if err != nil {
 		return err
@@ -136,10 +142,15 @@ func every(ctx context.Context, period time.Duration, fn func()) {
 // openStore opens the store a --db value names, a postgres:// URL or a
 // SQLite file, and applies its pending migrations.
 func openStore(ctx context.Context, db string) (store.Store, error) {
-	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+	if isPostgres(db) {
 		return postgres.Open(ctx, db)
 	}
 	return sqlite.Open(ctx, db)
+}
+
+// isPostgres reports whether a --db value names a PostgreSQL database.
+func isPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
 // redactDB hides a password in a --db URL, for logs.

@@ -40,7 +40,9 @@ type Store struct {
 }
 
 // Open opens (creating if need be) the database at path and applies pending
-// migrations.
+// migrations. A new database file is readable by its owner only, and so
+// are its -wal and -shm files, which SQLite creates with the database
+// file's mode: they hold password hashes and signing keys.
 //
 // WAL lets readers run beside a writer; busy_timeout makes a writer wait for
 // another process's write instead of failing; _txlock=immediate takes the
@@ -49,6 +51,9 @@ type Store struct {
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: database path %q: must be non-empty and contain no '?' or '#'", path)
+	}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	dsn := path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
@@ -70,6 +75,31 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
 	return s, nil
+}
+
+// createPrivate creates an empty file at path, readable and writable by
+// its owner only, unless a file is there already.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// ReadableByOthers lists the database's files (path and its -wal and -shm
+// files) that users other than the owner may read.
+func ReadableByOthers(path string) []string {
+	var loose []string
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		if info, err := os.Stat(name); err == nil && info.Mode().Perm()&0o077 != 0 {
+			loose = append(loose, name)
+		}
+	}
+	return loose
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -103,12 +133,21 @@ func (s *Store) migrate(ctx context.Context) error {
 var _ store.Backuper = (*Store)(nil)
 
 // Backup writes a consistent copy of the database to a new file at path
-// with VACUUM INTO, which reads one snapshot while others keep writing.
+// with VACUUM INTO, which reads one snapshot while others keep writing. The
+// copy is readable by its owner only, like the database.
 func (s *Store) Backup(ctx context.Context, path string) error {
-	if _, err := os.Stat(path); err == nil {
+	// Create it first, so that it has its mode from the start: VACUUM INTO
+	// fills an empty file, but would create a missing one world-readable.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("sqlite: backup: %s already exists", path)
 	}
+	if err != nil {
+		return fmt.Errorf("sqlite: backup: %w", err)
+	}
+	f.Close()
 	if _, err := s.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		os.Remove(path)
 		return fmt.Errorf("sqlite: backup to %s: %w", path, err)
 	}
 	return nil
