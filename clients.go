@@ -55,7 +55,7 @@ func cmdClient(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer st.Close()
-	clients := auth.NewClients(st, auth.NewPasswords(auth.OWASPArgon2id), true, cliEvents(stderr), time.Now)
+	clients := auth.NewClients(st, auth.NewPasswords(auth.OWASPArgon2id), nil, true, cliEvents(stderr), time.Now)
 
 	switch sub {
 	case "add":

@@ -108,11 +108,14 @@ type events struct {
 var _ auth.Events = events{}
 
 func (e events) Login(ctx context.Context, l auth.LoginEvent) {
-	if e.metrics != nil {
+	event := "login"
+	if l.Check != auth.CheckLogin {
+		event = l.Check
+	} else if e.metrics != nil {
 		e.metrics.logins.WithLabelValues(l.Outcome).Inc()
 	}
 	e.audit.LogAttrs(ctx, slog.LevelInfo, "audit",
-		slog.String("event", "login"), slog.String("outcome", l.Outcome),
+		slog.String("event", event), slog.String("outcome", l.Outcome),
 		slog.String("username", l.Username), slog.String("subject", l.UserID),
 		slog.String("client_id", printable(l.ClientID)), slog.String("client_ip", l.ClientIP))
 }

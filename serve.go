@@ -213,8 +213,8 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		MaxFailures: cfg.LoginMaxFailures, MaxPerUser: cfg.LoginMaxFailuresPerUser, MaxPerIP: cfg.LoginMaxFailuresPerIP,
 		Window: cfg.LoginWindow, MaxBackoff: 15 * time.Minute,
 	}, time.Now)
-	accounts := auth.NewAccounts(st, hasher, revs, ev, time.Now)
-	clients := auth.NewClients(st, hasher, cfg.PublicClients, ev, time.Now)
+	accounts := auth.NewAccounts(st, hasher, throttle, revs, ev, time.Now)
+	clients := auth.NewClients(st, hasher, throttle, cfg.PublicClients, ev, time.Now)
 	grants, err := auth.NewGrants(logger, st, hasher, tokens, clients, revs, throttle, ev, cfg.RefreshTokenTTL, cfg.PasswordGrant, time.Now)
 	if err != nil {
 		return nil, err

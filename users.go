@@ -149,7 +149,7 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer st.Close()
-	accounts := auth.NewAccounts(st, auth.NewPasswords(auth.OWASPArgon2id), nil, cliEvents(stderr), time.Now)
+	accounts := auth.NewAccounts(st, auth.NewPasswords(auth.OWASPArgon2id), nil, nil, cliEvents(stderr), time.Now)
 	if err := cmd.run(ctx, accounts, arg, uio); err != nil {
 		return fmt.Errorf("user %s: %w", sub, err)
 	}

@@ -19,25 +19,29 @@ import (
 // Accounts manages users: the one place their rules live, for the HTTP API
 // and the command line alike.
 type Accounts struct {
-	users  store.Users
-	hasher Hasher
-	revs   *Revocations
-	events Events
-	now    func() time.Time
+	users    store.Users
+	hasher   Hasher
+	throttle *Throttle
+	revs     *Revocations
+	events   Events
+	now      func() time.Time
 }
 
-// NewAccounts returns the account service. After a change that ends tokens
+// NewAccounts returns the account service. Checks of a current password
+// are limited by throttle, as logins are. After a change that ends tokens
 // it syncs revs, so the change is in force in this process before the call
-// returns; revs is nil in a process that verifies no tokens (the command
-// line), whose changes servers pick up from the change feed.
+// returns; throttle and revs are nil in a process that checks no password
+// and verifies no tokens (the command line), whose changes servers pick up
+// from the change feed.
 func NewAccounts(
 	users store.Users,
 	hasher Hasher,
+	throttle *Throttle,
 	revs *Revocations,
 	events Events,
 	now func() time.Time,
 ) *Accounts {
-	return &Accounts{users: users, hasher: hasher, revs: revs, events: events, now: now}
+	return &Accounts{users: users, hasher: hasher, throttle: throttle, revs: revs, events: events, now: now}
 }
 
 // NewAccount describes an account to create.
@@ -180,23 +184,42 @@ func (c Change) describe() string {
 	return strings.Join(parts, " ")
 }
 
-// ChangePassword sets the password of p's own account after checking its
-// current one. Every token the account holds stops working, p's included.
-func (a *Accounts) ChangePassword(ctx context.Context, p *Principal, current, next string) error {
+// ChangePassword sets the password of p's own account, asked from ip,
+// after checking its current one. The new password's rules are checked
+// first, so a refused change confirms nothing about the current one; the
+// check of the current one is throttled and audited like a login, on the
+// same counters. Every token the account holds stops working, p's included.
+func (a *Accounts) ChangePassword(ctx context.Context, p *Principal, current, next, ip string) error {
+	if err := CheckPassword("/new_password", next); err != nil {
+		return err
+	}
 	u, err := a.users.UserByID(ctx, p.UserID)
 	if err != nil {
 		return notFound(err)
 	}
+	event := LoginEvent{Check: CheckPasswordChange, Outcome: "success", Username: u.Username, UserID: u.ID, ClientID: p.ClientID, ClientIP: ip}
+	attempt, err := a.throttle.Reserve(ctx, AccountPassword(u.Username), ip)
+	if err != nil {
+		if event.Outcome = fault.As(err).Reason; event.Outcome == "" {
+			event.Outcome = "rejected"
+		}
+		a.events.Login(ctx, event)
+		return err
+	}
 	ok, _, err := a.hasher.Verify(ctx, u.PasswordHash, current)
 	if err != nil {
+		attempt.Abandon(ctx)
 		return err
 	}
 	if !ok {
+		event.Outcome = "bad_credentials"
+		a.events.Login(ctx, event)
 		return fault.Invalid("/current_password", "the current password is wrong")
 	}
-	if err := CheckPassword("/new_password", next); err != nil {
+	if err := attempt.Succeeded(ctx); err != nil {
 		return err
 	}
+	a.events.Login(ctx, event)
 	_, err = a.Update(ctx, u.Username, Change{Password: &next})
 	if err == nil {
 		a.events.Change(ctx, ChangeEvent{Action: "user.password_changed", Target: u.Username, Detail: "by the user"})

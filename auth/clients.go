@@ -118,21 +118,24 @@ func (c Client) Limit(allowed []string) []string {
 type Clients struct {
 	st          store.Clients
 	hasher      Hasher
+	throttle    *Throttle
 	allowPublic bool
 	events      Events
 	now         func() time.Time
 }
 
 // NewClients returns the client authenticator. Secrets are hashed with
-// hasher; allowPublic lets unregistered public clients in.
+// hasher, and attempts at them limited by throttle; allowPublic lets
+// unregistered public clients in.
 func NewClients(
 	st store.Clients,
 	hasher Hasher,
+	throttle *Throttle,
 	allowPublic bool,
 	events Events,
 	now func() time.Time,
 ) *Clients {
-	return &Clients{st: st, hasher: hasher, allowPublic: allowPublic, events: events, now: now}
+	return &Clients{st: st, hasher: hasher, throttle: throttle, allowPublic: allowPublic, events: events, now: now}
 }
 
 // AuthMethods lists the token endpoint authentication methods clients may
@@ -147,11 +150,14 @@ func (c *Clients) AuthMethods() []string {
 
 var errClientAuth = fault.New(fault.InvalidClient, "client authentication failed")
 
-// Authenticate returns the client that creds identify. Without any client
-// id the client is DefaultClientID, a public one. A registered
-// confidential client must present its secret; a registered public client
-// must not present one; an unregistered client id with a secret fails.
-func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials) (Client, error) {
+// Authenticate returns the client that creds, sent from ip, identify.
+// Without any client id the client is DefaultClientID, a public one. A
+// registered confidential client must present its secret; a registered
+// public client must not present one; an unregistered client id with a
+// secret fails. Every secret presented is an attempt the throttle counts
+// before it is hashed, as a password is: against the client id, the
+// address, and the pair.
+func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials, ip string) (Client, error) {
 	if creds.ID == "" && creds.Secret == "" {
 		if !c.allowPublic {
 			return Client{}, fault.New(fault.InvalidClient, "client authentication is required")
@@ -164,10 +170,18 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials) (Cl
 	if !validClientID(creds.ID) {
 		return Client{}, fault.New(fault.InvalidClient, "client id must be 1 to 255 printable ASCII characters")
 	}
+	var attempt *Attempt // nil without a secret: nothing to guess
+	if creds.Secret != "" {
+		var err error
+		if attempt, err = c.throttle.Reserve(ctx, ClientSecret(creds.ID), ip); err != nil {
+			return Client{}, err
+		}
+	}
 	reg, err := c.st.ClientByID(ctx, creds.ID)
 	if errors.Is(err, fault.ErrNotFound) {
 		switch {
 		case creds.Secret != "":
+			c.failed(ctx, creds.ID, ip)
 			return Client{}, errClientAuth
 		case !c.allowPublic:
 			return Client{}, fault.New(fault.InvalidClient, "unknown client; only registered clients may call")
@@ -175,11 +189,13 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials) (Cl
 		return Client{ID: creds.ID, Public: true}, nil
 	}
 	if err != nil {
+		attempt.Abandon(ctx)
 		return Client{}, err
 	}
 	client := Client{ID: reg.ID, Public: reg.SecretHash == "", Registered: true, GrantTypes: reg.GrantTypes, Scopes: reg.Scopes}
 	switch {
 	case client.Public && creds.Secret != "":
+		attempt.Abandon(ctx)
 		return Client{}, fault.New(fault.InvalidClient, "this client is public and has no secret")
 	case client.Public:
 		return client, nil
@@ -188,12 +204,22 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials) (Cl
 	}
 	ok, _, err := c.hasher.Verify(ctx, reg.SecretHash, creds.Secret)
 	if err != nil {
+		attempt.Abandon(ctx)
 		return Client{}, fmt.Errorf("auth: verify secret of client %s: %w", reg.ID, err)
 	}
 	if !ok {
+		c.failed(ctx, reg.ID, ip)
 		return Client{}, errClientAuth
 	}
+	if err := attempt.Succeeded(ctx); err != nil {
+		return Client{}, err
+	}
 	return client, nil
+}
+
+// failed reports a wrong client secret to the audit log.
+func (c *Clients) failed(ctx context.Context, id, ip string) {
+	c.events.Login(ctx, LoginEvent{Check: CheckClientSecret, Outcome: "bad_credentials", ClientID: id, ClientIP: ip})
 }
 
 // Confidential reports whether id names a registered confidential client,

@@ -55,22 +55,22 @@ func TestClientRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	public := NewClients(st, NewPasswords(cheap), true, NoEvents{}, time.Now)
+	public := NewClients(st, NewPasswords(cheap), nil, true, NoEvents{}, time.Now)
 	for creds, want := range map[ClientCredentials]string{
 		{}:                       DefaultClientID,
 		{ID: "spa"}:              "spa",
 		{ID: "spa", Basic: true}: "spa",
 	} {
-		if c, err := public.Authenticate(ctx, creds); err != nil || c.ID != want || !c.Public {
+		if c, err := public.Authenticate(ctx, creds, "192.0.2.1"); err != nil || c.ID != want || !c.Public {
 			t.Errorf("Authenticate(%+v) = %+v, %v; want public %s", creds, c, err, want)
 		}
 	}
 	for _, creds := range []ClientCredentials{{ID: "spa", Secret: "x"}, {Secret: "x"}, {ID: "bad\nid"}} {
-		if _, err := public.Authenticate(ctx, creds); fault.As(err).Code != fault.InvalidClient {
+		if _, err := public.Authenticate(ctx, creds, "192.0.2.1"); fault.As(err).Code != fault.InvalidClient {
 			t.Errorf("Authenticate(%+v) = %v, want invalid_client", creds, err)
 		}
 	}
-	if _, err := NewClients(st, NewPasswords(cheap), false, NoEvents{}, time.Now).Authenticate(ctx, ClientCredentials{}); fault.As(err).Code != fault.InvalidClient {
+	if _, err := NewClients(st, NewPasswords(cheap), nil, false, NoEvents{}, time.Now).Authenticate(ctx, ClientCredentials{}, "192.0.2.1"); fault.As(err).Code != fault.InvalidClient {
 		t.Errorf("no client with public clients off: %v, want invalid_client", err)
 	}
 }

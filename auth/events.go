@@ -5,7 +5,8 @@ import "context"
 // Events receives what auth does, for metrics and the audit log. Nothing
 // it receives is a secret: no password, token or client secret.
 type Events interface {
-	// Login reports the outcome of one password login.
+	// Login reports the outcome of one password login, or of another
+	// check of a password or a client secret.
 	Login(ctx context.Context, e LoginEvent)
 	// TokenRejected reports why a bearer token was refused: a word from a
 	// fixed vocabulary (malformed, expired, signature, ...).
@@ -14,8 +15,21 @@ type Events interface {
 	Change(ctx context.Context, e ChangeEvent)
 }
 
-// LoginEvent is one password login.
+// What a LoginEvent checked.
+const (
+	// CheckLogin is a password login at the token endpoint.
+	CheckLogin = ""
+	// CheckPasswordChange is the current password checked before a change.
+	CheckPasswordChange = "password_change"
+	// CheckClientSecret is a client's secret (reported when it is wrong).
+	CheckClientSecret = "client_secret"
+)
+
+// LoginEvent is one check of a password or a client secret.
 type LoginEvent struct {
+	// Check says what was checked: CheckLogin, CheckPasswordChange or
+	// CheckClientSecret.
+	Check string
 	// Outcome is success, bad_credentials, throttled, disabled,
 	// overloaded, or rejected (any other refusal).
 	Outcome string

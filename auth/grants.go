@@ -106,7 +106,12 @@ type Grant struct {
 	RefreshToken string
 }
 
-var errBadCredentials = &fault.Error{Code: fault.InvalidGrant, Description: "wrong username or password", Reason: "bad_credentials"}
+var (
+	errBadCredentials = &fault.Error{Code: fault.InvalidGrant, Description: "wrong username or password", Reason: "bad_credentials"}
+	// errDisabled answers a disabled account exactly as a wrong password
+	// does; only the audit log tells them apart.
+	errDisabled = &fault.Error{Code: fault.InvalidGrant, Description: errBadCredentials.Description, Reason: "disabled"}
+)
 
 // Password carries out the resource owner password credentials grant.
 // A wrong username and a wrong password are the same invalid_grant error,
@@ -131,7 +136,7 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 	case req.Password == "":
 		return Grant{}, fault.New(fault.InvalidRequest, "missing parameter: password")
 	}
-	client, err := g.clients.Authenticate(ctx, req.Client)
+	client, err := g.clients.Authenticate(ctx, req.Client, req.ClientIP)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -146,9 +151,6 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 	u, err = g.checkPassword(ctx, req.Username, req.Password, req.ClientIP)
 	if err != nil {
 		return Grant{}, err
-	}
-	if u.Disabled {
-		return Grant{}, &fault.Error{Code: fault.InvalidGrant, Description: "the account is disabled", Reason: "disabled"}
 	}
 
 	scopes, err := narrow(client.Limit(u.Scopes), requested, "the account or client may not be granted a requested scope")
@@ -176,16 +178,17 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 }
 
 // checkPassword returns the account whose username and password these
-// are, or errBadCredentials (with the account, when it exists). Attempts
-// from ip are throttled first, before any hashing; a bad one is counted, a
-// good one clears the count.
+// are, or errBadCredentials (with the account, when it exists). The attempt
+// is counted against the throttle's limits before any hashing; a good one
+// gives its count back.
 func (g *Grants) checkPassword(ctx context.Context, username, password, ip string) (store.User, error) {
 	name, err := NormalizeUsername("", username)
 	if err != nil {
 		// A name that cannot be normalised cannot exist; count it as sent.
 		name = username
 	}
-	if err := g.throttle.Check(ctx, name, ip); err != nil {
+	attempt, err := g.throttle.Reserve(ctx, AccountPassword(name), ip)
+	if err != nil {
 		return store.User{}, err
 	}
 	u, err := g.st.UserByUsername(ctx, name)
@@ -196,19 +199,23 @@ func (g *Grants) checkPassword(ctx context.Context, username, password, ip strin
 		// when hashing is overloaded: nothing tells the two apart.
 		hash = g.dummyHash
 	case err != nil:
+		attempt.Abandon(ctx)
 		return store.User{}, err
 	}
 	ok, rehash, err := g.hasher.Verify(ctx, hash, password)
 	if err != nil {
+		attempt.Abandon(ctx)
 		return store.User{}, fmt.Errorf("auth: verify password: %w", err)
 	}
-	if !ok || u.ID == "" {
-		if err := g.throttle.Failure(ctx, name, ip); err != nil {
-			return u, err
-		}
+	switch {
+	case !ok || u.ID == "":
 		return u, errBadCredentials
+	case u.Disabled:
+		// The same answer as a wrong password, and the attempt stays
+		// counted: a disabled account's password proves nothing.
+		return u, errDisabled
 	}
-	if err := g.throttle.Success(ctx, name, ip); err != nil {
+	if err := attempt.Succeeded(ctx); err != nil {
 		return store.User{}, err
 	}
 	if rehash {
@@ -273,6 +280,8 @@ type RefreshRequest struct {
 	RefreshToken string
 	Scope        string
 	Client       ClientCredentials
+	// ClientIP is the address the request came from, for throttling.
+	ClientIP string
 }
 
 var errBadRefresh = fault.New(fault.InvalidGrant, "refresh token is invalid")
@@ -285,7 +294,7 @@ func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 	if req.RefreshToken == "" {
 		return Grant{}, fault.New(fault.InvalidRequest, "missing parameter: refresh_token")
 	}
-	client, err := g.clients.Authenticate(ctx, req.Client)
+	client, err := g.clients.Authenticate(ctx, req.Client, req.ClientIP)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -362,6 +371,8 @@ type RevokeRequest struct {
 	Token  string
 	Hint   string
 	Client ClientCredentials
+	// ClientIP is the address the request came from, for throttling.
+	ClientIP string
 }
 
 // Revoke carries out RFC 7009 revocation. Revoking a refresh token revokes
@@ -373,7 +384,7 @@ func (g *Grants) Revoke(ctx context.Context, req RevokeRequest) error {
 	if req.Token == "" {
 		return fault.New(fault.InvalidRequest, "missing parameter: token")
 	}
-	client, err := g.clients.Authenticate(ctx, req.Client)
+	client, err := g.clients.Authenticate(ctx, req.Client, req.ClientIP)
 	if err != nil {
 		return err
 	}

@@ -90,12 +90,13 @@ func newLoginEnv(t testing.TB, params Argon2idParams, tc ThrottleConfig) *loginE
 	if err != nil {
 		t.Fatal(err)
 	}
-	accounts := NewAccounts(st, rec, revs, ev, time.Now)
+	throttle := NewThrottle(st, tc, time.Now)
+	accounts := NewAccounts(st, rec, throttle, revs, ev, time.Now)
 	if _, err := accounts.Create(ctx, NewAccount{Username: "known", Password: "the-right-password", Scopes: []string{store.ScopeDataRead}}); err != nil {
 		t.Fatal(err)
 	}
 	grants, err := NewGrants(slog.New(slog.DiscardHandler), st, rec, tokens,
-		NewClients(st, rec, true, ev, time.Now), revs, NewThrottle(st, tc, time.Now), ev, time.Hour, true, time.Now)
+		NewClients(st, rec, throttle, true, ev, time.Now), revs, throttle, ev, time.Hour, true, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +195,14 @@ func TestThrottleBackoff(t *testing.T) {
 	defer st.Close()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	th := NewThrottle(st, ThrottleConfig{MaxFailures: 5, MaxPerUser: 8, MaxPerIP: 100, Window: 15 * time.Minute, MaxBackoff: 15 * time.Minute}, clock)
+	th := NewThrottle(st, ThrottleConfig{MaxFailures: 5, MaxPerUser: 9, MaxPerIP: 100, Window: 15 * time.Minute, MaxBackoff: 15 * time.Minute}, clock)
+	// wait asks for an attempt, gives it back, and returns how long it
+	// would have had to wait.
 	wait := func(user, ip string) time.Duration {
 		t.Helper()
-		err := th.Check(ctx, user, ip)
+		a, err := th.Reserve(ctx, AccountPassword(user), ip)
 		if err == nil {
+			a.Abandon(ctx)
 			return 0
 		}
 		if fe := fault.As(err); fe.Code == fault.SlowDown {
@@ -209,7 +213,7 @@ func TestThrottleBackoff(t *testing.T) {
 	}
 	fail := func(user, ip string) {
 		t.Helper()
-		if err := th.Failure(ctx, user, ip); err != nil {
+		if _, err := th.Reserve(ctx, AccountPassword(user), ip); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -219,6 +223,15 @@ func TestThrottleBackoff(t *testing.T) {
 	if w := wait("u", "a"); w != 0 {
 		t.Fatalf("after 4 failures: wait %v, want none", w)
 	}
+	// A success from one address clears its pair only.
+	fail("u", "b")
+	a, err := th.Reserve(ctx, AccountPassword("u"), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Succeeded(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// The 5th failure earns 1s; each further one doubles it.
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
 		fail("u", "a")
@@ -227,8 +240,9 @@ func TestThrottleBackoff(t *testing.T) {
 		}
 		now = now.Add(want)
 	}
-	// 7 failures for u so far; one more from another address reaches the
-	// per-user limit of 8: u is blocked everywhere until the window ends.
+	// 8 failures for u so far (7 from a, 1 from b); one more from b
+	// reaches the per-user limit of 9: u is blocked everywhere until the
+	// window ends.
 	fail("u", "b")
 	if w := wait("u", "c"); w <= 0 || w > 15*time.Minute {
 		t.Errorf("per-user limit: wait %v from a new address", w)
@@ -236,12 +250,15 @@ func TestThrottleBackoff(t *testing.T) {
 	if w := wait("v", "a"); w != 0 {
 		t.Errorf("another user from the same address waits %v", w)
 	}
-	// A success clears only its own pair.
-	if err := th.Success(ctx, "u", "a"); err != nil {
-		t.Fatal(err)
+	// A client's secret is counted apart from a user of the same name,
+	// but from the same address.
+	if w := wait("u", "d"); w == 0 {
+		t.Error("u is not blocked from a new address")
 	}
-	if w := wait("u", "a"); w == 0 {
-		t.Error("a success lifted the per-user block")
+	if a, err := th.Reserve(ctx, ClientSecret("u"), "d"); err != nil {
+		t.Errorf("client u is blocked with user u: %v", err)
+	} else {
+		a.Abandon(ctx)
 	}
 	// The cap.
 	if d := th.backoff(1000); d != 15*time.Minute {
@@ -251,6 +268,70 @@ func TestThrottleBackoff(t *testing.T) {
 	now = now.Add(16 * time.Minute)
 	if w := wait("u", "c"); w != 0 {
 		t.Errorf("after the window: wait %v", w)
+	}
+}
+
+// TestConcurrentGuessesStayWithinLimits fires bursts of simultaneous wrong
+// passwords and shows that no more hashes are evaluated than the limit
+// allows: per (user, address), per user and per address. The right
+// password, tried after the burst, is refused too.
+func TestConcurrentGuessesStayWithinLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	burst := func(t *testing.T, env *loginEnv, attempt func(i int) PasswordRequest) (hashes int, statuses map[fault.Code]int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		statuses = map[fault.Code]int{}
+		start := make(chan struct{})
+		for i := range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := env.grants.Password(ctx, attempt(i))
+				mu.Lock()
+				statuses[fault.As(err).Code]++
+				mu.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		return len(env.hasher.take()), statuses
+	}
+	loose := 1000
+	for _, tt := range []struct {
+		name    string
+		tc      ThrottleConfig
+		attempt func(i int) PasswordRequest
+	}{
+		{"one user from one address", ThrottleConfig{MaxFailures: 5, MaxPerUser: loose, MaxPerIP: loose}, func(i int) PasswordRequest {
+			return PasswordRequest{Username: "known", Password: "a-wrong-password", ClientIP: "192.0.2.1"}
+		}},
+		{"one user from many addresses", ThrottleConfig{MaxFailures: loose, MaxPerUser: 5, MaxPerIP: loose}, func(i int) PasswordRequest {
+			return PasswordRequest{Username: "known", Password: "a-wrong-password", ClientIP: fmt.Sprintf("192.0.2.%d", i)}
+		}},
+		{"many users from one address", ThrottleConfig{MaxFailures: loose, MaxPerUser: loose, MaxPerIP: 5}, func(i int) PasswordRequest {
+			return PasswordRequest{Username: fmt.Sprintf("user%d", i), Password: "a-wrong-password", ClientIP: "192.0.2.1"}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.tc.Window, tt.tc.MaxBackoff = time.Minute, time.Minute
+			env := newLoginEnv(t, cheap, tt.tc)
+			hashes, statuses := burst(t, env, tt.attempt)
+			t.Logf("20 simultaneous guesses: %d hashes evaluated, answers %v", hashes, statuses)
+			if hashes > 5 {
+				t.Errorf("%d hashes evaluated; the limit is 5", hashes)
+			}
+			if statuses[fault.SlowDown] != 20-hashes || statuses[fault.InvalidGrant] != hashes {
+				t.Errorf("answers %v: want %d invalid_grant and the rest slow_down", statuses, hashes)
+			}
+			right := tt.attempt(0)
+			right.Username, right.Password = "known", "the-right-password"
+			if _, err := env.grants.Password(ctx, right); fault.As(err).Code != fault.SlowDown {
+				t.Errorf("the right password after the burst: %v, want slow_down", err)
+			}
+		})
 	}
 }
 

@@ -18,18 +18,26 @@ type ThrottleConfig struct {
 	// are allowed; each further one waits a back-off doubling from 1s up
 	// to MaxBackoff.
 	MaxFailures int
-	// MaxPerUser failures per username across all addresses, and
-	// MaxPerIP per address across all usernames, block it until its
-	// window ends.
+	// MaxPerUser failures per username (or client id) across all
+	// addresses, and MaxPerIP per address across all usernames and
+	// clients, block it until its window ends.
 	MaxPerUser int
 	MaxPerIP   int
 	Window     time.Duration
 	MaxBackoff time.Duration
 }
 
-// Throttle limits login attempts. Its counters live in the store, so every
-// instance counts the same attempts; what it has seen blocked it also
-// remembers, to refuse without a store round-trip until the block ends.
+// Throttle limits attempts at a credential: a password at the token
+// endpoint or the password change, a client secret anywhere. Each attempt
+// is counted in the store before its hash starts, against three counters:
+// the (subject, client IP) pair, the subject (a username or a client id)
+// and the client IP, which every kind of attempt shares. A success gives
+// its count back. So the limits hold however many attempts run at once, on
+// however many instances; what it has seen blocked it also remembers, to
+// refuse without a store round-trip until the block ends.
+//
+// A nil *Throttle throttles nothing: the command line, where an operator
+// types, checks no credential it would need to.
 type Throttle struct {
 	st  store.LoginAttempts
 	cfg ThrottleConfig
@@ -44,59 +52,90 @@ func NewThrottle(st store.LoginAttempts, cfg ThrottleConfig, now func() time.Tim
 	return &Throttle{st: st, cfg: cfg, now: now, blocked: map[string]time.Time{}}
 }
 
-// throttleKeys are the counters of one attempt: the pair, the username and
+// Secret is what an attempt tries: an account's password or a client's
+// secret.
+type Secret struct {
+	kind, name string
+}
+
+// AccountPassword is the password of the account called username.
+func AccountPassword(username string) Secret { return Secret{"user", username} }
+
+// ClientSecret is the secret of the client called id.
+func ClientSecret(id string) Secret { return Secret{"client", id} }
+
+// throttleKeys are the counters of one attempt: the pair, the subject and
 // the address. Hashed, so the table holds no usernames or addresses, and
 // every key is short whatever was submitted.
-type throttleKeys struct{ pair, user, ip string }
+type throttleKeys struct{ pair, subject, ip string }
 
-func keysFor(username, ip string) throttleKeys {
+func keysFor(s Secret, ip string) throttleKeys {
 	h := func(kind, v string) string {
 		sum := sha256.Sum256([]byte(kind + "\x00" + v))
 		return kind + ":" + hex.EncodeToString(sum[:16])
 	}
-	return throttleKeys{pair: h("pair", username+"\x00"+ip), user: h("user", username), ip: h("ip", ip)}
+	pair := "pair"
+	if s.kind != "user" {
+		pair = s.kind + "-pair"
+	}
+	return throttleKeys{pair: h(pair, s.name+"\x00"+ip), subject: h(s.kind, s.name), ip: h("ip", ip)}
 }
 
-func (k throttleKeys) all() []string { return []string{k.pair, k.user, k.ip} }
+func (k throttleKeys) all() []string { return []string{k.pair, k.subject, k.ip} }
 
-// Check refuses an attempt that must wait, before any hashing: a
-// slow_down error with the wait as RetryAfter.
-func (t *Throttle) Check(ctx context.Context, username, ip string) error {
-	keys := keysFor(username, ip)
+// Attempt is an attempt Reserve counted. Its owner reports how the check
+// ended: a failure stays counted. A nil *Attempt counts nothing.
+type Attempt struct {
+	t    *Throttle
+	keys throttleKeys
+	done bool
+}
+
+// Reserve counts an attempt at s from ip, before any hashing, or refuses
+// it with a slow_down error whose RetryAfter is the wait.
+func (t *Throttle) Reserve(ctx context.Context, s Secret, ip string) (*Attempt, error) {
+	if t == nil {
+		return &Attempt{}, nil
+	}
+	keys := keysFor(s, ip)
 	now := t.now()
 	if wait := t.remembered(keys, now); wait > 0 {
-		return slowDown(wait)
+		return nil, slowDown(wait)
 	}
-	counters, err := t.st.LoginCounters(ctx, keys.all())
+	err := t.st.ReserveLoginAttempt(ctx, keys.all(), now, t.cfg.Window, func(counters []store.LoginCounter) error {
+		if wait := t.learn(keys, counters, now); wait > 0 {
+			return slowDown(wait)
+		}
+		return nil
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if wait := t.learn(keys, counters, now); wait > 0 {
-		return slowDown(wait)
-	}
-	return nil
+	return &Attempt{t: t, keys: keys}, nil
 }
 
-// Failure counts a failed attempt.
-func (t *Throttle) Failure(ctx context.Context, username, ip string) error {
-	keys := keysFor(username, ip)
-	now := t.now()
-	counters, err := t.st.AddLoginFailure(ctx, keys.all(), now, t.cfg.Window)
-	if err != nil {
-		return err
+// Succeeded gives the attempt's count back, and clears its pair: the owner
+// is back, and their own earlier typos no longer count.
+func (a *Attempt) Succeeded(ctx context.Context) error {
+	if a == nil || a.t == nil || a.done {
+		return nil
 	}
-	t.learn(keys, counters, now)
-	return nil
+	a.done = true
+	a.t.mu.Lock()
+	delete(a.t.blocked, a.keys.pair)
+	a.t.mu.Unlock()
+	return a.t.st.ReleaseLoginAttempt(ctx, []string{a.keys.subject, a.keys.ip}, []string{a.keys.pair})
 }
 
-// Success clears the (username, address) counter: the account's owner is
-// back, and their own earlier typos no longer count.
-func (t *Throttle) Success(ctx context.Context, username, ip string) error {
-	keys := keysFor(username, ip)
-	t.mu.Lock()
-	delete(t.blocked, keys.pair)
-	t.mu.Unlock()
-	return t.st.ClearLoginFailures(ctx, keys.pair)
+// Abandon gives the attempt's count back when no credential was checked
+// (the hash queue was full, the store failed): it proved nothing either way.
+func (a *Attempt) Abandon(ctx context.Context) {
+	if a == nil || a.t == nil || a.done {
+		return
+	}
+	a.done = true
+	// Best effort: an abandoned count left behind only ages out.
+	_ = a.t.st.ReleaseLoginAttempt(context.WithoutCancel(ctx), a.keys.all(), nil)
 }
 
 // Prune forgets counters that no longer matter.
@@ -159,7 +198,7 @@ func (t *Throttle) blockedUntil(keys throttleKeys, c store.LoginCounter, now tim
 			return time.Time{}
 		}
 		return c.LastFailure.Add(t.backoff(c.Failures))
-	case keys.user:
+	case keys.subject:
 		if c.Failures >= t.cfg.MaxPerUser {
 			return c.WindowStart.Add(t.cfg.Window)
 		}

@@ -78,6 +78,7 @@ func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject
 			RefreshToken: deref(b.RefreshToken),
 			Scope:        deref(b.Scope),
 			Client:       client,
+			ClientIP:     clientIP(ctx),
 		})
 	default:
 		// The guard refuses grant types the spec does not list.
@@ -105,7 +106,7 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 	if err != nil {
 		return nil, err
 	}
-	if err := s.grants.Revoke(ctx, auth.RevokeRequest{Token: b.Token, Hint: deref(b.TokenTypeHint), Client: client}); err != nil {
+	if err := s.grants.Revoke(ctx, auth.RevokeRequest{Token: b.Token, Hint: deref(b.TokenTypeHint), Client: client, ClientIP: clientIP(ctx)}); err != nil {
 		return nil, err
 	}
 	return api.RevokeToken200Response{Headers: api.RevokeToken200ResponseHeaders{CacheControl: &noStore, Pragma: &noCache}}, nil
@@ -169,7 +170,7 @@ func (s *Server) GetJWKS(_ context.Context, _ api.GetJWKSRequestObject) (api.Get
 
 // ChangeMyPassword is POST /users/me/password.
 func (s *Server) ChangeMyPassword(ctx context.Context, req api.ChangeMyPasswordRequestObject) (api.ChangeMyPasswordResponseObject, error) {
-	if err := s.accounts.ChangePassword(ctx, principal(ctx), deref(req.Body.CurrentPassword), deref(req.Body.NewPassword)); err != nil {
+	if err := s.accounts.ChangePassword(ctx, principal(ctx), deref(req.Body.CurrentPassword), deref(req.Body.NewPassword), clientIP(ctx)); err != nil {
 		return nil, err
 	}
 	return api.ChangeMyPassword204Response{}, nil

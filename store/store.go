@@ -274,8 +274,9 @@ type Changes interface {
 	PruneChanges(ctx context.Context, cutoff time.Time) error
 }
 
-// LoginCounter counts the failed logins of one key (a username, a client
-// IP, or the pair) in a window that starts at its first failure.
+// LoginCounter counts the attempts of one key (a username or client id, a
+// client IP, or such a pair) that failed or are still being checked, in a
+// window that starts at its first counted attempt.
 type LoginCounter struct {
 	Key         string
 	Failures    int
@@ -283,18 +284,23 @@ type LoginCounter struct {
 	LastFailure time.Time
 }
 
-// LoginAttempts keeps login failure counters, shared by every process on
-// the store, so that attempts spread over instances count together.
+// LoginAttempts keeps the counters that throttle password and client
+// secret checks, shared by every process on the store, so that attempts
+// spread over instances, or made at once, count together.
 type LoginAttempts interface {
-	// LoginCounters returns the counters of those keys that have one.
-	LoginCounters(ctx context.Context, keys []string) ([]LoginCounter, error)
-	// AddLoginFailure counts a failure at now for every key, in one
-	// transaction; a counter whose window has passed starts again at one.
-	// It returns the counters as they now are.
-	AddLoginFailure(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]LoginCounter, error)
-	// ClearLoginFailures deletes a key's counter.
-	ClearLoginFailures(ctx context.Context, key string) error
-	// PruneLoginFailures deletes counters whose last failure is before
+	// ReserveLoginAttempt counts an attempt at now against every key, in
+	// one transaction, before the caller checks any credential: admit is
+	// called inside it with the counters of those keys that have one, as
+	// they stand, and when it returns an error nothing is counted and that
+	// error is returned. A counter whose window has passed starts again at
+	// one. Reservations made at once, by any process, are serialised per
+	// key, so the limits admit enforces hold across them.
+	ReserveLoginAttempt(ctx context.Context, keys []string, now time.Time, window time.Duration,
+		admit func([]LoginCounter) error) error
+	// ReleaseLoginAttempt takes one reserved attempt back from each key of
+	// release, and deletes the counters of clear, in one transaction.
+	ReleaseLoginAttempt(ctx context.Context, release, clear []string) error
+	// PruneLoginFailures deletes counters whose last attempt is before
 	// cutoff.
 	PruneLoginFailures(ctx context.Context, cutoff time.Time) error
 }

@@ -79,8 +79,8 @@ func (e TokenResponseTokenType) Valid() bool {
 // Error The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Error struct {
 	// Error A machine-readable code: `invalid_request`, `unauthorized`, `invalid_token`,
-	// `insufficient_scope`, `not_found`, `conflict`, `payload_too_large`,
-	// `unavailable` or `internal_error`.
+	// `insufficient_scope`, `not_found`, `method_not_allowed`, `conflict`,
+	// `payload_too_large`, `slow_down`, `unavailable` or `internal_error`.
 	Error string `json:"error"`
 
 	// ErrorDescription A human-readable explanation. It never repeats a submitted value.
@@ -134,6 +134,7 @@ type NewUser struct {
 type OAuthError struct {
 	// Error One of `invalid_request`, `invalid_client`, `invalid_grant`,
 	// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`,
+	// `slow_down` (too many attempts: wait `Retry-After` seconds),
 	// or `server_error` and `temporarily_unavailable` when the fault is the server's.
 	Error string `json:"error"`
 
@@ -279,11 +280,17 @@ type OAuthPayloadTooLarge = OAuthError
 // OAuthServerError An RFC 6749 §5.2 error response.
 type OAuthServerError = OAuthError
 
+// OAuthTooManyRequests An RFC 6749 §5.2 error response.
+type OAuthTooManyRequests = OAuthError
+
 // OAuthUnauthorized An RFC 6749 §5.2 error response.
 type OAuthUnauthorized = OAuthError
 
 // PayloadTooLarge The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type PayloadTooLarge = Error
+
+// TooManyRequests The body of every non-2xx JSON response outside the OAuth2 endpoints.
+type TooManyRequests = Error
 
 // Unauthorized The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Unauthorized = Error
@@ -712,6 +719,17 @@ type OAuthServerErrorJSONResponse struct {
 	Headers OAuthServerErrorResponseHeaders
 }
 
+type OAuthTooManyRequestsResponseHeaders struct {
+	CacheControl *string
+	Pragma       *string
+	RetryAfter   *int
+}
+type OAuthTooManyRequestsJSONResponse struct {
+	Body OAuthError
+
+	Headers OAuthTooManyRequestsResponseHeaders
+}
+
 type OAuthUnauthorizedResponseHeaders struct {
 	CacheControl *string
 	Pragma       *string
@@ -723,6 +741,15 @@ type OAuthUnauthorizedJSONResponse struct {
 }
 
 type PayloadTooLargeJSONResponse Error
+
+type TooManyRequestsResponseHeaders struct {
+	RetryAfter *int
+}
+type TooManyRequestsJSONResponse struct {
+	Body Error
+
+	Headers TooManyRequestsResponseHeaders
+}
 
 type UnauthorizedResponseHeaders struct {
 	WWWAuthenticate *string
@@ -1177,6 +1204,31 @@ func (response RevokeToken413JSONResponse) VisitRevokeTokenResponse(w http.Respo
 	return err
 }
 
+type RevokeToken429JSONResponse struct {
+	OAuthTooManyRequestsJSONResponse
+}
+
+func (response RevokeToken429JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RevokeToken500JSONResponse struct{ OAuthServerErrorJSONResponse }
 
 func (response RevokeToken500JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
@@ -1291,6 +1343,31 @@ func (response IssueToken413JSONResponse) VisitIssueTokenResponse(w http.Respons
 		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
 	}
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type IssueToken429JSONResponse struct {
+	OAuthTooManyRequestsJSONResponse
+}
+
+func (response IssueToken429JSONResponse) VisitIssueTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1666,6 +1743,23 @@ func (response ChangeMyPassword413JSONResponse) VisitChangeMyPasswordResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeMyPassword429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ChangeMyPassword429JSONResponse) VisitChangeMyPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2471,82 +2565,86 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fzpbhu5ln4VouYCsTGlxY6TThTMD3c6jZvuTmzEDgxMlJHoqiOJ7SqymmRZ1g08r3Pfo59swEPWTi3O",
-	"2E565v5KJLHIw7N8Zy1/CSKRZoID1yoYfQkWQGOQ+N/XNFrAa8G1FIn5HIOKJMs0EzwYBcfJkq4UmXLR",
-	"U1pImJK9Dz+/Js9/OHpJ/vzns/7Bfj8IAxUtIKXmaeB5Gow+BcX64HMY6FUGwShQWjI+D25vw+BU0rld",
-	"v/a0yJB1h9Nwvf+0i4uL41wvgGsWUQ3dY88XQOw5z4bkz38+JZdAJUgSLWiSAJ9D89T2CbdhkFFJU9CO",
-	"pW81pL/Cyn8Q05A+UeQKVmZXZr7OqF4EYcBpava9glUQBhL+yJmEOBhpmUP9+JTe/AZ8rhfB6ODwRRik",
-	"jJefDSVagzS7/ten495/0t4/hr2X/cl/9z7/+98CH3c+KpD2ZB+1NIpEzvUTRXK3juylVEcLiElEFfQY",
-	"V8AV0+waklVIqCJUk0TMGd9fc79io10vefjsefuSHglIUJngClAAP9L4A/yRg9LmUyS4Bo7/pVmWGCVg",
-	"gg9+V+aWX2qH/k3CLBgF/zaojGVgf1WDN1IKaY/qcknaw0gsQBEuNEEWEb1gisQiylPgmuxNGb+mCYsn",
-	"bvl0vx/chsFrwWcJix6Z1CihagGKLJk2hAKJcikNmUpTDWRvGjmypvshUXm0QNESTa+AV7ogJJGQimvG",
-	"57hJQpUmNE4Zx6v9LOQli2Pgj3M3LQxxCY2uDKkqEhlYGYgMJJ5GnMYplIbKZzMWMeB6gounYQMGHNzU",
-	"sPLi4qLXhhIfte6RQRt5kO633BgoTexVHoUxCuQ1SDKjLIEYr25JmIB5arr/isSgKUsUoRKM9c4hDgkH",
-	"85AEnUsOMQr0vdA/i5zHD0/2e2G1ToISuYyMRnKhJzNzujOcE8PbBzB13HcHRStMaUkVkTDLleFtw18d",
-	"thUInW2v5m03aU/DMze85qan3CqkHG9ySleJoPG5EL9ROYdHZFPBoEsRrwhTRAtBEkODHwu/OafO0Ezu",
-	"1y63c6ltnPZzYZrfAVs+cprrhZDsHxA/El9eJwaVCa3A04B3Db+s8kS47Fsz6aEM7KttK7METbQQE/zO",
-	"AeaDCHITgrs42sLl3jSvnT8NCa0CbAxDRK4J5QQVn0Qihn0TX1A+5k7eRPA6dOC2JjzJQDYd95jfu9++",
-	"LaJT3LDEiK5gUCBiRozzXBEueO/w5ob8cnbynhQxKhG5ViwGDJnQEA4J8DgTjGtldDmTJmLRzEaz4D/s",
-	"mKQ0WjAOPQk0ppcJINNGpIOtIWmzvsXDcMz94VDN54akCglD4tExs0nO6TVliSFmaoTXjjSsZFrhe2hv",
-	"OGlcr3vbRZ5SXt0VbrKEctTYPnmry2glA6ox/MsvU6Y1xOSaJjmmcJ1zZwyS2HcWigvlgeqLgsqo1Eaw",
-	"umZ9VJMZzRMdkuUCuPlJgrFGwX0H3tYznk9Orr7bV2msuPwdIm1oNUmlIbWpG1c2zezcDO/sS1abJNhc",
-	"0y5ed+iFZNZiaBwzQx5NTms0zGiioK2y5fH1ZHU4HA638WQ9Kb9c/OqTVJZfJiyyAruAS/IrrGwQ9sOz",
-	"gx/2u8ZEk7mXYZG89n4P3m+vWOz/XvvFwb3f5sq/+43329UO4tRGnIa4EC9qj1jDzTOvNuG/TEOqtgG/",
-	"EchtuTWVkq58+qW857+H5UcF8o5qlVGllkIi72dCplRjdcF9GTa17fCoUTZ40Va9MFgazT7hycrWHxDi",
-	"RWaP8sRp+Buav6uKkJSuyCWQuaRcQ/zKoD1YJBAWe7AEsgszz8zmhjEpvXlrHzh43mZuWNVOOhS+N+xI",
-	"mMlBMKU//fDm9dszUlR3XlMF72iWFSnKi8Pnz0xiL8j0OGERTA1qTSn+t9/k5A71l6bQawWeUjY+HaiF",
-	"gF3D5qSZSbmwoHChO3vJEw4GtH0+sRVF1r5BgRYOrfSbtYU5V3mWCanBLZ6Y29W3cB50zI0XbIT0hPKY",
-	"TDWkmZBUsmQ1aXjNwpFYx4KhXZkkPFHfmQO15+aSNSzSfN7N+fnU4tTpzOsF5fO7Oh5XxZrcGSm2YwOH",
-	"5eSBAajFo85lWkT4uPcBroWN42tlEa9t/TAcGts67B8QWT5URDZd+7LKP7GOrwEPzzyK4VYriCTorxSC",
-	"cS4mPF1bmQalbAVyJkEtXJqhBV7nChV2y6kvDl4erjsVLXqyYNzDwak93EXPGOg6ItxXI2PGEgwxiRBX",
-	"ZMak0n1yYgJEa0621MbmXEjrJmpkPT/aZj2WLz75W0dS643EVNORMfogtP9HpbOhgVQjLNZ6+iZhYKsh",
-	"70BT81iXCehGjg6OSIGQVoFcOSN1z3UVqcJLNSlRtBF1dAXScoNMqdwGD52lvy+vVAFInR8L7+E7vXm5",
-	"N2mmVyFRjEdQA2CyoIpw0bpykbs1vP3WS1RGNyk2WEN0Z93EnD9JQS9E/NVMtPHM1z5tbWQj4c0l90Bz",
-	"ywicFnRo8bO2phrhGh3cleQ7ycTD6A2K6DPpc0PUNjR3kdJR/2n/sMDGRpl6C6J3Adb+/EQRFgPXbMZA",
-	"Vmmu+7XqeOUKyN/Pz0/Jj1SxqFW560SUO7mMDSTZRf8bcr7OH1V64ycQfyeXwPjckIDAXgBx7aCGs+iC",
-	"bxjc9IQh+bDnotrAH3AGt2EjJ9rUvy3W9ckHZ0NkJqSrbNifLPlfz53mtbz0eHx1DJB6iGpstjNlmKx0",
-	"CFOFU2wSdJbRCHoxJCxlJs4tMjxR2MyrIo8jKVCuXE2vaCxWeeBCJLHq78Sj/I7t9p3Ete3YFnDWFGgD",
-	"3liE2p6aHRCVI97M8qSEnHVZWj1w8uUois05xOSXi3Obp74cPn+xbySigMe2BV0vKvuTkpuMSVAT5jnh",
-	"DCLBY0VyrllSyLDCSvdoQ9EY18+PqnMY1zAHuYO+H3MiMvpH3tL6sFJ7Ikx4QTWZDlwoibn7tBLQfzTj",
-	"yjXp3xr9xqqFX8ddycLLvyr8rceRPyLb/RM2deVqSLixWUMyBdE+BSwqQy13JYEa+KPNfCKmGnqaYbmh",
-	"c5WYKZPr1ot1l0IkQHnQqPbsHvfU7XfnMog7qEZPWL/OOh6cUpv/NvnA4UZP6EyDp9phcmdjJVP8fWo1",
-	"jcao6OY5ktE5vCL0UhlvKXg1tGF+8GoDpgk7FwVRdNsCN7vl+lvraLE17U8Zr3970AaauuTbIFP8VuJ3",
-	"RLkJGhIxJ4yHWKBh2mGCIkqLjCyFvGJ8XmNRTZG+WV3yA2QJjVxVcmuB8n6rkbcd+RlCIcol06szs5Ol",
-	"2Da4iqqOg5HOTX5D3lv8o9WAkRFF6e9qQPnKOoQOgFM15tPjenY2IvZIMs6Hw6cRLsP/gkPTWSKWnepy",
-	"jeFl/mzYTWOyErkkYslxkg9dRS2tHgWv0a5DIq1o8AYxJKDB82Q9Bx8F7yinc3BRhhNhv0TkjzIJRoG9",
-	"f4P7GCnaDizjM+F1RK7LWFyxZy5Njk/f9oljvOHt6cnZOWl4oqYkxrx4PjSc5ySiiXWiAgsb5ZiVGyvb",
-	"KIi6n6jkMebnjaG5ovzJ+DwB4kaBxIxomevFqFEaJVLkGlRYBG9jW4nFs61Nm9UuekBNt8JxZgM0WvgG",
-	"xagEQpNkzOfAzY8mEJMiJUIS4DMhI4jJ5YowjdSfVCxIqbyCmEyrWN5liiNDPUzJTCRGCkUwhbdhklyK",
-	"mNlzx3xa78vf9JbLZc/gSy+XCfBIxBDbcjKCvODJytKm2wMCe5T8kYNcjbkFGcNXCcZqId4PCSXlACtB",
-	"zwBpplcEFRD9iQuDzUpbIAZUhuIZpnwFdsxdMJJFgqZVvX9adsmLy485VvmtnKwBlN3yiEppODJtzHWM",
-	"SDmTbO04YRG4gNVNmr57e25sDO1moXWmRoOByIBbNeoLOR+4h9TArDU2xXQCDryNjQRhcA1SWTsa9g/6",
-	"Q7PKbEIzFoyCp/1h/yk2OvQC4WLQX0KS9K64WPLB78sr1S/GKea+rPZDMd5mtViRa5BstmqAWjWkqYBc",
-	"wUoRmrgGc6mvbw08zUFjX681DXs4HN7btAfuv2YkpdGDPQO9bSqnucPfxZIkws2RKih9Fw52x1smsG/D",
-	"4Jm9pY/4khuD5uxl3WEFo0+fw0DlaUrlyl3I9ZYtyxsCMaDgUhWUTdVxNvEBnSsT5jhg/myOaagF/tBr",
-	"1BB7Vv41PemItlWPfUAht07aOLf2RNVKvfcvhuNNtWXXyjw6OFrL9nQ1KarXXr4mTOl3q5/ugaE7BVY4",
-	"xNENj738Nc4V+Ys7h0TIGKR1NvjywG0YHA0PtjO7MfWFDz3d/lA1uX0vMl0XBdbbE59vG5L/jSltS3sN",
-	"PtQEjYJtiHnw5QpWtxZbTMTVlbf9fp3Ej9a/soFTvvbp2PF+B6bUppMfT1xH9h6bnygnuR9DvjY2bgn4",
-	"JxsUC9ug30XSzfdsPvkprpYMivdwzLlZ7rH+LK8bP8rpRxGv7g1Iq/Gp22YO7NK6B0NwizN+XCm12WUo",
-	"Vp0PrW4+3umu/vG929LBDk+0B4C/mUnZ3NP2xG32eQfrMjhqO+eYDAvlDVevxZXJH2irkm8fVFg2WS5E",
-	"AmRGU5asyJ4N5u0qsxnw2KVQY46hnkku7QtjZZLWDLawz+cCLaZf2bOQCN5YOeYptTTgpLir8TJNliJP",
-	"YrKg1+AKvHGfHHOScwzHcMg4MS5oRYpBY7cfU4RytUS3ezgcEi2EzTWaMGIvf+4qnrsBiTeZ293EumMe",
-	"uyPMuvdZMCc0N4lNsIFGyoUmliOUr5Z09W0H7XeCifZbQbtiRfdVh13N3/uWza4Y0HnxZFM0jOYHNb3v",
-	"TL/sFZM9voi43lcsG/fF4NGg7GL4Tb/elCjKQFMCNxGOaam1RbsZzvC3DNWsoD7Sqzb2fp8ck6UUtpNa",
-	"bUzdl1UXjF1DDUpaQ3zOgPvkJGVaG9SY2tE8WxTd1tMb8zFf345pXL95G7w24bBs1Sd5POb2+/W3f77/",
-	"ylbVEvvKg9IiU2UFmpxKUMB1A4bH3HVUF9S+kFYgGr6VVqDzeiwmTSjuj3nBJpOGY2WJUynF0rUSmtfy",
-	"gSKi9qNiYmNO4pEDrmbPdE3s02DZv5D0WyKpq3rvNXvp+3VA3fNMINwdVcv2mbf8dxy5GitrvFQdG8A6",
-	"9/XuQsS9sm035tVTM/euM4daB/AVmVb9wqktp1NdnYUDNKmQgHZuK9I+a06Y0h/xKp0krKvn+D6Q0oTn",
-	"6SVIQxkt7okNSZ1LXv5xAKxLV38dAPvUjWJfDDgJHYyeDbEhxdI8NR+G2Eaznw667fnbsBu8moMtmJUE",
-	"LRdCQckPRZSQmiC3SnauI9X2YDf91YJ2nfLzAyJQ2TD2gM8JB9Seuii+88TrIROoxuSrp+pUsMg2RuY4",
-	"oUFJMWPgzN81sW/DMl5qWozNb7Ef/jDFheIVmp083cG96tkGB4ex018ovx++3P5E+Rc6vtOCwAZ9dhUB",
-	"G4Ab2Xg0uHRTAzvW4vdUfFVkgvV41ngN1wVmKiTLBdX4GgnTyjVWvW2qdxA8MBRurarX++tfpWwPKNGW",
-	"EBt0i+WushwkYi5y3aNJUk/rWo4d17wxiQG+srBTUfxNMaFgFMH2n+u5TKPgVCsr/BV47VLseqZUuwsm",
-	"hSER3C2I4ZpFsE0O9cESf3L9ZuNxZVzHeJTkMcRhMyV85SaXCJ1TxrsGZ3PUd6vT+gTy/Tuk1otbO/ml",
-	"NR2XMixHT4L7PbIn+f5gvo3syJVmZddgQ23sbL1SfikC3lazzBfLK02AN+fljF5iKaXmeabFFN0lVH2y",
-	"0Nt+K4OiXVShHlP8H+2/3TkI+UbBhOvYVcFENa2jFzhVpI0KKn+UfKfWXflX6bB3V0yENrXjJzvGqewo",
-	"lv1vrYJXjuCpWjRi1irQ9qvylYgx/3pVL2ZJhSSJwFEnqu1hvjw6z+KHzQqqCdpHroBtDLosgrdirv+/",
-	"9vtXSyKsq9mcRNzJi9lhN1xnx/MGaOhuU89s8BzhhdsOIbYF+1UhppiADb9sCviNc7yC1QBfv61GcN0e",
-	"dtIpXFeg6zf/fqUKbj/f/k8AAAD//w==",
+	"7Dzrctu2mq+C4Z6Z2LOULDtO2iqzP9ycdE7apvEk7mRmq6wEk58k1CSgAqBlnoz3dc57nCfbwQfwAhK6",
+	"OMd20t39ZZnE5cN3v4GfokTkK8GBaxWNP0VLoClI/PmSJkt4KbiWIjP/p6ASyVaaCR6No7NsTUtFZlwM",
+	"lBYSZuTg3Q8vyfNvTr8j//zHs+Hx4TCKI5UsIadmNvAij8a/RdX46GMc6XIF0ThSWjK+iG5v4+hc0oUd",
+	"v3G3xIB1h91wfHi3d6BleTbXIPs7vodE8FQRLciaMk0uYS4kEC1LxheELijj/pY54yw3ux7XWzGuYQES",
+	"9/rw4cNZoZfANUuohv6GF0sg9kzPRuSf/3hKLoFKkCRZ0iwDvgB/u+5pbuNoRSXNQTvyvdaQ/wRleCOm",
+	"IX+iyBWUZlVmHq+oXkZxxGlu1r2CMoojCX8UTEIajbUswDstvfkZ+EIvo/HxybexOX39v4FEa5Bm1f/6",
+	"7Wzwn3Tw99Hgu+H0vwcf//0vUYgSvyqQducQtDRJRMH1E0UKN44c5FQnS0hJQhUMGFfAFdPsGrIyJlQR",
+	"qkkmFowfbjhftdC+hzx59rx7yAAFJKiV4AqQAN/T9B38UYDS5r9EcA0cf9LVKjNMwAQ/+l2ZU35qbfoX",
+	"CfNoHP3bUSOYR/atOnolpZB2qz6WpN2MpAIU4UITRBHRS6ZIKpIiB67JwYzxa5qxdOqGzw6H0W0cvRR8",
+	"nrHkkUFNMqqWoMiaaQMokKSQ0oCpNNVADmaJA2t2GBNVJEskLdH0CnjDC0ISCbm4NoJpFsmo0oSmuZHQ",
+	"2zj6QchLlqbAH+dsWhjgMppcGVBVIlZgaSBWIHE34jhOITVUMZ+zhAHXUxw8iz014FRbSy9/+PBh0FUl",
+	"IWjdlKOu5kG4X3MjoDSzR3kUxCiQ1yDJnLIMUjy6BWEKZtbs8AVJQVOWKUIlGOldQBoTDmaSBF1IDikS",
+	"9BehfxAFTx8e7F+E5ToJShQyMRzJhZ7Oze5OcN4a3D6AqOO6ezBaJUprqoiEeaEMbj3beNJlIDTsg5Zl",
+	"38Y9nhfgWehts9wohBxPck7LTND0QoifqVzAI6KpQtClSEvCjEEXJDMwhHXhF8fUexST+5XL3VjqCqf9",
+	"vxLNrwAtF0K8obx0YqYeCzVCkJzyskKM8WvylUb/ApV645qsqFJrIVNjjvBVkhml/kQRBYkEHU/4XIrc",
+	"TUtTCUqZsYwTmmUG5ZlYT1Ox5kYVallaJ5NQ45+SGfqqA3RWZ2ZF45wOJ/yLEcZ5z4Pafd42qeVoNxT9",
+	"ldNCL4Vkf4f0kcj5EklCaGMOjTluWSSrDizlvjTbP5TK/GxtubIATbUQU3zmTOBDiea9SuUm+ZrwuwjY",
+	"v8DzD8Lu2zwXFz9aN+FgVrT2n8WENoElut+i0IRyggqfJCKFQ6OcKJ9wJxVE8LbJxGWNW74C6TusXZzd",
+	"g796W0VluGBtG/vsi2wr5sQ4jSXhgg9Obm7Ij+/f/kKq2IyIQiuWAoYKqC5OCPB0JRjXykj8ShpPXTMb",
+	"xUF4szOS02TJOAwk0JReZoBIG5OeTxGTLuo7OIwnPBwGtHzNmMxy0EuRTs0zmmVibZeqAySzSl9AY9Ji",
+	"ewvJNWWZgXdm6Nt1wi3xOpFtbJEw9TDQR8iyyClv0AE3q4xyZOohea1rR34FVGNkVFzmTGtIyTXNCsxu",
+	"9PadM8jS0F5IUSQZcjjSckWlNrTXLTVGNZnTItMxWS+Bm1cSjFoTPLThbTsZ8Jsjfej0TTZJXP4OiTaw",
+	"vtaQG1B99rmyGZjeyfDMoTyOD4JNw9jBmzb9IJkVKpqmzIBHs/MWDHOaKehydb19O48zGo1Gu3CyGZQf",
+	"P/wUotSquMxYYgn2AS7JT1Da+OSbZ8ffHPbljWaLIMISeR18DsGnVywNP9dhcvDg00KFV78JPi33IKc2",
+	"5DTAxXhQu8UGbL4PchP+ZRpytcs2GILc1ktTKWkZ4i8V3P8XWP+qrJG7A1tV1tb8nguZU42JN/cw9rnt",
+	"5NTLqH3bZb04WhvOfsuz0qbm0AqIld0qEMLgOxR/Z/9JTktyCWQhKdeQvjAGAawmEFb3YHZwH2S+N4sb",
+	"xOT05rWdcPy8i9y4SSv2IPzFoCNjJjzHbNf5u1cvX78nVeLzJVXwhq5WVfT+7cnzZ4cxUYLMzjKWwMxo",
+	"rRnFn0Mfk3ukJn2it3KfNW1CPNDypfuCzYmfZHCeQ2Vl9zakbzkYpR0ymx13vPUECYomr21aWwMLrorV",
+	"SkgNbvDUnK69hDOyE94ykORAV55l5VKObfY/6B0exhNubKgXKxPKUzIzk4WkkmXl1LO5lRmyZgk97Dr6",
+	"fqK+MvNr9y0k8+TZ/L+f6Qwx1bnjuJdLyhd3NVsuPTy9s57ZrVk4rKcPrL46OOodpgNECHvv4FrYQKGV",
+	"bwxK5jejkZHMk+ExkfWkyi/qS6cVnak1m55yeRZgDDfaJjY+kwjGNBn/d2PJx+VHJMwlqKWLY7TA41wh",
+	"w+7Y9dvj70427Yr6YLpkPIDBmd3cuefoJjsg3KOxEWMJBphMiCsyZ1LpIXlr3EsrTjaHzRZcSGtkWmA9",
+	"P90lPRYvIfpbM9QqcKZU07ER+ii2v5HprGMh1RirIIHiZxzZNOMb0NRM6yMBjdDp8Smp9KtlIJcnzN28",
+	"PiM12lZNax3s+Sx9gnSMKFOqsK5Hb+jv6ytVKaTey8r2hHb3D/cqX+kyJorxBFoKmCypIlx0jlwFh56v",
+	"sPMQjdBNqwU2AN0bNzX7T22899lItN7Q5862MrIVcH/IPcDcEQLHBT1YwqhtsUa8gQf3BflONAkgegsj",
+	"hkT6wgC1S5s7P+t0+HR4UulGr/6zQ6P3FWydnWYpcM3mDGQTJLu3TSm5UED+dnFxTr6niiWdBGrPH93L",
+	"ZGwBySXM/wVwPs8eNXwTBhDfk0tgfGFAQMVeKeLWRp6x6CvfOLoZCAPyycD5xFHYXY1uYy+i2tYYUY0b",
+	"kndOhsgcCxHQpEBx5c/Hjn+sIDwBW50C5AGgvMX2hgxDnR5gqjKKnQ6eFU1gkELGcmb83Co+FJXMvKii",
+	"QJID5colDauKfRNFLkWWquFeOCru2MeyF7l2bdtRnC0G2qJvrIbaHdgdE1WgvpkXWa1yNsV4bccpFKMo",
+	"tuCQkh8/XNgo97vR828PDUUU8NT2drSz1uGg5GbFJKgp45ubtgquWVbRsNGVbqrHaIzr56dRv2VrJ7+f",
+	"cSJW9I+iw/Vxw/ZEGPeCajI7cq4kRv6zhkD/4fuVG8K/DfyNOY8wj7uERxB/jfvb9iO/R7SH2+TazOVR",
+	"2FvMo0wFdIgBq7xSx1xJoEb9UT+eSKmGgWaYrOgdJWXKxLrtVN+lEBlQHnm5ov39nrb87p1EcRu14Inb",
+	"x9mEg3Nq418fDxxu9JSGexJN7GykZEZtHgI5jabI6GYeWdEFvCD0UhlrKXjTDWVeBLkBw4S9U4pIul2O",
+	"m11y86l1stwZ9ueMt58edxVNm/JdJVO9q/V3QrlxGjKxIIzHmKBh2ukERZQWK7IW8orxRQtFLUb6YlnN",
+	"d7DKaOJymjvTm/eby7zt0c8ACkkhmS7fm5UsxLaCVmV1nBrpneRnxL3Vf7Tp3DOkqO1dS1G+sAahp8Cp",
+	"mvDZWTs6GxO7JZkUo9HTBIfhT3DadJ6JdS833UJ4HT8bdNOUlKKQRKw5tsiiqWiF1ePoJcp1TKQlDZ4g",
+	"hQw0BGa2Y/Bx9IZyugDnZTgSDmuN/KvMonFkz+9hHz1FW+JlfC6ChsiVMasjDsyhydn56yFxiDe4PX/7",
+	"/oJ4lsinxIRX82ODeU4SmlkjKjCxUfcvun7NrYRo24mGHhN+4XWjVulPxhcZENdjJ+ZEy0Ivx15qlEhR",
+	"aFBx5bxNbB4X97YybUY77wE53RLHiQ3QZBnqwKQSCM2yCV8ANy+NIyZFToQkwOdCJpCSy5IwjdC/bVCQ",
+	"U3kFKZk1vryLFMcGepiRucgMFSpnCk/DJLkUKbP7TvisXfi/GazX64HRL4NCZsATkUJq08mo5AXPSuI6",
+	"iDp9GgeU/FGALCfcKhmDVwlGaiE9jAkldWc4QcsA+UqXBBkQ7Ylzg81ImyAGZIZqDlOh9DzGLujJIkCz",
+	"plowq8vw1eEnHGsElk5WAOpyfEKlNBiZee01Y1JfLLBynLEEnMPqWrjfvL4wMoZys9R6pcZHR2IF3LLR",
+	"UMjFkZukjsxYI1NMZ+CUt5GRKI6uQSorR6Ph8XBkRplF6IpF4+jpcDR8imUSvUR1cTRcQ5YNrrhY86Pf",
+	"11dqWPVrLEJR7buqb9RysSLXINm89JRa0/2sgFxBqQjNXHm65tfXRj0tQGNVsNNmfjIa3Vs7Ca6/oTPI",
+	"q+C+B72rOcpf4W9iTTLhGrQV1LYLb2ekO6423MbRM3vKEPA1No78pua2wYrGv32MI1XkOZWlO5CrTFuU",
+	"ewQxSsGFKkibpl5t/AO6UMbNcYr5o9nGYwt8MfByiANL/xaf9Ejbycc+IJE7O21tCH2iWqne+yfD2bbc",
+	"siuEnh6fbkR7Xk6r7HUQrxlT+k3513tA6F6OFbaA9N3jIH6NcUX84soxETIFaY0N3sq5jaPT0fFuZHtt",
+	"ZTjp6e5JzZWIe6HpJi+wXZ74eOtR/memtE3teXhoERoJ65H56NMVlLdWtxiPq09v+3wTxU8334XC9nk7",
+	"O3W43wMprbb/xyPXqT3H9hn1FYnHoK/1jTsE/qt1ioUt7+9Daf8C229hiJshR9UFN7PvqghI/6poCz/S",
+	"6XuRlvemSJvmq1s/BnZh3YNpcKtnwnql5mYXoVh2PrG8+Xi7u/zH1y5Lx3vM6PZhfzGRsrGnrYnb6PMO",
+	"0mX0qK2cYzAsVNBdvRZXeL21k8m3ExWmTdZLkQGZ05xlJTmwzrwdZRYDnroQasLR1TPBpb2JWQdpvrOF",
+	"dT7naDH9wu6FQHBv5ITn1MKAbd8ux8s0WYsiS8mSXoNL8KZDcsZJwdEdwy7mzJigklSdzG49pgjlao1m",
+	"92Q0IloIG2v4asQe/sJlPPdTJMFgbn8R67d57K9hNl0Uw5jQnCQ1zgYKKReaWIxQXq5p+WXvO+ylJrrX",
+	"7fbVFf0bJ/uKf/D6mpl88t2ek7v3I/ZVIL3rYNtcaZRdaAlNr3XmoGoLCrnT7aJkXfWvupaO6hJIWG+0",
+	"KxpVDmlG4CbBHi+1MeM3xxsGHSk3I2gI9KYGfjgkZ2QthS3DNgtT97ApobFraOmhTv+gk/4heZszrY3K",
+	"mdmuQJtR3VUQnPAJ31zL8Y7vnwaPTTisO8lNnk64fb759M8PX9iUXGYvZCgtVqpOX5NzCQq49nT4hLty",
+	"7JLaa6KVOsS7opVq36zIia/HhxNeocnE8JiW4lRKsXZ1CP9YIY2KKv9RFarXZPHI3ppfcN3gOHko+381",
+	"/KdVwy7ffuBX8Q/b2vgg0Ptwd5VcF+6CicezxGV3mfedhNRou4tQ1TBGpVkXDCe8mTV3ny/g0Ko9viCz",
+	"plI5s4l8qpu9sHUnFxJQSdhceEgVZEzpX/EovfCvLyR4p0lpwov8EqSBjFbnxFKoLiSvv/eBGfHmgx9Y",
+	"IffSjClgD3Y0fjbCUpj9esuz0Sje8S2XvttsNraasAZovRQKanwoooTU7i5vhc5NoNrq77YPkXQzpB8f",
+	"UH3VpeqA5nrLAbmnTYqvPOR7yNDN67kN5LsqFNmSzAJ7Qyipuhuc+Lvy+W1cO1u+xNjIGivxD5PWqK7+",
+	"7GUmj++Vz7ZYR3S8/kSZhdEeZqn+6M5XmorYws8uF2G9d0ObAAfXZurINtSELRUvqxi07Qwbq+Hqz0zF",
+	"ZL2kGi+wMK1cSTdYIHsD0QOrwp35/HZl/7OY7QEp2iGiB7dY70vLo0wsRKEHNMvaMWHHsOOYVyaqwMsS",
+	"e6XjX1W9EYYRbOW7HQh5qa5WQuPPgGsXn7fDrNZZMKKMieBuQArXLIFddGi3tIQj81dbt6v9OsaTrEgh",
+	"jf148oXrmXKfu5vwCxfgVRs/UUQWmWujSJaQXJmYkUmlX3if86q9YdvwwSe8GlzwFGQrwjRemrKdoBht",
+	"eu2T7W84mDWxgpQfhvxKG3u/Kc/bbdn3bys7t9n2MpkbylA1jtDI4XqPbOQ+0wLtFYF9bvB1L7JnqeOn",
+	"yY26a/XwbZazT5UP36k8hsITpQlwv/nQiBqmllrGdFa1JF5CU3SMg7XM2s/bh4XabtL/0mLmnf2qL+Qf",
+	"ufJn4x81rU96iS1a2rCgCjv+d6qD1t/OxEJo1V7rc8dfbU+ssn1t9mcro1n3M6qWg2XGKtD2UX2/xBqB",
+	"z2P1qjFXSJIJ7Buj2m4WUuHFKn3YQKdpR37kjOBWP9Jq/o4b+X9Xfv9scZE1NdvjojtZMds5iONsr+MR",
+	"CrpbNNBovUD1wm25FWuswya3VLUTx5+2xTDGOF5BeYR3mZt+ZreGbRuLN+Uch/5XdlV0+/H2fwIAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -74,8 +74,8 @@ func (e TokenResponseTokenType) Valid() bool {
 // Error The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Error struct {
 	// Error A machine-readable code: `invalid_request`, `unauthorized`, `invalid_token`,
-	// `insufficient_scope`, `not_found`, `conflict`, `payload_too_large`,
-	// `unavailable` or `internal_error`.
+	// `insufficient_scope`, `not_found`, `method_not_allowed`, `conflict`,
+	// `payload_too_large`, `slow_down`, `unavailable` or `internal_error`.
 	Error string `json:"error"`
 
 	// ErrorDescription A human-readable explanation. It never repeats a submitted value.
@@ -129,6 +129,7 @@ type NewUser struct {
 type OAuthError struct {
 	// Error One of `invalid_request`, `invalid_client`, `invalid_grant`,
 	// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`,
+	// `slow_down` (too many attempts: wait `Retry-After` seconds),
 	// or `server_error` and `temporarily_unavailable` when the fault is the server's.
 	Error string `json:"error"`
 
@@ -274,11 +275,17 @@ type OAuthPayloadTooLarge = OAuthError
 // OAuthServerError An RFC 6749 §5.2 error response.
 type OAuthServerError = OAuthError
 
+// OAuthTooManyRequests An RFC 6749 §5.2 error response.
+type OAuthTooManyRequests = OAuthError
+
 // OAuthUnauthorized An RFC 6749 §5.2 error response.
 type OAuthUnauthorized = OAuthError
 
 // PayloadTooLarge The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type PayloadTooLarge = Error
+
+// TooManyRequests The body of every non-2xx JSON response outside the OAuth2 endpoints.
+type TooManyRequests = Error
 
 // Unauthorized The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Unauthorized = Error
@@ -513,6 +520,8 @@ type ClientInterface interface {
 	// ChangeMyPasswordWithBody Change the caller's own password
 	//
 	// Every token the caller holds, this one included, stops working; log in again.
+	// The new password's rules are checked first; the current password is then
+	// checked under the same limits as a login at `/token` (`slow_down` past them).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -522,6 +531,8 @@ type ClientInterface interface {
 	// ChangeMyPassword Change the caller's own password
 	//
 	// Every token the caller holds, this one included, stops working; log in again.
+	// The new password's rules are checked first; the current password is then
+	// checked under the same limits as a login at `/token` (`slow_down` past them).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -835,6 +846,8 @@ func (c *Client) LogoutEverywhere(ctx context.Context, reqEditors ...RequestEdit
 // ChangeMyPasswordWithBody Change the caller's own password
 //
 // Every token the caller holds, this one included, stops working; log in again.
+// The new password's rules are checked first; the current password is then
+// checked under the same limits as a login at `/token` (`slow_down` past them).
 //
 // Takes any type of body and a specified content type.
 //
@@ -854,6 +867,8 @@ func (c *Client) ChangeMyPasswordWithBody(ctx context.Context, contentType strin
 // ChangeMyPassword Change the caller's own password
 //
 // Every token the caller holds, this one included, stops working; log in again.
+// The new password's rules are checked first; the current password is then
+// checked under the same limits as a login at `/token` (`slow_down` past them).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1637,6 +1652,8 @@ type ClientWithResponsesInterface interface {
 	// ChangeMyPasswordWithBodyWithResponse Change the caller's own password
 	//
 	// Every token the caller holds, this one included, stops working; log in again.
+	// The new password's rules are checked first; the current password is then
+	// checked under the same limits as a login at `/token` (`slow_down` past them).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1646,6 +1663,8 @@ type ClientWithResponsesInterface interface {
 	// ChangeMyPasswordWithResponse Change the caller's own password
 	//
 	// Every token the caller holds, this one included, stops working; log in again.
+	// The new password's rules are checked first; the current password is then
+	// checked under the same limits as a login at `/token` (`slow_down` past them).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2065,6 +2084,13 @@ type RevokeTokenResponse413Headers struct {
 	Pragma       *string
 }
 
+// RevokeTokenResponse429Headers the declared response headers of an HTTP 429 response for RevokeToken
+type RevokeTokenResponse429Headers struct {
+	CacheControl *string
+	Pragma       *string
+	RetryAfter   *int
+}
+
 // RevokeTokenResponse500Headers the declared response headers of an HTTP 500 response for RevokeToken
 type RevokeTokenResponse500Headers struct {
 	CacheControl *string
@@ -2080,6 +2106,8 @@ type RevokeTokenResponse struct {
 	JSON401 *OAuthUnauthorized
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *OAuthPayloadTooLarge
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *OAuthTooManyRequests
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *OAuthServerError
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -2090,6 +2118,8 @@ type RevokeTokenResponse struct {
 	Headers401 *RevokeTokenResponse401Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *RevokeTokenResponse413Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RevokeTokenResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *RevokeTokenResponse500Headers
 }
@@ -2107,6 +2137,11 @@ func (r RevokeTokenResponse) GetJSON401() *OAuthUnauthorized {
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
 func (r RevokeTokenResponse) GetJSON413() *OAuthPayloadTooLarge {
 	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RevokeTokenResponse) GetJSON429() *OAuthTooManyRequests {
+	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2167,6 +2202,13 @@ type IssueTokenResponse413Headers struct {
 	Pragma       *string
 }
 
+// IssueTokenResponse429Headers the declared response headers of an HTTP 429 response for IssueToken
+type IssueTokenResponse429Headers struct {
+	CacheControl *string
+	Pragma       *string
+	RetryAfter   *int
+}
+
 // IssueTokenResponse500Headers the declared response headers of an HTTP 500 response for IssueToken
 type IssueTokenResponse500Headers struct {
 	CacheControl *string
@@ -2184,6 +2226,8 @@ type IssueTokenResponse struct {
 	JSON401 *OAuthUnauthorized
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *OAuthPayloadTooLarge
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *OAuthTooManyRequests
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *OAuthServerError
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -2194,6 +2238,8 @@ type IssueTokenResponse struct {
 	Headers401 *IssueTokenResponse401Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *IssueTokenResponse413Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *IssueTokenResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *IssueTokenResponse500Headers
 }
@@ -2216,6 +2262,11 @@ func (r IssueTokenResponse) GetJSON401() *OAuthUnauthorized {
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
 func (r IssueTokenResponse) GetJSON413() *OAuthPayloadTooLarge {
 	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r IssueTokenResponse) GetJSON429() *OAuthTooManyRequests {
+	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -2554,6 +2605,11 @@ type ChangeMyPasswordResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// ChangeMyPasswordResponse429Headers the declared response headers of an HTTP 429 response for ChangeMyPassword
+type ChangeMyPasswordResponse429Headers struct {
+	RetryAfter *int
+}
+
 type ChangeMyPasswordResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2563,10 +2619,14 @@ type ChangeMyPasswordResponse struct {
 	JSON401 *Unauthorized
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *PayloadTooLarge
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *InternalError
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ChangeMyPasswordResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ChangeMyPasswordResponse429Headers
 }
 
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
@@ -2582,6 +2642,11 @@ func (r ChangeMyPasswordResponse) GetJSON401() *Unauthorized {
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
 func (r ChangeMyPasswordResponse) GetJSON413() *PayloadTooLarge {
 	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ChangeMyPasswordResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -3045,6 +3110,8 @@ func (c *ClientWithResponses) LogoutEverywhereWithResponse(ctx context.Context, 
 // ChangeMyPasswordWithBodyWithResponse Change the caller's own password
 //
 // Every token the caller holds, this one included, stops working; log in again.
+// The new password's rules are checked first; the current password is then
+// checked under the same limits as a login at `/token` (`slow_down` past them).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3060,6 +3127,8 @@ func (c *ClientWithResponses) ChangeMyPasswordWithBodyWithResponse(ctx context.C
 // ChangeMyPasswordWithResponse Change the caller's own password
 //
 // Every token the caller holds, this one included, stops working; log in again.
+// The new password's rules are checked first; the current password is then
+// checked under the same limits as a login at `/token` (`slow_down` past them).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3477,6 +3546,13 @@ func ParseRevokeTokenResponse(rsp *http.Response) (*RevokeTokenResponse, error) 
 		}
 		response.JSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest OAuthTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest OAuthServerError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3555,6 +3631,30 @@ func ParseRevokeTokenResponse(rsp *http.Response) (*RevokeTokenResponse, error) 
 			headers.Pragma = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 429:
+		var headers RevokeTokenResponse429Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers RevokeTokenResponse500Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
@@ -3618,6 +3718,13 @@ func ParseIssueTokenResponse(rsp *http.Response) (*IssueTokenResponse, error) {
 			return nil, err
 		}
 		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest OAuthTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest OAuthServerError
@@ -3697,6 +3804,30 @@ func ParseIssueTokenResponse(rsp *http.Response) (*IssueTokenResponse, error) {
 			headers.Pragma = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 429:
+		var headers IssueTokenResponse429Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers IssueTokenResponse500Headers
 		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
@@ -4027,6 +4158,13 @@ func ParseChangeMyPasswordResponse(rsp *http.Response) (*ChangeMyPasswordRespons
 		}
 		response.JSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4047,6 +4185,16 @@ func ParseChangeMyPasswordResponse(rsp *http.Response) (*ChangeMyPasswordRespons
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ChangeMyPasswordResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,6 +42,9 @@ const (
 	lockAdmins int64 = 0x7066_0002
 	// lockKeys serialises the creation of the first signing key.
 	lockKeys int64 = 0x7066_0003
+	// lockCounterSpace is the first half of the two-key advisory locks
+	// of login attempt counters; the second is a hash of the counter's key.
+	lockCounterSpace int32 = 0x7066
 )
 
 // Open connects to the database at url (a postgres:// URL) and applies
@@ -671,47 +675,71 @@ func scanCounters(rows pgx.Rows, err error) ([]store.LoginCounter, error) {
 	return out, nil
 }
 
-// LoginCounters returns the counters of keys.
-func (s *Store) LoginCounters(ctx context.Context, keys []string) ([]store.LoginCounter, error) {
-	return scanCounters(s.pool.Query(ctx,
-		`SELECT key, failures, window_start, last_failure FROM login_failures WHERE key = ANY($1)`, keys))
-}
+const counterColumns = `key, failures, window_start, last_failure`
 
-// AddLoginFailure counts a failure for every key, atomically per key, so
-// attempts on every instance count together.
-func (s *Store) AddLoginFailure(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]store.LoginCounter, error) {
-	var out []store.LoginCounter
-	err := s.tx(ctx, "add login failure", func(tx pgx.Tx) error {
-		for _, k := range keys {
-			_, err := tx.Exec(ctx, `INSERT INTO login_failures (key, failures, window_start, last_failure)
-				VALUES ($1, 1, $2, $2)
-				ON CONFLICT (key) DO UPDATE SET
-					failures     = CASE WHEN login_failures.window_start <= $3 THEN 1 ELSE login_failures.failures + 1 END,
-					window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 ELSE login_failures.window_start END,
-					last_failure = $2`, k, now, now.Add(-window))
-			if err != nil {
-				return unavailable("add login failure", err)
-			}
+// lockCounters takes a transaction-scoped advisory lock on each key, in
+// sorted order so that two transactions never wait on each other in a
+// cycle. The two-key form keeps these locks apart from the one-key locks
+// above.
+func lockCounters(ctx context.Context, tx pgx.Tx, keys []string) error {
+	for _, k := range slices.Sorted(slices.Values(keys)) {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, lockCounterSpace, k); err != nil {
+			return err
 		}
-		var err error
-		out, err = scanCounters(tx.Query(ctx,
-			`SELECT key, failures, window_start, last_failure FROM login_failures WHERE key = ANY($1)`, keys))
-		return err
-	})
-	return out, err
-}
-
-// ClearLoginFailures deletes a counter.
-func (s *Store) ClearLoginFailures(ctx context.Context, key string) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM login_failures WHERE key = $1`, key); err != nil {
-		return unavailable("clear login failures", err)
 	}
 	return nil
 }
 
-// PruneLoginFailures deletes stale counters.
+// ReserveLoginAttempt counts an attempt for every key unless admit refuses
+// it. The keys' advisory locks serialise reservations on every instance.
+func (s *Store) ReserveLoginAttempt(ctx context.Context, keys []string, now time.Time, window time.Duration,
+	admit func([]store.LoginCounter) error) error {
+	return s.tx(ctx, "reserve login attempt", func(tx pgx.Tx) error {
+		if err := lockCounters(ctx, tx, keys); err != nil {
+			return unavailable("reserve login attempt", err)
+		}
+		counters, err := scanCounters(tx.Query(ctx, `SELECT `+counterColumns+` FROM login_failures WHERE key = ANY($1)`, keys))
+		if err != nil {
+			return err
+		}
+		if err := admit(counters); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO login_failures (key, failures, window_start, last_failure)
+			SELECT k, 1, $2, $2 FROM unnest($1::text[]) AS k
+			ON CONFLICT (key) DO UPDATE SET
+				failures     = CASE WHEN login_failures.window_start <= $3 THEN 1 ELSE login_failures.failures + 1 END,
+				window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 ELSE login_failures.window_start END,
+				last_failure = $2`, keys, now, now.Add(-window))
+		if err != nil {
+			return unavailable("reserve login attempt", err)
+		}
+		return nil
+	})
+}
+
+// ReleaseLoginAttempt takes reserved attempts back and clears counters.
+func (s *Store) ReleaseLoginAttempt(ctx context.Context, release, clear []string) error {
+	return s.tx(ctx, "release login attempt", func(tx pgx.Tx) error {
+		if err := lockCounters(ctx, tx, append(slices.Clone(release), clear...)); err != nil {
+			return unavailable("release login attempt", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE login_failures SET failures = greatest(failures - 1, 0) WHERE key = ANY($1)`, release); err != nil {
+			return unavailable("release login attempt", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM login_failures WHERE key = ANY($1)`, clear); err != nil {
+			return unavailable("clear login attempts", err)
+		}
+		return nil
+	})
+}
+
+// PruneLoginFailures deletes stale counters, passing over any a
+// reservation holds: it must never keep a login waiting.
 func (s *Store) PruneLoginFailures(ctx context.Context, cutoff time.Time) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM login_failures WHERE last_failure < $1`, cutoff); err != nil {
+	_, err := s.pool.Exec(ctx, `DELETE FROM login_failures WHERE key IN
+		(SELECT key FROM login_failures WHERE last_failure < $1 FOR UPDATE SKIP LOCKED)`, cutoff)
+	if err != nil {
 		return unavailable("prune login failures", err)
 	}
 	return nil

@@ -630,17 +630,23 @@ func keyArgs(keys []string) (string, []any) {
 	return strings.TrimSuffix(strings.Repeat("?, ", len(keys)), ", "), args
 }
 
-// LoginCounters returns the counters of keys.
-func (s *Store) LoginCounters(ctx context.Context, keys []string) ([]store.LoginCounter, error) {
-	marks, args := keyArgs(keys)
-	return scanCounters(s.db.QueryContext(ctx,
-		`SELECT key, failures, window_start, last_failure FROM login_failures WHERE key IN (`+marks+`)`, args...))
-}
+const counterColumns = `key, failures, window_start, last_failure`
 
-// AddLoginFailure counts a failure for every key.
-func (s *Store) AddLoginFailure(ctx context.Context, keys []string, now time.Time, window time.Duration) ([]store.LoginCounter, error) {
-	var out []store.LoginCounter
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+// ReserveLoginAttempt counts an attempt for every key unless admit refuses
+// it. SQLite's one write lock, taken when the transaction begins, makes
+// every reservation see the ones before it.
+func (s *Store) ReserveLoginAttempt(ctx context.Context, keys []string, now time.Time, window time.Duration,
+	admit func([]store.LoginCounter) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		marks, args := keyArgs(keys)
+		counters, err := scanCounters(tx.QueryContext(ctx,
+			`SELECT `+counterColumns+` FROM login_failures WHERE key IN (`+marks+`)`, args...))
+		if err != nil {
+			return err
+		}
+		if err := admit(counters); err != nil {
+			return err
+		}
 		for _, k := range keys {
 			_, err := tx.ExecContext(ctx, `INSERT INTO login_failures (key, failures, window_start, last_failure)
 				VALUES (?1, 1, ?2, ?2)
@@ -650,24 +656,28 @@ func (s *Store) AddLoginFailure(ctx context.Context, keys []string, now time.Tim
 					last_failure = ?2`,
 				k, micros(now), micros(now.Add(-window)))
 			if err != nil {
-				return unavailable("add login failure", err)
+				return unavailable("reserve login attempt", err)
 			}
 		}
-		marks, args := keyArgs(keys)
-		var err error
-		out, err = scanCounters(tx.QueryContext(ctx,
-			`SELECT key, failures, window_start, last_failure FROM login_failures WHERE key IN (`+marks+`)`, args...))
-		return err
+		return nil
 	})
-	return out, err
 }
 
-// ClearLoginFailures deletes a counter.
-func (s *Store) ClearLoginFailures(ctx context.Context, key string) error {
-	if _, err := s.exec(ctx, `DELETE FROM login_failures WHERE key = ?`, key); err != nil {
-		return unavailable("clear login failures", err)
-	}
-	return nil
+// ReleaseLoginAttempt takes reserved attempts back and clears counters.
+func (s *Store) ReleaseLoginAttempt(ctx context.Context, release, clear []string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, k := range release {
+			if _, err := tx.ExecContext(ctx, `UPDATE login_failures SET failures = max(failures - 1, 0) WHERE key = ?`, k); err != nil {
+				return unavailable("release login attempt", err)
+			}
+		}
+		for _, k := range clear {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE key = ?`, k); err != nil {
+				return unavailable("clear login attempts", err)
+			}
+		}
+		return nil
+	})
 }
 
 // PruneLoginFailures deletes stale counters.

@@ -637,57 +637,87 @@ func testLoginFailures(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	const window = 15 * time.Minute
 	keys := []string{"pair", "user", "ip"}
-	if got, err := s.LoginCounters(ctx, keys); err != nil || len(got) != 0 {
-		t.Fatalf("no failures yet: %+v, %v", got, err)
-	}
-	counts := func(cs []store.LoginCounter) map[string]int {
-		m := map[string]int{}
-		for _, c := range cs {
-			m[c.Key] = c.Failures
+	// seen reserves an attempt at at, admitting it always, and returns the
+	// counters as they stood before it.
+	seen := func(keys []string, at time.Time) map[string]store.LoginCounter {
+		t.Helper()
+		m := map[string]store.LoginCounter{}
+		err := s.ReserveLoginAttempt(ctx, keys, at, window, func(cs []store.LoginCounter) error {
+			for _, c := range cs {
+				m[c.Key] = c
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 		return m
 	}
-	for i := 1; i <= 3; i++ {
-		got, err := s.AddLoginFailure(ctx, keys, epoch.Add(time.Duration(i)*time.Minute), window)
-		if err != nil || len(got) != 3 || counts(got)["pair"] != i {
-			t.Fatalf("failure %d: %+v, %v", i, got, err)
-		}
+	if got := seen(keys, epoch.Add(time.Minute)); len(got) != 0 {
+		t.Fatalf("no attempts yet: %+v", got)
 	}
-	got, _ := s.LoginCounters(ctx, []string{"pair", "other"})
-	if len(got) != 1 || got[0].Failures != 3 || !got[0].WindowStart.Equal(epoch.Add(time.Minute)) || !got[0].LastFailure.Equal(epoch.Add(3*time.Minute)) {
-		t.Errorf("counter = %+v", got)
+	seen(keys, epoch.Add(2*time.Minute))
+	got := seen(keys, epoch.Add(3*time.Minute))
+	if c := got["pair"]; len(got) != 3 || c.Failures != 2 || !c.WindowStart.Equal(epoch.Add(time.Minute)) || !c.LastFailure.Equal(epoch.Add(2*time.Minute)) {
+		t.Errorf("after two attempts: %+v", got)
 	}
-	// After the window, a failure starts a new one.
-	late := epoch.Add(time.Minute + window + time.Second)
-	got, _ = s.AddLoginFailure(ctx, []string{"pair"}, late, window)
-	if len(got) != 1 || got[0].Failures != 1 || !got[0].WindowStart.Equal(late) {
-		t.Errorf("after the window = %+v", got)
+	// A refused reservation counts nothing.
+	refused := errors.New("refused")
+	if err := s.ReserveLoginAttempt(ctx, keys, epoch.Add(4*time.Minute), window, func([]store.LoginCounter) error { return refused }); err != refused {
+		t.Fatalf("a refused reservation returned %v", err)
 	}
-	if err := s.ClearLoginFailures(ctx, "pair"); err != nil {
+	// Releasing takes one back; clearing deletes.
+	if err := s.ReleaseLoginAttempt(ctx, []string{"user", "ip"}, []string{"pair"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.LoginCounters(ctx, keys); len(got) != 2 {
-		t.Errorf("after clearing pair: %+v", got)
+	got = seen(keys, epoch.Add(5*time.Minute))
+	if _, ok := got["pair"]; ok || got["user"].Failures != 2 || got["ip"].Failures != 2 {
+		t.Errorf("after a release: %+v", got)
 	}
-	// Concurrent failures all count.
+	// After the window, an attempt starts a new one.
+	late := epoch.Add(time.Minute + window + time.Second)
+	seen([]string{"user"}, late)
+	if got := seen([]string{"user"}, late); got["user"].Failures != 1 || !got["user"].WindowStart.Equal(late) {
+		t.Errorf("after the window = %+v", got)
+	}
+
+	// Concurrent reservations see each other: with a limit of 5, 20 at
+	// once admit exactly 5, whichever process or connection they run on.
 	var wg sync.WaitGroup
-	for range 20 {
+	var mu sync.Mutex
+	admitted := 0
+	for i := range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.AddLoginFailure(ctx, []string{"busy"}, epoch, window); err != nil {
+			// Each shares "busy" and has keys of its own, in varied order.
+			own := []string{fmt.Sprintf("own-%d", i), "busy", fmt.Sprintf("also-%d", i)}
+			err := s.ReserveLoginAttempt(ctx, own, epoch, window, func(cs []store.LoginCounter) error {
+				for _, c := range cs {
+					if c.Key == "busy" && c.Failures >= 5 {
+						return refused
+					}
+				}
+				return nil
+			})
+			switch {
+			case err == nil:
+				mu.Lock()
+				admitted++
+				mu.Unlock()
+			case err != refused:
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
-	if got, _ := s.LoginCounters(ctx, []string{"busy"}); len(got) != 1 || got[0].Failures != 20 {
-		t.Errorf("20 concurrent failures counted as %+v", got)
+	if admitted != 5 {
+		t.Errorf("20 concurrent reservations under a limit of 5 admitted %d", admitted)
 	}
 	if err := s.PruneLoginFailures(ctx, epoch.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.LoginCounters(ctx, []string{"user", "ip", "busy"}); len(got) != 0 {
+	if got := seen([]string{"busy", "ip"}, late.Add(time.Hour)); len(got) != 0 {
 		t.Errorf("after pruning: %+v", got)
 	}
 }

@@ -211,6 +211,8 @@ export interface paths {
         /**
          * Change the caller's own password
          * @description Every token the caller holds, this one included, stops working; log in again.
+         *     The new password's rules are checked first; the current password is then
+         *     checked under the same limits as a login at `/token` (`slow_down` past them).
          */
         post: operations["changeMyPassword"];
         delete?: never;
@@ -337,6 +339,7 @@ export interface components {
             /**
              * @description One of `invalid_request`, `invalid_client`, `invalid_grant`,
              *     `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`,
+             *     `slow_down` (too many attempts: wait `Retry-After` seconds),
              *     or `server_error` and `temporarily_unavailable` when the fault is the server's.
              */
             error: string;
@@ -349,8 +352,8 @@ export interface components {
         Error: {
             /**
              * @description A machine-readable code: `invalid_request`, `unauthorized`, `invalid_token`,
-             *     `insufficient_scope`, `not_found`, `conflict`, `payload_too_large`,
-             *     `unavailable` or `internal_error`.
+             *     `insufficient_scope`, `not_found`, `method_not_allowed`, `conflict`,
+             *     `payload_too_large`, `slow_down`, `unavailable` or `internal_error`.
              */
             error: string;
             /** @description A human-readable explanation. It never repeats a submitted value. */
@@ -430,6 +433,21 @@ export interface components {
                 "application/json": components["schemas"]["OAuthError"];
             };
         };
+        /**
+         * @description Too many failed attempts at this account's password or this client's secret,
+         *     from this address or in all (`slow_down`); try again after `Retry-After` seconds.
+         */
+        OAuthTooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                "Cache-Control": components["headers"]["CacheControl"];
+                Pragma: components["headers"]["Pragma"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["OAuthError"];
+            };
+        };
         /** @description The server failed (`server_error`). */
         OAuthServerError: {
             headers: {
@@ -500,6 +518,19 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /**
+         * @description Too many failed attempts at this account's password (`slow_down`); try again
+         *     after `Retry-After` seconds.
+         */
+        TooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description The server failed (`internal_error`); details are logged, never returned. */
         InternalError: {
             headers: {
@@ -524,6 +555,8 @@ export interface components {
         Pragma: "no-cache";
         /** @description The RFC 6750 §3 bearer challenge. */
         WWWAuthenticate: string;
+        /** @description Seconds to wait before trying again. */
+        RetryAfter: number;
     };
     pathItems: never;
 }
@@ -556,6 +589,7 @@ export interface operations {
             400: components["responses"]["OAuthBadRequest"];
             401: components["responses"]["OAuthUnauthorized"];
             413: components["responses"]["OAuthPayloadTooLarge"];
+            429: components["responses"]["OAuthTooManyRequests"];
             500: components["responses"]["OAuthServerError"];
         };
     };
@@ -584,6 +618,7 @@ export interface operations {
             400: components["responses"]["OAuthBadRequest"];
             401: components["responses"]["OAuthUnauthorized"];
             413: components["responses"]["OAuthPayloadTooLarge"];
+            429: components["responses"]["OAuthTooManyRequests"];
             500: components["responses"]["OAuthServerError"];
         };
     };
@@ -886,6 +921,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
         };
     };
