@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // addClient registers a client through the CLI and returns its secret.
@@ -181,5 +182,51 @@ func TestPasswordGrantOff(t *testing.T) {
 	m := ts.do(http.MethodGet, "/.well-known/oauth-authorization-server", nil, nil).JSON(t)
 	if sprint(m["grant_types_supported"]) != "[refresh_token]" {
 		t.Errorf("grant_types_supported = %v", m["grant_types_supported"])
+	}
+}
+
+// TestDeletingAClientEndsItsTokens: once a client is deleted, its access
+// tokens stop working within a second, its refresh tokens cannot be
+// redeemed with or without its secret, and its id can be used by no one
+// again, not even by a public client naming itself.
+func TestDeletingAClientEndsItsTokens(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ts.addUser("kit", "kit-password", "data:read")
+	secret := ts.addClient("backend")
+	withRefresh, _ := ts.grant(url.Values{"grant_type": {"password"}, "username": {"kit"}, "password": {"kit-password"},
+		"client_id": {"backend"}, "client_secret": {secret}})
+	worker := ts.addClient("worker2", "--grant-types", "password") // access tokens only
+	res := ts.postForm("/token", loginForm, basicAuth("worker2", worker))
+	accessOnly, _ := res.JSON(t)["access_token"].(string)
+	if withRefresh.Refresh == "" || accessOnly == "" || !ts.works(withRefresh.Access) || !ts.works(accessOnly) {
+		t.Fatalf("logins through the clients failed: %+v %s", withRefresh, res.Body)
+	}
+	for _, id := range []string{"backend", "worker2"} {
+		if out, err := ts.cli("", "client", "delete", id); err != nil {
+			t.Fatal(err, out)
+		}
+	}
+	if !within(time.Second, func() bool { return !ts.works(withRefresh.Access) && !ts.works(accessOnly) }) {
+		t.Error("a deleted client's access tokens still work after 1s")
+	}
+	refresh := "grant_type=refresh_token&refresh_token=" + url.QueryEscape(withRefresh.Refresh)
+	for name, r := range map[string]response{
+		"with its secret":  ts.postForm("/token", refresh, basicAuth("backend", secret)),
+		"naming it alone":  ts.postForm("/token", refresh+"&client_id=backend", nil),
+		"naming no client": ts.postForm("/token", refresh, nil),
+	} {
+		if r.Status/100 != 4 || r.Status == 429 {
+			t.Errorf("refresh %s = %d %s", name, r.Status, r.Body)
+		}
+	}
+	if r := ts.postForm("/token", loginForm+"&client_id=backend", nil); r.Status != 401 || r.JSON(t)["error"] != "invalid_client" {
+		t.Errorf("a public client naming itself backend = %d %s", r.Status, r.Body)
+	}
+	if out, err := ts.cli("", "client", "add", "backend"); err == nil || !strings.Contains(describe(err), "never used again") {
+		t.Errorf("re-adding a deleted client: %v %s", err, out)
+	}
+	if out, _ := ts.cli("", "client", "list"); strings.Contains(out, "backend") {
+		t.Errorf("client list shows a deleted client:\n%s", out)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -95,6 +96,79 @@ func TestTwoInstances(t *testing.T) {
 		// The loser counts as reuse: the whole family is revoked, everywhere.
 		if !within(time.Second, func() bool { return !a.works(winner) && !b.works(winner) && !b.works(login.Access) }) {
 			t.Error("the raced family's access tokens still work")
+		}
+	})
+
+	t.Run("a key rotation never refuses a valid token", func(t *testing.T) {
+		// Tokens minted on one instance (refreshes: no hashing, so many)
+		// are checked at once on the other while the key rotates.
+		stop := make(chan struct{})
+		type tally struct{ checked, refused int }
+		results := make(chan tally, 2)
+		for _, pair := range [][2]*testServer{{a, b}, {b, a}} {
+			signer, verifier := pair[0], pair[1]
+			login := signer.passwordGrant("zoe", "zoe-password")
+			go func() {
+				var n tally
+				refresh := login.Refresh
+				for {
+					select {
+					case <-stop:
+						results <- n
+						return
+					default:
+					}
+					res := signer.post("/token", "grant_type=refresh_token&refresh_token="+url.QueryEscape(refresh), nil)
+					var body struct {
+						Access  string `json:"access_token"`
+						Refresh string `json:"refresh_token"`
+					}
+					if res.Status != 200 || json.Unmarshal(res.Body, &body) != nil {
+						t.Errorf("refresh = %d %s", res.Status, res.Body)
+						results <- n
+						return
+					}
+					refresh = body.Refresh
+					n.checked++
+					req, _ := http.NewRequest(http.MethodGet, verifier.URL+"/users/me", nil)
+					req.Header.Set("Authorization", "Bearer "+body.Access)
+					if r, err := http.DefaultClient.Do(req); err == nil {
+						io.Copy(io.Discard, r.Body)
+						r.Body.Close()
+						if r.StatusCode != 200 {
+							n.refused++
+						}
+					}
+				}
+			}()
+		}
+		time.Sleep(300 * time.Millisecond)
+		if out, err := a.cli("", "keys", "rotate"); err != nil {
+			t.Fatal(err, out)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		close(stop)
+		for range 2 {
+			n := <-results
+			t.Logf("%d tokens checked on the other instance across the rotation, %d refused", n.checked, n.refused)
+			if n.refused > 0 {
+				t.Errorf("%d of %d valid tokens refused across a key rotation", n.refused, n.checked)
+			}
+		}
+	})
+
+	t.Run("deleting a client ends its tokens on both", func(t *testing.T) {
+		secret := a.addClient("pg-backend")
+		login, _ := a.grant(url.Values{"grant_type": {"password"}, "username": {"zoe"}, "password": {"zoe-password"},
+			"client_id": {"pg-backend"}, "client_secret": {secret}})
+		if !b.works(login.Access) {
+			t.Fatal("B refuses the client's token")
+		}
+		if out, err := b.cli("", "client", "delete", "pg-backend"); err != nil {
+			t.Fatal(err, out)
+		}
+		if !within(time.Second, func() bool { return !a.works(login.Access) && !b.works(login.Access) }) {
+			t.Error("a deleted client's token still works after 1s")
 		}
 	})
 

@@ -11,7 +11,7 @@ import (
 	"github.com/passflow/passflow/auth"
 )
 
-const keysSynopsis = `passflow keys rotate [--signing-alg EdDSA] [--key-encryption-key K] [--db FILE]
+const keysSynopsis = `passflow keys rotate [--signing-alg ALG] [--key-encryption-key K] [--db FILE]
        passflow keys list [--db FILE]`
 
 func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -43,12 +43,20 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	defer st.Close()
 
 	if sub == "rotate" {
-		k, err := auth.RotateKeys(ctx, st, kc, time.Now())
+		alg := ""
+		if given(fs, "signing-alg") {
+			alg = cfg.SigningAlg
+		}
+		k, previous, err := auth.RotateKeys(ctx, st, kc, alg, time.Now())
 		if err != nil {
 			return fmt.Errorf("keys rotate: %w", err)
 		}
 		cliEvents(stderr).Change(ctx, auth.ChangeEvent{Action: "keys.rotated", Target: k.ID, Detail: k.Algorithm})
-		fmt.Fprintf(stdout, "added %s signing key %s; servers sign with it within a second, and the keys it replaces verify until their tokens expire\n", k.Algorithm, k.ID)
+		if previous != "" && previous != k.Algorithm {
+			fmt.Fprintf(stdout, "switched signing from %s to %s: ", previous, k.Algorithm)
+		}
+		fmt.Fprintf(stdout, "added %s signing key %s; every server has it now and signs with it from %s, and the keys it replaces verify until their tokens expire\n",
+			k.Algorithm, k.ID, k.ActiveFrom.Format(time.RFC3339Nano))
 		return nil
 	}
 	keys, err := st.SigningKeys(ctx)
@@ -56,13 +64,14 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "KID\tALG\tCREATED\tRETIRED\tENCRYPTED")
+	fmt.Fprintln(w, "KID\tALG\tCREATED\tSIGNS FROM\tRETIRED\tENCRYPTED")
 	for _, k := range keys {
 		retired := "-"
 		if !k.RetiredAt.IsZero() {
 			retired = k.RetiredAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\n", k.ID, k.Algorithm, k.CreatedAt.Format(time.RFC3339), retired, auth.Sealed(k))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%v\n", k.ID, k.Algorithm, k.CreatedAt.Format(time.RFC3339),
+			k.Active().Format(time.RFC3339), retired, auth.Sealed(k))
 	}
 	return w.Flush()
 }

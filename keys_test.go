@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -15,6 +17,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/store/sqlite"
 )
 
 // jwks fetches the server's JWK Set.
@@ -192,5 +197,143 @@ func TestKeyEncryption(t *testing.T) {
 	}
 	if out, _ := runCLI(t, env, "", "keys", "list", "--db", db); strings.Count(out, "true") != 2 {
 		t.Errorf("after rotating, want both keys encrypted: %q", out)
+	}
+}
+
+// TestKeysRotateKeepsTheAlgorithm: keys rotate without --signing-alg
+// rotates the algorithm in use; with another, it says it switches, and the
+// old algorithm's key stops signing.
+func TestKeysRotateKeepsTheAlgorithm(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--signing-alg", "RS256")
+	ts.addUser("ray", "ray-password", "data:read")
+	first, _ := claims(t, ts.login("ray", "ray-password"))
+	signsWith := func(alg string, not any) bool {
+		return within(2*time.Second, func() bool {
+			h, _ := claims(t, ts.login("ray", "ray-password"))
+			return h["alg"] == alg && h["kid"] != not
+		})
+	}
+	out, err := ts.cli("", "keys", "rotate")
+	if err != nil || !strings.Contains(out, "added RS256 signing key") || strings.Contains(out, "switched") {
+		t.Fatalf("keys rotate = %v %q", err, out)
+	}
+	if !signsWith("RS256", first["kid"]) {
+		t.Error("after keys rotate the server does not sign with a new RS256 key")
+	}
+	out, err = ts.cli("", "keys", "rotate", "--signing-alg", "ES256")
+	if err != nil || !strings.Contains(out, "switched signing from RS256 to ES256") {
+		t.Fatalf("keys rotate --signing-alg ES256 = %v %q", err, out)
+	}
+	if !signsWith("ES256", nil) {
+		t.Error("after switching the server does not sign with ES256")
+	}
+	// A restart with the old --signing-alg keeps the store's key, and says so.
+	ts.stop()
+	again := startServerOn(t, ts.DB, map[string]string{}, "--signing-alg", "RS256")
+	if h, _ := claims(t, again.login("ray", "ray-password")); h["alg"] != "ES256" {
+		t.Errorf("after a restart with --signing-alg RS256 the server signs with %v", h["alg"])
+	}
+	if !strings.Contains(again.logs.String(), "keys rotate --signing-alg") {
+		t.Error("a restart with another --signing-alg did not say how to switch")
+	}
+}
+
+// TestKeyEncryptionKeyMustMatch: keys rotate refuses to add a key the
+// servers could not read, with one line saying why; a server given a key
+// encryption key seals the keys it finds unsealed.
+func TestKeyEncryptionKeyMustMatch(t *testing.T) {
+	t.Parallel()
+	const kek = "q7Zb3v9pXk2mJ8wR4tYc6nH1sD5fG0aL2eU7iO3pQ9A="
+	const other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	plain := startServer(t) // keeps keys unsealed
+	if out, err := runCLI(t, map[string]string{"PASSFLOW_KEY_ENCRYPTION_KEY": kek}, "", "keys", "rotate", "--db", plain.DB); err == nil ||
+		!strings.Contains(describe(err), "leave --key-encryption-key unset") || strings.Contains(describe(err), "\n") {
+		t.Errorf("keys rotate with a key the servers do not use: %v %q", err, out)
+	}
+	tok := plain.login("admin", plain.Admin)
+	plain.stop()
+
+	// Restarted with a key encryption key, the server seals what it finds.
+	env := map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1", "PASSFLOW_KEY_ENCRYPTION_KEY": kek}
+	sealed := startServerOn(t, plain.DB, env)
+	if !strings.Contains(sealed.logs.String(), "sealed a signing key") {
+		t.Errorf("no log line about sealing:\n%s", sealed.logs)
+	}
+	if out, _ := runCLI(t, nil, "", "keys", "list", "--db", plain.DB); strings.Contains(out, "false") || !strings.Contains(out, "true") {
+		t.Errorf("keys list after the sealing restart:\n%s", out)
+	}
+	if !sealed.works(tok) {
+		t.Error("a token signed before sealing no longer verifies")
+	}
+	for name, e := range map[string]map[string]string{
+		"without the key": nil,
+		"with another":    {"PASSFLOW_KEY_ENCRYPTION_KEY": other},
+	} {
+		out, err := runCLI(t, e, "", "keys", "rotate", "--db", plain.DB)
+		if err == nil || !strings.Contains(describe(err), "key encryption key") {
+			t.Errorf("keys rotate %s: %v %q", name, err, out)
+		}
+	}
+	if out, err := runCLI(t, env, "", "keys", "rotate", "--db", plain.DB); err != nil {
+		t.Errorf("keys rotate with the servers' key: %v %q", err, out)
+	}
+	if !within(2*time.Second, func() bool { return sealed.works(sealed.login("admin", "admin-password-1")) }) {
+		t.Error("the server does not sign with the rotated key")
+	}
+}
+
+// TestAChangeThatCannotBeApplied: a signing key no server can read (sealed
+// with a key encryption key nobody gave them, as an old command line
+// could add) does not stop the change feed: the server says so, reports
+// not ready, keeps signing with the key it has, applies every later change,
+// and answers admin changes; once the key is rotated away it is ready again.
+func TestAChangeThatCannotBeApplied(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ts.addUser("vic", "vic-password", "data:read")
+	vic := ts.login("vic", "vic-password")
+	admin := jsonBody(bearer(ts.login("admin", ts.Admin)))
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, ts.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rotate := func(kek []byte) {
+		t.Helper()
+		k, err := auth.GenerateSigningKey(auth.KeyConfig{Alg: auth.AlgEdDSA, KEK: kek}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.ActiveFrom = time.Now().Add(auth.KeyPrepublication)
+		if err := st.RotateSigningKey(ctx, k, auth.KeyCheck(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotate(bytes.Repeat([]byte{9}, 32)) // sealed with a key no server has
+
+	ready := func() int { return ts.do(http.MethodGet, "/readyz", nil, nil).Status }
+	if !within(time.Second, func() bool { return ready() == 503 }) {
+		t.Fatal("/readyz stays 200 after a change the server cannot apply")
+	}
+	if !strings.Contains(ts.logs.String(), "a change to the signing keys cannot be applied") {
+		t.Error("the log does not say a change could not be applied")
+	}
+	if out, err := ts.cli("", "user", "disable", "vic"); err != nil {
+		t.Fatal(err, out)
+	}
+	if !within(time.Second, func() bool { return !ts.works(vic) }) {
+		t.Error("a later change (vic disabled) is not applied")
+	}
+	if res := ts.do(http.MethodPatch, "/users/vic", admin, strings.NewReader(`{"disabled":false}`)); res.Status != 200 {
+		t.Errorf("an admin change = %d %s", res.Status, res.Body)
+	}
+	if tok := ts.login("vic", "vic-password"); !ts.works(tok) {
+		t.Error("the server no longer signs tokens it accepts")
+	}
+	rotate(nil) // a key every server can read retires the bad one
+	if !within(3*time.Second, func() bool { return ready() == 200 }) {
+		t.Error("/readyz does not recover once the bad key is rotated away")
 	}
 }

@@ -44,7 +44,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if len(pos) > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", pos[0])
 	}
-	cfg.issuerSet = given(fs, "issuer")
+	cfg.issuerSet, cfg.signingAlgSet = given(fs, "issuer"), given(fs, "signing-alg")
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	ev := events{metrics: m, audit: logger}
-	keys, err := auth.LoadKeys(ctx, st, kc, time.Now)
+	keys, err := auth.LoadKeys(ctx, st, kc, logger, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +228,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	server := impl.NewServer(accounts, st, grants, clients, keys, impl.Issuer{URL: cfg.Issuer, Explicit: cfg.issuerSet})
-	engine, err := routes(logger, g, server, middlewares, specJSON, m, proxies, st)
+	engine, err := routes(logger, g, server, middlewares, specJSON, m, proxies, st, revs)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +270,7 @@ var unguarded = func() map[string]bool {
 // guard, and the few the spec does not describe. It fails when a route is
 // neither, so no route can slip past the guard.
 func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, middlewares []api.StrictMiddlewareFunc,
-	specJSON []byte, m *metrics, trustedProxies []string, st store.Store) (*gin.Engine, error) {
+	specJSON []byte, m *metrics, trustedProxies []string, st store.Store, feed *auth.Revocations) (*gin.Engine, error) {
 	engine := gin.New()
 	engine.ContextWithFallback = true
 	engine.RedirectTrailingSlash = false
@@ -294,6 +294,11 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 		defer cancel()
 		if err := st.Ping(ctx); err != nil {
 			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "the database is unreachable",
+				RetryAfter: time.Second, Err: err})
+			return
+		}
+		if err := feed.Ready(); err != nil {
+			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "this instance is behind the change feed",
 				RetryAfter: time.Second, Err: err})
 			return
 		}

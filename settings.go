@@ -43,8 +43,10 @@ type config struct {
 	TLSKey                  string
 	CORSOrigins             string
 
-	// issuerSet records whether the issuer was set explicitly.
-	issuerSet bool
+	// issuerSet and signingAlgSet record whether the issuer and the
+	// signing algorithm were set explicitly.
+	issuerSet     bool
+	signingAlgSet bool
 }
 
 // Setting groups: each command binds the ones it uses.
@@ -55,7 +57,7 @@ func bindStore(fs *flag.FlagSet, c *config) {
 func bindKeys(fs *flag.FlagSet, c *config) {
 	bindStore(fs, c)
 	fs.StringVar(&c.SigningAlg, "signing-alg", auth.AlgEdDSA,
-		"JWS algorithm access tokens are signed with: EdDSA, ES256, RS256, or HS256 (symmetric: never published)")
+		"JWS algorithm of a new store's signing key, or of the key keys rotate adds (default there: the one in use): EdDSA, ES256, RS256, or HS256 (symmetric: never published)")
 	fs.StringVar(&c.KeyEncryption, "key-encryption-key", "",
 		"base64 of 32 random bytes; when set, private signing keys are encrypted at rest with it (prefer the env)")
 }
@@ -65,7 +67,7 @@ func (c *config) keyConfig() (auth.KeyConfig, error) {
 	if !slices.Contains(auth.Algorithms, c.SigningAlg) {
 		return auth.KeyConfig{}, fmt.Errorf("--signing-alg %q is not supported; use one of %s", c.SigningAlg, strings.Join(auth.Algorithms, ", "))
 	}
-	kc := auth.KeyConfig{Alg: c.SigningAlg, Verify: c.AccessTokenTTL + c.ClockLeeway}
+	kc := auth.KeyConfig{Alg: c.SigningAlg, Verify: c.AccessTokenTTL + c.ClockLeeway, AlgExplicit: c.signingAlgSet}
 	if c.KeyEncryption != "" {
 		kek, err := auth.ParseKEK(c.KeyEncryption)
 		if err != nil {

@@ -117,8 +117,9 @@ type Change struct {
 
 // Update applies c to the account called username. Disabling it, changing
 // its password or taking a scope away ends every token it holds (its token
-// version rises). The last enabled account holding users:admin cannot be
-// disabled or lose that scope: store.ErrLastAdmin.
+// version rises), in this process before it returns. The last enabled
+// account holding users:admin cannot be disabled or lose that scope:
+// store.ErrLastAdmin. Once the change is committed it returns no error.
 func (a *Accounts) Update(ctx context.Context, username string, c Change) (store.User, error) {
 	name, err := NormalizeUsername("", username)
 	if err != nil {
@@ -166,7 +167,8 @@ func (a *Accounts) Update(ctx context.Context, username string, c Change) (store
 		return store.User{}, notFound(err)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.updated", Target: u.Username, Detail: c.describe()})
-	return u, a.revs.Sync(ctx)
+	a.revs.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: u.ID})
+	return u, nil
 }
 
 // describe lists what a change sets, never the password itself.
@@ -242,7 +244,8 @@ func (a *Accounts) LogoutEverywhere(ctx context.Context, p *Principal) error {
 		return notFound(err)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.logged_out_everywhere", Target: p.Username})
-	return a.revs.Sync(ctx)
+	a.revs.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: p.UserID})
+	return nil
 }
 
 // Delete deletes the account called username and everything it owns. The
@@ -252,11 +255,16 @@ func (a *Accounts) Delete(ctx context.Context, username string) error {
 	if err != nil {
 		return err
 	}
+	u, err := a.users.UserByUsername(ctx, name)
+	if err != nil {
+		return notFound(err)
+	}
 	if err := a.users.DeleteUser(ctx, name); err != nil {
 		return notFound(err)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.deleted", Target: name})
-	return a.revs.Sync(ctx)
+	a.revs.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: u.ID})
+	return nil
 }
 
 // notFound names a missing account for the client.

@@ -192,6 +192,13 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials, ip 
 		attempt.Abandon(ctx)
 		return Client{}, err
 	}
+	if !reg.DeletedAt.IsZero() {
+		// Its id stays taken: not even a public client may name itself so.
+		if creds.Secret != "" {
+			c.failed(ctx, creds.ID, ip)
+		}
+		return Client{}, fault.New(fault.InvalidClient, "this client has been deleted")
+	}
 	client := Client{ID: reg.ID, Public: reg.SecretHash == "", Registered: true, GrantTypes: reg.GrantTypes, Scopes: reg.Scopes}
 	switch {
 	case client.Public && creds.Secret != "":
@@ -280,7 +287,7 @@ func (c *Clients) Register(ctx context.Context, n NewClient) (store.Client, erro
 	}
 	if err := c.st.CreateClient(ctx, cl); err != nil {
 		if errors.Is(err, fault.ErrConflict) {
-			return store.Client{}, fault.Wrap(fault.Conflict, "a client with that id exists", err)
+			return store.Client{}, fault.Wrap(fault.Conflict, "a client with that id exists, or existed: a deleted client's id is never used again", err)
 		}
 		return store.Client{}, err
 	}
@@ -289,12 +296,17 @@ func (c *Clients) Register(ctx context.Context, n NewClient) (store.Client, erro
 	return cl, nil
 }
 
-// List returns every registered client.
-func (c *Clients) List(ctx context.Context) ([]store.Client, error) { return c.st.ListClients(ctx) }
+// List returns every registered client not deleted.
+func (c *Clients) List(ctx context.Context) ([]store.Client, error) {
+	all, err := c.st.ListClients(ctx)
+	return slices.DeleteFunc(all, func(c store.Client) bool { return !c.DeletedAt.IsZero() }), err
+}
 
-// Delete removes a registered client.
+// Delete removes a registered client and ends everything it was issued:
+// its refresh tokens at once, its access tokens in every process within
+// SyncInterval (through the change feed). Its id is never used again.
 func (c *Clients) Delete(ctx context.Context, id string) error {
-	if err := c.st.DeleteClient(ctx, id); err != nil {
+	if err := c.st.DeleteClient(ctx, id, c.now()); err != nil {
 		if errors.Is(err, fault.ErrNotFound) {
 			return fault.Wrap(fault.NotFound, "no such client", err)
 		}

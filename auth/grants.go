@@ -345,9 +345,7 @@ func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 	case errors.Is(err, store.ErrRefreshReused):
 		g.logger.Warn("refresh token reused: its family is revoked", "family", fam.ID, "subject", fam.UserID)
 		// End the family's access tokens here before answering.
-		if err := g.revs.Sync(ctx); err != nil {
-			return Grant{}, err
-		}
+		g.revs.Applied(ctx, store.Change{Kind: store.ChangeFamily, Subject: fam.ID, ExpiresAt: g.accessUntil(now)})
 		return Grant{}, fault.New(fault.InvalidGrant, "refresh token was already used; every token of its login is now revoked")
 	case errors.Is(err, store.ErrRefreshRevoked):
 		return Grant{}, fault.New(fault.InvalidGrant, "refresh token has been revoked")
@@ -435,11 +433,12 @@ func (g *Grants) revokeRefresh(ctx context.Context, caller Client, token string)
 	if err := g.st.RevokeRefreshFamily(ctx, fam.ID, now, g.accessUntil(now)); err != nil {
 		return false, err
 	}
-	return true, g.revs.Sync(ctx)
+	g.revs.Applied(ctx, store.Change{Kind: store.ChangeFamily, Subject: fam.ID, ExpiresAt: g.accessUntil(now)})
+	return true, nil
 }
 
 func (g *Grants) revokeAccess(ctx context.Context, caller Client, token string) (bool, error) {
-	p, err := g.tokens.parse(token)
+	p, err := g.tokens.parse(ctx, token)
 	if err != nil {
 		// Invalid or expired: nothing left to revoke.
 		return false, nil
@@ -447,10 +446,15 @@ func (g *Grants) revokeAccess(ctx context.Context, caller Client, token string) 
 	if err := g.mayRevoke(ctx, caller, p.ClientID); err != nil {
 		return false, err
 	}
-	if err := g.st.RevokeAccessToken(ctx, p.TokenID, p.ExpiresAt.Add(g.tokens.leeway)); err != nil {
+	until := p.ExpiresAt.Add(g.tokens.leeway)
+	added, err := g.st.RevokeAccessToken(ctx, p.TokenID, until)
+	if err != nil {
 		return false, err
 	}
-	return true, g.revs.Sync(ctx)
+	if added {
+		g.revs.Applied(ctx, store.Change{Kind: store.ChangeAccessToken, Subject: p.TokenID, ExpiresAt: until})
+	}
+	return true, nil
 }
 
 // newRefreshToken returns a fresh opaque refresh token (256 random bits)

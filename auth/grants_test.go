@@ -78,7 +78,7 @@ func newLoginEnv(t testing.TB, params Argon2idParams, tc ThrottleConfig) *loginE
 	t.Cleanup(func() { st.Close() })
 	rec := &recordingHasher{inner: NewPasswords(params)}
 	ev := &recordingEvents{}
-	keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, time.Now)
+	keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, slog.New(slog.DiscardHandler), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/aes"
@@ -9,6 +10,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -17,9 +19,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,13 +53,14 @@ var methods = map[string]jwt.SigningMethod{
 
 // Key is a signing key in usable form.
 type Key struct {
-	ID        string
-	Alg       string
-	CreatedAt time.Time
-	RetiredAt time.Time
-	method    jwt.SigningMethod
-	sign      any // what the method signs with
-	verify    any // what it verifies with
+	ID         string
+	Alg        string
+	CreatedAt  time.Time
+	ActiveFrom time.Time
+	RetiredAt  time.Time
+	method     jwt.SigningMethod
+	sign       any // what the method signs with
+	verify     any // what it verifies with
 }
 
 // KeyConfig says how keys are made and kept.
@@ -68,6 +73,9 @@ type KeyConfig struct {
 	// Verify is how long a retired key still verifies (and stays in the
 	// JWKS): the longest an access token lives, plus clock leeway.
 	Verify time.Duration
+	// AlgExplicit is set when Alg was asked for, not a default: a store
+	// whose key is of another algorithm is then worth a warning.
+	AlgExplicit bool
 }
 
 // ParseKEK decodes a key encryption key given in base64 (standard or URL
@@ -211,7 +219,7 @@ func ParseSigningKey(sk store.SigningKey, kek []byte) (*Key, error) {
 			return nil, fmt.Errorf("auth: signing key %s: stored id does not match its thumbprint", sk.ID)
 		}
 	}
-	k.CreatedAt, k.RetiredAt = sk.CreatedAt, sk.RetiredAt
+	k.CreatedAt, k.ActiveFrom, k.RetiredAt = sk.CreatedAt, sk.Active(), sk.RetiredAt
 	return k, nil
 }
 
@@ -279,29 +287,89 @@ func thumbprint(jwk map[string]string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// KeySet holds the keys tokens are signed and verified with. It is safe for
-// concurrent use; a reload swaps the whole set at once.
+// KeyPrepublication is how long a rotated-in key is published before it
+// signs: longer than SyncInterval, so every instance following the change
+// feed knows the key before any instance signs with it.
+const KeyPrepublication = 2 * SyncInterval
+
+// KeyCheck is the check value of a key encryption key that the store keeps
+// (store.SettingKeyCheck), so that no process adds a key the others cannot
+// read: "none" without one, else an HMAC of a fixed text under kek, which
+// tells nothing of kek itself.
+func KeyCheck(kek []byte) string {
+	if kek == nil {
+		return "none"
+	}
+	mac := hmac.New(sha256.New, kek)
+	mac.Write([]byte("passflow key encryption key check v1"))
+	return "hmac-sha256:" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// keyCheckError explains why a process with key encryption key check
+// mine may not use a store whose keys are kept as stored says.
+func keyCheckError(mine, stored string) error {
+	switch {
+	case mine == "none":
+		return errors.New("this store's signing keys are sealed with a key encryption key: set --key-encryption-key (PASSFLOW_KEY_ENCRYPTION_KEY) to it")
+	case stored == "none":
+		return errors.New("the servers on this store keep signing keys without a key encryption key: leave --key-encryption-key unset, or restart them with it first")
+	}
+	return errors.New("--key-encryption-key is not the key encryption key this store's signing keys are sealed with")
+}
+
+// KeySet holds the keys tokens are signed and verified with: every key of
+// the store whose tokens may still be alive. The newest key that has
+// become active signs. It is safe for concurrent use; a reload swaps the
+// whole set at once.
 type KeySet struct {
-	cfg   KeyConfig
-	now   func() time.Time
-	state atomic.Pointer[keyState]
+	st     store.Keys
+	cfg    KeyConfig
+	logger *slog.Logger
+	now    func() time.Time
+	state  atomic.Pointer[keyState]
+
+	// reload serialises reloads, so an older read never replaces a newer.
+	reload     sync.Mutex
+	lastReload time.Time
 }
 
 type keyState struct {
-	signing *Key
+	// signers are the keys that sign now or will, newest first.
+	signers []*Key
 	byID    map[string]*Key
 	all     []*Key
 }
 
-// LoadKeys loads the keys in ks, first creating a key for cfg.Alg when
-// there is no unretired one, and returns a set that signs with the newest
-// unretired key of cfg.Alg.
-func LoadKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, now func() time.Time) (*KeySet, error) {
+// LoadKeys loads the keys in ks. It first checks that cfg.KEK is the key
+// encryption key the store's keys are kept with (store.SettingKeyCheck,
+// set here when unset), creates a key for cfg.Alg when the store has no
+// unretired key, and seals with cfg.KEK any key kept unsealed.
+func LoadKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, logger *slog.Logger, now func() time.Time) (*KeySet, error) {
 	stored, err := ks.SigningKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !hasSigner(stored, cfg.Alg) {
+	check := KeyCheck(cfg.KEK)
+	for _, k := range stored {
+		if cfg.KEK == nil && Sealed(k) {
+			return nil, keyCheckError(check, "")
+		}
+	}
+	have, err := ks.ClaimSetting(ctx, store.SettingKeyCheck, check)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case have == check:
+	case cfg.KEK != nil && have == "none":
+		if err := ks.SetSetting(ctx, store.SettingKeyCheck, check); err != nil {
+			return nil, err
+		}
+		logger.Warn("this store's signing keys were kept without a key encryption key; from now on they are sealed with --key-encryption-key, and every process on the store needs it")
+	default:
+		return nil, keyCheckError(check, have)
+	}
+	if !hasSigner(stored) {
 		fresh, err := GenerateSigningKey(cfg, now())
 		if err != nil {
 			return nil, err
@@ -310,25 +378,78 @@ func LoadKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, now func() time
 			return nil, err
 		}
 	}
-	set := &KeySet{cfg: cfg, now: now}
+	if cfg.KEK != nil {
+		for i, k := range stored {
+			if Sealed(k) {
+				continue
+			}
+			sealed, err := seal(cfg.KEK, k.ID, k.Private)
+			if err != nil {
+				return nil, err
+			}
+			if err := ks.SealSigningKey(ctx, k.ID, k.Private, sealed); err != nil {
+				return nil, err
+			}
+			stored[i].Private = sealed
+			logger.Info("sealed a signing key kept unsealed with the key encryption key", "kid", k.ID)
+		}
+	}
+	set := &KeySet{st: ks, cfg: cfg, logger: logger, now: now}
 	if err := set.replace(stored); err != nil {
 		return nil, err
+	}
+	if k := set.Signing(); k.Alg != cfg.Alg && cfg.AlgExplicit {
+		logger.Warn("the store's signing key is of another algorithm than --signing-alg asks; it keeps signing until `passflow keys rotate --signing-alg` switches",
+			"alg", k.Alg, "signing_alg", cfg.Alg)
 	}
 	return set, nil
 }
 
-// Reload reads the keys in ks again, as after another process rotated them.
-func (s *KeySet) Reload(ctx context.Context, ks store.Keys) error {
-	stored, err := ks.SigningKeys(ctx)
+// Reload reads the keys in the store again, as after another process
+// rotated them. When a key that signs now or will cannot be read (sealed
+// with another key encryption key), the set stays as it was and the error
+// is returned; a retired key that cannot be read is left out.
+func (s *KeySet) Reload(ctx context.Context) error {
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	return s.reloadLocked(ctx)
+}
+
+func (s *KeySet) reloadLocked(ctx context.Context) error {
+	s.lastReload = s.now()
+	stored, err := s.st.SigningKeys(ctx)
 	if err != nil {
 		return err
 	}
 	return s.replace(stored)
 }
 
-func hasSigner(keys []store.SigningKey, alg string) bool {
+// Find returns the key with kid. A kid it does not know makes it read the
+// store's keys again first, at most once per SyncInterval whatever the
+// kids asked for: a key another instance just added is then found even
+// before the change feed brings it.
+func (s *KeySet) Find(ctx context.Context, kid string) (*Key, bool) {
+	if k, ok := s.Lookup(kid); ok {
+		return k, true
+	}
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	if k, ok := s.Lookup(kid); ok {
+		return k, true
+	}
+	if s.now().Sub(s.lastReload) < SyncInterval {
+		return nil, false
+	}
+	if err := s.reloadLocked(ctx); err != nil {
+		s.logger.Warn("reading the signing keys for an unknown kid failed", "error", err)
+		return nil, false
+	}
+	return s.Lookup(kid)
+}
+
+func hasSigner(keys []store.SigningKey) bool {
 	for _, k := range keys {
-		if k.Algorithm == alg && k.RetiredAt.IsZero() {
+		if k.RetiredAt.IsZero() {
 			return true
 		}
 	}
@@ -336,33 +457,49 @@ func hasSigner(keys []store.SigningKey, alg string) bool {
 }
 
 func (s *KeySet) replace(stored []store.SigningKey) error {
+	now := s.now()
 	st := &keyState{byID: make(map[string]*Key, len(stored))}
 	for _, sk := range stored {
-		if !sk.RetiredAt.IsZero() && s.now().After(sk.RetiredAt.Add(s.cfg.Verify)) {
+		retired := !sk.RetiredAt.IsZero() && !now.Before(sk.RetiredAt)
+		if retired && now.After(sk.RetiredAt.Add(s.cfg.Verify)) {
 			continue // every token it signed has expired
 		}
 		k, err := ParseSigningKey(sk, s.cfg.KEK)
 		if err != nil {
-			return err
+			if !retired {
+				return err
+			}
+			s.logger.Warn("left out a retired signing key that cannot be read", "kid", sk.ID, "error", err)
+			continue
 		}
 		st.byID[k.ID] = k
 		st.all = append(st.all, k)
-		if k.Alg == s.cfg.Alg && k.RetiredAt.IsZero() && (st.signing == nil || k.CreatedAt.After(st.signing.CreatedAt)) {
-			st.signing = k
+		if !retired {
+			st.signers = append(st.signers, k)
 		}
 	}
-	if st.signing == nil {
-		return fmt.Errorf("auth: no %s signing key", s.cfg.Alg)
+	if len(st.signers) == 0 {
+		return errors.New("auth: the store has no signing key")
 	}
+	slices.SortFunc(st.signers, func(a, b *Key) int { return b.ActiveFrom.Compare(a.ActiveFrom) })
 	s.state.Store(st)
 	return nil
 }
 
-// Signing returns the key new tokens are signed with.
-func (s *KeySet) Signing() *Key { return s.state.Load().signing }
+// Signing returns the key new tokens are signed with: the newest key that
+// has become active.
+func (s *KeySet) Signing() *Key {
+	st, now := s.state.Load(), s.now()
+	for _, k := range st.signers {
+		if !now.Before(k.ActiveFrom) {
+			return k
+		}
+	}
+	return st.signers[len(st.signers)-1]
+}
 
-// Lookup returns the verification key with kid: an unretired key, or a
-// retired one whose tokens may still be alive.
+// Lookup returns the verification key with kid: a key that signs or will,
+// or a retired one whose tokens may still be alive.
 func (s *KeySet) Lookup(kid string) (*Key, bool) {
 	k, ok := s.state.Load().byID[kid]
 	if !ok || s.expired(k) {
@@ -376,7 +513,8 @@ func (s *KeySet) expired(k *Key) bool {
 }
 
 // Public returns the public verification keys as RFC 7517 JWKs, newest
-// first: what a JWK Set publishes. Symmetric keys are never in it.
+// first: what a JWK Set publishes, a key about to sign included. Symmetric
+// keys are never in it.
 func (s *KeySet) Public() []map[string]string {
 	keys := []map[string]string{}
 	for _, k := range s.state.Load().all {
@@ -387,12 +525,52 @@ func (s *KeySet) Public() []map[string]string {
 	return keys
 }
 
-// RotateKeys adds a new signing key for cfg.Alg to ks and retires the old
-// ones of that algorithm: they verify until their tokens expire.
-func RotateKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, now time.Time) (store.SigningKey, error) {
-	k, err := GenerateSigningKey(cfg, now)
-	if err != nil {
-		return store.SigningKey{}, err
+// ActiveAlgorithm is the algorithm of the key that signs now among keys,
+// or "" when none does.
+func ActiveAlgorithm(keys []store.SigningKey, now time.Time) string {
+	var best *store.SigningKey
+	for i, k := range keys {
+		signs := !now.Before(k.Active()) && (k.RetiredAt.IsZero() || now.Before(k.RetiredAt))
+		if signs && (best == nil || k.Active().After(best.Active())) {
+			best = &keys[i]
+		}
 	}
-	return k, ks.RotateSigningKey(ctx, k)
+	if best == nil {
+		return ""
+	}
+	return best.Algorithm
+}
+
+// RotateKeys adds a new signing key of alg to ks, or of the algorithm
+// that signs now when alg is empty. It is published at once and signs
+// from KeyPrepublication on; every key signing before then stops. The key
+// is sealed with cfg.KEK, which must be the key encryption key the
+// store's keys are kept with. It returns the new key and the algorithm it
+// replaces.
+func RotateKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, alg string, now time.Time) (store.SigningKey, string, error) {
+	stored, err := ks.SigningKeys(ctx)
+	if err != nil {
+		return store.SigningKey{}, "", err
+	}
+	previous := ActiveAlgorithm(stored, now)
+	if alg == "" {
+		alg = cmp.Or(previous, cfg.Alg)
+	}
+	kc := cfg
+	kc.Alg = alg
+	k, err := GenerateSigningKey(kc, now)
+	if err != nil {
+		return store.SigningKey{}, "", err
+	}
+	k.ActiveFrom = now.Add(KeyPrepublication).UTC()
+	check := KeyCheck(cfg.KEK)
+	err = ks.RotateSigningKey(ctx, k, check)
+	if errors.Is(err, store.ErrKeyCheck) {
+		have, cerr := ks.ClaimSetting(ctx, store.SettingKeyCheck, check)
+		if cerr != nil {
+			return store.SigningKey{}, "", cerr
+		}
+		return store.SigningKey{}, "", keyCheckError(check, have)
+	}
+	return k, previous, err
 }

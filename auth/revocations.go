@@ -37,8 +37,12 @@ type Revocations struct {
 	// sync serialises reads of the feed.
 	sync    sync.Mutex
 	lastSeq int64
-	lastOK  time.Time
+	lastOK  atomic.Int64 // Unix nanoseconds of the last complete read
 	pruned  time.Time
+	// keysErr is set while a change to the signing keys could not be
+	// applied; every later change still is, and the keys are read again
+	// on each sync until they can be.
+	keysErr atomic.Pointer[error]
 
 	accounts *lru.Cache[string, accountState]
 	// generation rises whenever account entries are dropped, so a load
@@ -48,11 +52,12 @@ type Revocations struct {
 	mu       sync.RWMutex
 	revoked  map[string]time.Time // access token jti → its expiry
 	families map[string]time.Time // revoked refresh family → end of its access tokens
+	clients  map[string]bool      // deleted clients, whose tokens all die
 }
 
 type revocationStore interface {
 	store.Users
-	store.Keys
+	store.Clients
 	store.RefreshTokens
 	store.Changes
 }
@@ -81,6 +86,9 @@ func NewRevocations(
 	if err := r.reset(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.keysBehind(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -94,18 +102,66 @@ func (r *Revocations) reset(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.keys.Reload(ctx, r.st); err != nil {
+	clients, err := r.st.ListClients(ctx)
+	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.revoked, r.families = map[string]time.Time{}, map[string]time.Time{}
-	r.mu.Unlock()
-	if err := r.apply(ctx, changes); err != nil {
-		return err
+	r.revoked, r.families, r.clients = map[string]time.Time{}, map[string]time.Time{}, map[string]bool{}
+	for _, c := range clients {
+		if !c.DeletedAt.IsZero() {
+			r.clients[c.ID] = true
+		}
 	}
+	r.mu.Unlock()
+	r.reloadKeys(ctx)
+	r.apply(ctx, changes)
 	r.generation.Add(1)
 	r.accounts.Purge()
-	r.lastSeq, r.lastOK = seq, r.now()
+	r.lastSeq = seq
+	r.lastOK.Store(r.now().UnixNano())
+	return nil
+}
+
+// reloadKeys reads the signing keys again. When that fails, the keys stay
+// as they were, the failure is logged once, and the process reports not
+// ready until a later reload succeeds.
+func (r *Revocations) reloadKeys(ctx context.Context) {
+	err := r.keys.Reload(ctx)
+	was := r.keysErr.Load()
+	switch {
+	case err == nil && was != nil:
+		r.keysErr.Store(nil)
+		r.logger.Info("the signing keys are read again; the change that could not be applied is now")
+	case err == nil:
+	case was == nil:
+		r.keysErr.Store(&err)
+		r.logger.Error("a change to the signing keys cannot be applied; later changes still are, and this process reports not ready until it can",
+			"error", err)
+	default:
+		r.keysErr.Store(&err)
+	}
+}
+
+func (r *Revocations) keysBehind() error {
+	if p := r.keysErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// MaxFeedLag is how long the feed may go unread before Ready says so.
+const MaxFeedLag = 5 * time.Second
+
+// Ready reports whether this process is in step with the change feed: it
+// has read it lately, and applied every change it read.
+func (r *Revocations) Ready() error {
+	if err := r.keysBehind(); err != nil {
+		return fmt.Errorf("a change to the signing keys cannot be applied: %w", err)
+	}
+	if lag := r.now().Sub(time.Unix(0, r.lastOK.Load())); lag > MaxFeedLag {
+		return fmt.Errorf("the change feed has not been read for %s", lag.Round(time.Second))
+	}
 	return nil
 }
 
@@ -119,23 +175,24 @@ func (r *Revocations) Sync(ctx context.Context) error {
 	r.sync.Lock()
 	defer r.sync.Unlock()
 	now := r.now()
-	if now.Sub(r.lastOK) > changeRetention/2 {
+	if now.Sub(time.Unix(0, r.lastOK.Load())) > changeRetention/2 {
 		// Changes may have been pruned unseen: start afresh.
 		return r.reset(ctx)
+	}
+	if r.keysBehind() != nil {
+		r.reloadKeys(ctx)
 	}
 	for {
 		changes, err := r.st.ChangesSince(ctx, r.lastSeq, 1000)
 		if err != nil {
 			return err
 		}
-		if err := r.apply(ctx, changes); err != nil {
-			return err
-		}
+		r.apply(ctx, changes)
 		if len(changes) < 1000 {
 			break
 		}
 	}
-	r.lastOK = now
+	r.lastOK.Store(now.UnixNano())
 	r.expire(now)
 	if now.Sub(r.pruned) > time.Hour {
 		// Housekeeping, once an hour: drop what nothing needs any more.
@@ -150,28 +207,53 @@ func (r *Revocations) Sync(ctx context.Context) error {
 	return nil
 }
 
-func (r *Revocations) apply(ctx context.Context, changes []store.Change) error {
-	for _, c := range changes {
-		switch c.Kind {
-		case store.ChangeUser:
-			r.generation.Add(1)
-			r.accounts.Remove(c.Subject)
-		case store.ChangeAccessToken:
-			r.mu.Lock()
-			r.revoked[c.Subject] = c.ExpiresAt
-			r.mu.Unlock()
-		case store.ChangeFamily:
-			r.mu.Lock()
-			r.families[c.Subject] = c.ExpiresAt
-			r.mu.Unlock()
-		case store.ChangeKeys:
-			if err := r.keys.Reload(ctx, r.st); err != nil {
-				return err
-			}
-		}
-		r.lastSeq = c.Seq
+// Applied puts changes this process has just committed in force here at
+// once, then reads the feed. The changes are committed: a failure to read
+// the feed is logged, never returned, and the feed brings them again.
+// On a nil *Revocations it does nothing.
+func (r *Revocations) Applied(ctx context.Context, changes ...store.Change) {
+	if r == nil {
+		return
 	}
-	return nil
+	for _, c := range changes {
+		r.applyOne(ctx, c)
+	}
+	if err := r.Sync(ctx); err != nil {
+		r.logger.Warn("reading the change feed after a change failed; the change is in force here, and other processes apply it from the feed",
+			"error", err)
+	}
+}
+
+// apply applies changes read from the feed, in order. A change that cannot
+// be applied (only a change of keys can fail) leaves the keys as they were,
+// and every later change is still applied.
+func (r *Revocations) apply(ctx context.Context, changes []store.Change) {
+	for _, c := range changes {
+		r.applyOne(ctx, c)
+		r.lastSeq = max(r.lastSeq, c.Seq)
+	}
+}
+
+func (r *Revocations) applyOne(ctx context.Context, c store.Change) {
+	switch c.Kind {
+	case store.ChangeUser:
+		r.generation.Add(1)
+		r.accounts.Remove(c.Subject)
+	case store.ChangeAccessToken:
+		r.mu.Lock()
+		r.revoked[c.Subject] = c.ExpiresAt
+		r.mu.Unlock()
+	case store.ChangeFamily:
+		r.mu.Lock()
+		r.families[c.Subject] = c.ExpiresAt
+		r.mu.Unlock()
+	case store.ChangeClient:
+		r.mu.Lock()
+		r.clients[c.Subject] = true
+		r.mu.Unlock()
+	case store.ChangeKeys:
+		r.reloadKeys(ctx)
+	}
 }
 
 // expire forgets revocations whose tokens have expired anyway.
@@ -194,9 +276,13 @@ func (r *Revocations) Check(ctx context.Context, p *Principal) error {
 	r.mu.RLock()
 	_, revoked := r.revoked[p.TokenID]
 	_, loggedOut := r.families[p.SessionID]
+	clientGone := r.clients[p.ClientID]
 	r.mu.RUnlock()
 	if revoked || loggedOut {
 		return invalid("revoked", "token has been revoked")
+	}
+	if clientGone {
+		return invalid("client_deleted", "the token's client has been deleted")
 	}
 	st, err := r.account(ctx, p.UserID)
 	if err != nil {

@@ -30,7 +30,7 @@ func TestRevocationsFollowTheFeed(t *testing.T) {
 	stA, stB := open(), open()
 	now := time.Now
 	newRevs := func(st *sqlite.Store) *Revocations {
-		keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, now)
+		keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, slog.New(slog.DiscardHandler), now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +95,7 @@ func TestRevocationsFollowTheFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(a, bo, false, "bo after a password change")
-	if err := stB.RevokeAccessToken(ctx, "bo-2", time.Now().Add(time.Minute)); err != nil {
+	if _, err := stB.RevokeAccessToken(ctx, "bo-2", time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	bo2 := principal("bo", "bo-2")

@@ -123,6 +123,9 @@ func NewTokens(
 			jwt.WithIssuedAt(),
 			jwt.WithLeeway(leeway),
 			jwt.WithTimeFunc(now),
+			// One spelling per token: base64url with unused bits set
+			// would be a second token, cached apart, for the same claims.
+			jwt.WithStrictDecoding(),
 		),
 	}, nil
 }
@@ -172,7 +175,7 @@ func (t *Tokens) Issue(s Subject) (AccessToken, error) {
 // A token's signature and claims are checked once; its expiry, revocation
 // and account state on every call, from memory.
 func (t *Tokens) Verify(ctx context.Context, raw string) (*Principal, error) {
-	p, err := t.parse(raw)
+	p, err := t.parse(ctx, raw)
 	if err == nil {
 		err = t.revs.Check(ctx, p)
 	}
@@ -192,7 +195,7 @@ func invalid(reason, desc string) *fault.Error {
 
 // parse checks a token's signature and claims, once per token, and its
 // expiry on every call; not whether it was revoked.
-func (t *Tokens) parse(raw string) (*Principal, error) {
+func (t *Tokens) parse(ctx context.Context, raw string) (*Principal, error) {
 	if len(raw) > MaxTokenBytes {
 		return nil, invalid("too_long", "token is too long")
 	}
@@ -212,7 +215,8 @@ func (t *Tokens) parse(raw string) (*Principal, error) {
 			return nil, invalid("malformed", "token is malformed")
 		}
 		var claims accessClaims
-		if _, err := t.parser.ParseWithClaims(raw, &claims, t.keyFor); err != nil {
+		keyFor := func(tok *jwt.Token) (any, error) { return t.keyFor(ctx, tok) }
+		if _, err := t.parser.ParseWithClaims(raw, &claims, keyFor); err != nil {
 			return nil, verifyError(err)
 		}
 		p = &Principal{
@@ -236,14 +240,16 @@ var (
 )
 
 // keyFor picks the verification key by kid and insists that the token's alg
-// is that key's own: a public key is never used as an HMAC secret.
-func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
+// is that key's own: a public key is never used as an HMAC secret. An
+// unknown kid makes the key set read the store once more (at most once per
+// SyncInterval) before the token is refused.
+func (t *Tokens) keyFor(ctx context.Context, tok *jwt.Token) (any, error) {
 	typ, _ := tok.Header["typ"].(string)
 	if !strings.EqualFold(typ, accessTokenType) && !strings.EqualFold(typ, "application/"+accessTokenType) {
 		return nil, errWrongType
 	}
 	kid, _ := tok.Header["kid"].(string)
-	k, ok := t.keys.Lookup(kid)
+	k, ok := t.keys.Find(ctx, kid)
 	if !ok || k.method.Alg() != tok.Method.Alg() {
 		return nil, errUnknownKey
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +37,7 @@ func newTokens(t testing.TB, c *clock) (*Tokens, *KeySet) {
 			t.Fatal(err)
 		}
 	}
-	keys, err := LoadKeys(context.Background(), st, KeyConfig{Alg: AlgEdDSA, Verify: 10 * time.Minute}, c.now)
+	keys, err := LoadKeys(context.Background(), st, KeyConfig{Alg: AlgEdDSA, Verify: 10 * time.Minute}, slog.New(slog.DiscardHandler), c.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +132,83 @@ func TestVerifyRefuses(t *testing.T) {
 		"garbage":                   "a.b.c",
 		"too long":                  strings.Repeat("a", MaxTokenBytes+1),
 	}
-	if _, err := tokens.Verify(ctx, sign(t, jwt.SigningMethodEdDSA, hdr, good(), real)); err != nil {
+	control := sign(t, jwt.SigningMethodEdDSA, hdr, good(), real)
+	if _, err := tokens.Verify(ctx, control); err != nil {
 		t.Fatalf("the control token fails: %v", err)
 	}
+	// The same signature spelled otherwise: an Ed25519 signature's last
+	// base64url character carries 4 unused bits.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, control[len(control)-1])
+	tests["non-canonical signature"] = control[:len(control)-1] + string(alphabet[last^1])
 	for name, tok := range tests {
 		if _, err := tokens.Verify(ctx, tok); fault.As(err).Code != fault.InvalidToken {
 			t.Errorf("%s: Verify = %v, want invalid_token", name, err)
 		}
+	}
+}
+
+// countingKeys counts the reads of a store's signing keys.
+type countingKeys struct {
+	store.Keys
+	reads atomic.Int64
+}
+
+func (c *countingKeys) SigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	c.reads.Add(1)
+	return c.Keys.SigningKeys(ctx)
+}
+
+// TestUnknownKidReloadsKeys: a token signed with a key this process has not
+// read yet (another instance rotated, and the change feed has not brought
+// it) makes the key set read the store before refusing, at most once per
+// SyncInterval whatever kids are sent.
+func TestUnknownKidReloadsKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c := &clock{time.Now()}
+	cfg := KeyConfig{Alg: AlgEdDSA, Verify: time.Hour}
+	counted := &countingKeys{Keys: st}
+	keysA, err := LoadKeys(ctx, st, cfg, slog.New(slog.DiscardHandler), c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysB, err := LoadKeys(ctx, counted, cfg, slog.New(slog.DiscardHandler), c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := RotateKeys(ctx, st, cfg, "", c.now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := keysA.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(KeyPrepublication)
+	fresh := keysA.Signing()
+	if _, ok := keysB.Lookup(fresh.ID); ok {
+		t.Fatal("B knows the new key before reading the store")
+	}
+	reads := counted.reads.Load()
+	if k, ok := keysB.Find(ctx, fresh.ID); !ok || k.ID != fresh.ID {
+		t.Fatal("B does not find the new key in the store")
+	}
+	if counted.reads.Load() != reads+1 {
+		t.Errorf("finding the key read the store %d times, want once", counted.reads.Load()-reads)
+	}
+	for i := range 50 {
+		keysB.Find(ctx, fmt.Sprintf("no-such-kid-%d", i))
+	}
+	if counted.reads.Load() != reads+1 {
+		t.Errorf("50 unknown kids within an interval read the store %d more times, want none", counted.reads.Load()-reads-1)
+	}
+	c.t = c.t.Add(SyncInterval)
+	keysB.Find(ctx, "no-such-kid")
+	if counted.reads.Load() != reads+2 {
+		t.Errorf("an unknown kid an interval later read the store %d times, want once", counted.reads.Load()-reads-1)
 	}
 }

@@ -1,6 +1,7 @@
 // Package store defines passflow's storage: what is kept and the interfaces
-// that keep it. Implementations live beside it (sqlite/, and postgres/ to
-// come); handlers and the auth package see only these interfaces.
+// that keep it. Implementations live beside it (sqlite/, the embedded
+// default, and postgres/, for many instances); handlers and the auth
+// package see only these interfaces.
 //
 // Errors: a missing row is fault.ErrNotFound, a uniqueness clash
 // fault.ErrConflict, an unreachable database fault.ErrUnavailable, each
@@ -72,9 +73,22 @@ type SigningKey struct {
 	// possibly encrypted (the auth package decides).
 	Private   []byte
 	CreatedAt time.Time
-	// RetiredAt is zero while the key signs; once set, the key only
-	// verifies the tokens it signed until they expire.
+	// ActiveFrom is when the key starts signing; zero means from
+	// CreatedAt. A rotated-in key is published (in the JWKS, to every
+	// instance) for a while before it signs.
+	ActiveFrom time.Time
+	// RetiredAt is zero while the key signs; once set, the key stops
+	// signing at it, and then only verifies the tokens it signed until
+	// they expire.
 	RetiredAt time.Time
+}
+
+// Active is when k starts signing.
+func (k SigningKey) Active() time.Time {
+	if k.ActiveFrom.IsZero() {
+		return k.CreatedAt
+	}
+	return k.ActiveFrom
 }
 
 // Client is a registered OAuth2 client.
@@ -87,18 +101,27 @@ type Client struct {
 	GrantTypes []string
 	Scopes     []string
 	CreatedAt  time.Time
+	// DeletedAt is zero unless the client was deleted. A deleted client
+	// keeps its id for ever: no other client, registered or public, may
+	// use it, and no token issued to it is accepted.
+	DeletedAt time.Time
 }
 
 // Clients keeps registered clients.
 type Clients interface {
-	// CreateClient returns fault.ErrConflict when the id is taken.
+	// CreateClient returns fault.ErrConflict when the id is taken, by a
+	// deleted client too.
 	CreateClient(ctx context.Context, c Client) error
-	// ClientByID returns fault.ErrNotFound when there is no such client.
+	// ClientByID returns the client with id, deleted or not. It returns
+	// fault.ErrNotFound when no client ever had that id.
 	ClientByID(ctx context.Context, id string) (Client, error)
-	// ListClients returns every client by id.
+	// ListClients returns every client by id, deleted ones too.
 	ListClients(ctx context.Context) ([]Client, error)
-	// DeleteClient returns fault.ErrNotFound when there is no such client.
-	DeleteClient(ctx context.Context, id string) error
+	// DeleteClient marks the client deleted at now, revokes every refresh
+	// family issued to it and appends a ChangeClient, in one transaction.
+	// It returns fault.ErrNotFound when there is no such client, or it
+	// was deleted already.
+	DeleteClient(ctx context.Context, id string, now time.Time) error
 }
 
 // BatchError says which element of a batch failed, and why.
@@ -156,17 +179,35 @@ type Items interface {
 	DeleteItem(ctx context.Context, userID, key string) error
 }
 
-// Keys keeps signing keys.
+// SettingKeyCheck is the setting holding a check value of the key
+// encryption key signing keys are sealed with ("none" when they are not).
+const SettingKeyCheck = "key_encryption_check"
+
+// ErrKeyCheck refuses a signing key sealed otherwise than the store's
+// keys are (see SettingKeyCheck).
+var ErrKeyCheck = errors.New("store: the key is not sealed with the store's key encryption key")
+
+// Keys keeps signing keys, and the settings every process must agree on.
 type Keys interface {
 	// SigningKeys returns every key, newest first.
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
-	// EnsureSigningKey stores k unless an unretired key of k.Algorithm
-	// exists, in one transaction, and returns every key, newest first.
-	// Processes starting together on one store thus agree on one key.
+	// EnsureSigningKey stores k unless an unretired key exists, in one
+	// transaction, and returns every key, newest first. Processes starting
+	// together on one store thus agree on one key.
 	EnsureSigningKey(ctx context.Context, k SigningKey) ([]SigningKey, error)
-	// RotateSigningKey retires every unretired key of k.Algorithm at
-	// k.CreatedAt and stores k, in one transaction.
-	RotateSigningKey(ctx context.Context, k SigningKey) error
+	// RotateSigningKey retires every unretired key at k.Active() and
+	// stores k, in one transaction, provided keyCheck is the store's
+	// SettingKeyCheck (which it becomes when unset): else ErrKeyCheck.
+	RotateSigningKey(ctx context.Context, k SigningKey, keyCheck string) error
+	// SealSigningKey replaces the private key of the key id with sealed,
+	// the same key encrypted, unless it no longer is old. It appends no
+	// change: what the key signs with stays the same.
+	SealSigningKey(ctx context.Context, id string, old, sealed []byte) error
+	// ClaimSetting sets the setting name to value unless it is set, and
+	// returns its value.
+	ClaimSetting(ctx context.Context, name, value string) (string, error)
+	// SetSetting sets the setting name to value.
+	SetSetting(ctx context.Context, name, value string) error
 }
 
 // RefreshFamily is every refresh token descended from one password login.
@@ -240,6 +281,9 @@ const (
 	// ChangeFamily: a refresh family was revoked, and with it the access
 	// tokens issued from it; Subject is its ID.
 	ChangeFamily = "family"
+	// ChangeClient: a client was deleted, and with it every token issued
+	// to it; Subject is its ID.
+	ChangeClient = "client"
 )
 
 // Change is one entry of the change feed: something every process must
@@ -254,9 +298,11 @@ type Change struct {
 	CreatedAt time.Time
 }
 
-// Changes is the change feed. UpdateUser, DeleteUser, EnsureSigningKey and
-// RotateSigningKey append to it in the same transaction as their change, so a process that
-// has read the feed up to a Seq has seen every change before it.
+// Changes is the change feed. UpdateUser, DeleteUser, DeleteClient,
+// EnsureSigningKey, RotateSigningKey, RevokeRefreshFamily and
+// RevokeAccessToken append to it in the same transaction as their change,
+// so a process that has read the feed up to a Seq has seen every change
+// before it.
 type Changes interface {
 	// ChangesSince returns up to limit changes after seq, in order.
 	ChangesSince(ctx context.Context, seq int64, limit int) ([]Change, error)
@@ -264,8 +310,9 @@ type Changes interface {
 	// if pruned since), 0 when none.
 	LatestChange(ctx context.Context) (int64, error)
 	// RevokeAccessToken records that the access token jti, which expires at
-	// expiresAt, is revoked.
-	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// expiresAt, is revoked, and reports whether it was not already: a
+	// token revoked again adds nothing to the feed.
+	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error)
 	// Revoked returns the revoked access tokens and refresh families whose
 	// access tokens may still be alive at now.
 	Revoked(ctx context.Context, now time.Time) ([]Change, error)

@@ -397,7 +397,8 @@ func (s *Store) DeleteItem(ctx context.Context, userID, key string) error {
 // Keys
 
 func signingKeys(ctx context.Context, q queryer) ([]store.SigningKey, error) {
-	rows, err := q.Query(ctx, `SELECT id, algorithm, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, id`)
+	rows, err := q.Query(ctx, `SELECT id, algorithm, private_key, created_at, active_from, retired_at
+		FROM signing_keys ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, unavailable("signing keys", err)
 	}
@@ -405,11 +406,11 @@ func signingKeys(ctx context.Context, q queryer) ([]store.SigningKey, error) {
 	var keys []store.SigningKey
 	for rows.Next() {
 		var k store.SigningKey
-		var retired *time.Time
-		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Private, &k.CreatedAt, &retired); err != nil {
+		var active, retired *time.Time
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Private, &k.CreatedAt, &active, &retired); err != nil {
 			return nil, unavailable("signing keys", err)
 		}
-		k.CreatedAt, k.RetiredAt = k.CreatedAt.UTC(), zeroIfNil(retired)
+		k.CreatedAt, k.ActiveFrom, k.RetiredAt = k.CreatedAt.UTC(), zeroIfNil(active), zeroIfNil(retired)
 		keys = append(keys, k)
 	}
 	if err := rows.Err(); err != nil {
@@ -418,12 +419,20 @@ func signingKeys(ctx context.Context, q queryer) ([]store.SigningKey, error) {
 	return keys, nil
 }
 
+func insertSigningKey(ctx context.Context, tx pgx.Tx, k store.SigningKey) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at, active_from) VALUES ($1, $2, $3, $4, $5)`,
+		k.ID, k.Algorithm, k.Private, k.CreatedAt, optional(k.ActiveFrom)); err != nil {
+		return unavailable("add signing key", err)
+	}
+	return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
+}
+
 // SigningKeys returns every signing key, newest first.
 func (s *Store) SigningKeys(ctx context.Context) ([]store.SigningKey, error) {
 	return signingKeys(ctx, s.pool)
 }
 
-// EnsureSigningKey stores k unless an unretired key of its algorithm exists.
+// EnsureSigningKey stores k unless an unretired key exists.
 func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]store.SigningKey, error) {
 	var keys []store.SigningKey
 	err := s.tx(ctx, "ensure signing key", func(tx pgx.Tx) error {
@@ -435,52 +444,91 @@ func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]sto
 			return err
 		}
 		for _, have := range keys {
-			if have.Algorithm == k.Algorithm && have.RetiredAt.IsZero() {
+			if have.RetiredAt.IsZero() {
 				return nil
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES ($1, $2, $3, $4)`,
-			k.ID, k.Algorithm, k.Private, k.CreatedAt); err != nil {
-			return unavailable("add signing key", err)
-		}
 		keys = append([]store.SigningKey{k}, keys...)
-		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
+		return insertSigningKey(ctx, tx, k)
 	})
 	return keys, err
 }
 
-// RotateSigningKey retires the keys of k's algorithm and stores k.
-func (s *Store) RotateSigningKey(ctx context.Context, k store.SigningKey) error {
+// RotateSigningKey retires the unretired keys and stores k.
+func (s *Store) RotateSigningKey(ctx context.Context, k store.SigningKey, keyCheck string) error {
 	return s.tx(ctx, "rotate signing key", func(tx pgx.Tx) error {
 		if err := lockXact(ctx, tx, lockKeys); err != nil {
 			return unavailable("rotate signing key", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE algorithm = $2 AND retired_at IS NULL`,
-			k.CreatedAt, k.Algorithm); err != nil {
+		stored, err := claimSetting(ctx, tx, store.SettingKeyCheck, keyCheck)
+		if err != nil {
+			return err
+		}
+		if stored != keyCheck {
+			return store.ErrKeyCheck
+		}
+		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL`, k.Active()); err != nil {
 			return unavailable("retire signing keys", err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES ($1, $2, $3, $4)`,
-			k.ID, k.Algorithm, k.Private, k.CreatedAt); err != nil {
-			return unavailable("add signing key", err)
-		}
-		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
+		return insertSigningKey(ctx, tx, k)
 	})
+}
+
+// SealSigningKey replaces a private key with its sealed form.
+func (s *Store) SealSigningKey(ctx context.Context, id string, old, sealed []byte) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE signing_keys SET private_key = $1 WHERE id = $2 AND private_key = $3`, sealed, id, old); err != nil {
+		return unavailable("seal signing key", err)
+	}
+	return nil
+}
+
+func claimSetting(ctx context.Context, q queryer, name, value string) (string, error) {
+	var stored string
+	for attempt := 0; ; attempt++ {
+		err := q.QueryRow(ctx, `WITH claimed AS (
+				INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING value)
+			SELECT value FROM claimed UNION ALL SELECT value FROM settings WHERE name = $1 LIMIT 1`, name, value).Scan(&stored)
+		// A claim racing with ours committed after this statement's
+		// snapshot: it is neither inserted nor seen. The next one sees it.
+		if errors.Is(err, pgx.ErrNoRows) && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return "", unavailable("claim setting", err)
+		}
+		return stored, nil
+	}
+}
+
+// ClaimSetting sets a setting unless it is set and returns its value.
+func (s *Store) ClaimSetting(ctx context.Context, name, value string) (string, error) {
+	return claimSetting(ctx, s.pool, name, value)
+}
+
+// SetSetting sets a setting.
+func (s *Store) SetSetting(ctx context.Context, name, value string) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO settings (name, value) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value); err != nil {
+		return unavailable("set setting", err)
+	}
+	return nil
 }
 
 // Clients
 
-const clientColumns = `id, secret_hash, grant_types, scopes, created_at`
+const clientColumns = `id, secret_hash, grant_types, scopes, created_at, deleted_at`
 
 func scanClient(row pgx.Row) (store.Client, error) {
 	var c store.Client
-	err := row.Scan(&c.ID, &c.SecretHash, &c.GrantTypes, &c.Scopes, &c.CreatedAt)
-	c.CreatedAt = c.CreatedAt.UTC()
+	var deleted *time.Time
+	err := row.Scan(&c.ID, &c.SecretHash, &c.GrantTypes, &c.Scopes, &c.CreatedAt, &deleted)
+	c.CreatedAt, c.DeletedAt = c.CreatedAt.UTC(), zeroIfNil(deleted)
 	return c, err
 }
 
 // CreateClient registers a client.
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5)`,
+	_, err := s.pool.Exec(ctx, `INSERT INTO clients (id, secret_hash, grant_types, scopes, created_at) VALUES ($1, $2, $3, $4, $5)`,
 		c.ID, c.SecretHash, arr(c.GrantTypes), arr(c.Scopes), c.CreatedAt)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("postgres: create client: %w", fault.ErrConflict)
@@ -491,7 +539,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	return nil
 }
 
-// ClientByID returns a registered client.
+// ClientByID returns a client, deleted or not.
 func (s *Store) ClientByID(ctx context.Context, id string) (store.Client, error) {
 	c, err := scanClient(s.pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -503,7 +551,7 @@ func (s *Store) ClientByID(ctx context.Context, id string) (store.Client, error)
 	return c, nil
 }
 
-// ListClients returns every registered client.
+// ListClients returns every client, deleted ones too.
 func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
 	if err != nil {
@@ -524,16 +572,21 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return clients, nil
 }
 
-// DeleteClient removes a registered client.
-func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
-	if err != nil {
-		return unavailable("delete client", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return notFound("delete client")
-	}
-	return nil
+// DeleteClient marks a client deleted and revokes what it was issued.
+func (s *Store) DeleteClient(ctx context.Context, id string, now time.Time) error {
+	return s.tx(ctx, "delete client", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE clients SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL`, now, id)
+		if err != nil {
+			return unavailable("delete client", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return notFound("delete client")
+		}
+		if _, err := tx.Exec(ctx, `UPDATE refresh_families SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL`, now, id); err != nil {
+			return unavailable("delete client", err)
+		}
+		return appendChange(ctx, tx, store.ChangeClient, id, time.Time{})
+	})
 }
 
 // Refresh tokens
@@ -811,11 +864,22 @@ func (s *Store) LatestChange(ctx context.Context) (int64, error) {
 	return seq, err
 }
 
-// RevokeAccessToken records a revoked access token.
-func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
-	return s.tx(ctx, "revoke access token", func(tx pgx.Tx) error {
-		return appendChange(ctx, tx, store.ChangeAccessToken, jti, expiresAt)
+// RevokeAccessToken records a revoked access token, once.
+func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
+	added := false
+	err := s.tx(ctx, "revoke access token", func(tx pgx.Tx) error {
+		if err := lockXact(ctx, tx, lockChanges); err != nil {
+			return unavailable("revoke access token", err)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO changes (kind, subject, expires_at, created_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (subject) WHERE kind = 'access_token' DO NOTHING`, store.ChangeAccessToken, jti, expiresAt, time.Now())
+		if err != nil {
+			return unavailable("revoke access token", err)
+		}
+		added = tag.RowsAffected() == 1
+		return nil
 	})
+	return added, err
 }
 
 // Revoked returns revoked access tokens and families still concerning

@@ -461,7 +461,7 @@ type rowser interface {
 }
 
 func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, algorithm, private_key, created_at, retired_at
+	rows, err := q.QueryContext(ctx, `SELECT id, algorithm, private_key, created_at, active_from, retired_at
 		FROM signing_keys ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, unavailable("signing keys", err)
@@ -471,11 +471,14 @@ func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
 	for rows.Next() {
 		var k store.SigningKey
 		var created int64
-		var retired sql.NullInt64
-		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Private, &created, &retired); err != nil {
+		var active, retired sql.NullInt64
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.Private, &created, &active, &retired); err != nil {
 			return nil, unavailable("signing keys", err)
 		}
 		k.CreatedAt = fromMicros(created)
+		if active.Valid {
+			k.ActiveFrom = fromMicros(active.Int64)
+		}
 		if retired.Valid {
 			k.RetiredAt = fromMicros(retired.Int64)
 		}
@@ -487,7 +490,20 @@ func signingKeys(ctx context.Context, q rowser) ([]store.SigningKey, error) {
 	return keys, nil
 }
 
-// EnsureSigningKey stores k unless a key of its algorithm exists and returns every key.
+func insertSigningKey(ctx context.Context, tx *sql.Tx, k store.SigningKey) error {
+	var active any
+	if !k.ActiveFrom.IsZero() {
+		active = micros(k.ActiveFrom)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at, active_from) VALUES (?, ?, ?, ?, ?)`,
+		k.ID, k.Algorithm, k.Private, micros(k.CreatedAt), active)
+	if err != nil {
+		return unavailable("add signing key", err)
+	}
+	return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
+}
+
+// EnsureSigningKey stores k unless an unretired key exists and returns every key.
 func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]store.SigningKey, error) {
 	var keys []store.SigningKey
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -496,54 +512,92 @@ func (s *Store) EnsureSigningKey(ctx context.Context, k store.SigningKey) ([]sto
 			return err
 		}
 		for _, have := range keys {
-			if have.Algorithm == k.Algorithm && have.RetiredAt.IsZero() {
+			if have.RetiredAt.IsZero() {
 				return nil
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES (?, ?, ?, ?)`,
-			k.ID, k.Algorithm, k.Private, micros(k.CreatedAt))
-		if err != nil {
-			return unavailable("add signing key", err)
-		}
 		keys = append([]store.SigningKey{k}, keys...)
-		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
+		return insertSigningKey(ctx, tx, k)
 	})
 	return keys, err
 }
 
-// RotateSigningKey retires the keys of k's algorithm and stores k.
-func (s *Store) RotateSigningKey(ctx context.Context, k store.SigningKey) error {
+// RotateSigningKey retires the unretired keys and stores k.
+func (s *Store) RotateSigningKey(ctx context.Context, k store.SigningKey, keyCheck string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = ? WHERE algorithm = ? AND retired_at IS NULL`,
-			micros(k.CreatedAt), k.Algorithm)
+		stored, err := claimSetting(ctx, tx, store.SettingKeyCheck, keyCheck)
 		if err != nil {
+			return err
+		}
+		if stored != keyCheck {
+			return store.ErrKeyCheck
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL`, micros(k.Active())); err != nil {
 			return unavailable("retire signing keys", err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES (?, ?, ?, ?)`,
-			k.ID, k.Algorithm, k.Private, micros(k.CreatedAt))
-		if err != nil {
-			return unavailable("add signing key", err)
-		}
-		return appendChange(ctx, tx, store.ChangeKeys, k.ID, time.Time{})
+		return insertSigningKey(ctx, tx, k)
 	})
 }
 
-const clientColumns = `id, secret_hash, grant_types, scopes, created_at`
+// SealSigningKey replaces a private key with its sealed form.
+func (s *Store) SealSigningKey(ctx context.Context, id string, old, sealed []byte) error {
+	if _, err := s.exec(ctx, `UPDATE signing_keys SET private_key = ? WHERE id = ? AND private_key = ?`, sealed, id, old); err != nil {
+		return unavailable("seal signing key", err)
+	}
+	return nil
+}
+
+func claimSetting(ctx context.Context, tx *sql.Tx, name, value string) (string, error) {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, value); err != nil {
+		return "", unavailable("claim setting", err)
+	}
+	var stored string
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = ?`, name).Scan(&stored); err != nil {
+		return "", unavailable("claim setting", err)
+	}
+	return stored, nil
+}
+
+// ClaimSetting sets a setting unless it is set and returns its value.
+func (s *Store) ClaimSetting(ctx context.Context, name, value string) (string, error) {
+	var stored string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		stored, err = claimSetting(ctx, tx, name, value)
+		return err
+	})
+	return stored, err
+}
+
+// SetSetting sets a setting.
+func (s *Store) SetSetting(ctx context.Context, name, value string) error {
+	if _, err := s.exec(ctx, `INSERT INTO settings (name, value) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value); err != nil {
+		return unavailable("set setting", err)
+	}
+	return nil
+}
+
+const clientColumns = `id, secret_hash, grant_types, scopes, created_at, deleted_at`
 
 func scanClient(row scanner) (store.Client, error) {
 	var c store.Client
 	var grants, scopes string
 	var created int64
-	if err := row.Scan(&c.ID, &c.SecretHash, &grants, &scopes, &created); err != nil {
+	var deleted sql.NullInt64
+	if err := row.Scan(&c.ID, &c.SecretHash, &grants, &scopes, &created, &deleted); err != nil {
 		return c, err
 	}
 	c.GrantTypes, c.Scopes, c.CreatedAt = strings.Fields(grants), strings.Fields(scopes), fromMicros(created)
+	if deleted.Valid {
+		c.DeletedAt = fromMicros(deleted.Int64)
+	}
 	return c, nil
 }
 
 // CreateClient registers a client.
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
-	_, err := s.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO clients (id, secret_hash, grant_types, scopes, created_at) VALUES (?, ?, ?, ?, ?)`,
 		c.ID, c.SecretHash, strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "), micros(c.CreatedAt))
 	if isUniqueViolation(err) {
 		return fmt.Errorf("sqlite: create client: %w", fault.ErrConflict)
@@ -554,7 +608,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	return nil
 }
 
-// ClientByID returns a registered client.
+// ClientByID returns a client, deleted or not.
 func (s *Store) ClientByID(ctx context.Context, id string) (store.Client, error) {
 	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -566,7 +620,7 @@ func (s *Store) ClientByID(ctx context.Context, id string) (store.Client, error)
 	return c, nil
 }
 
-// ListClients returns every registered client.
+// ListClients returns every client, deleted ones too.
 func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
 	if err != nil {
@@ -587,18 +641,24 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return clients, nil
 }
 
-// DeleteClient removes a registered client.
-func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	res, err := s.exec(ctx, `DELETE FROM clients WHERE id = ?`, id)
-	if err != nil {
-		return unavailable("delete client", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return unavailable("delete client", err)
-	} else if n == 0 {
-		return fmt.Errorf("sqlite: delete client: %w", fault.ErrNotFound)
-	}
-	return nil
+// DeleteClient marks a client deleted and revokes what it was issued.
+func (s *Store) DeleteClient(ctx context.Context, id string, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE clients SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL`, micros(now), id)
+		if err != nil {
+			return unavailable("delete client", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return unavailable("delete client", err)
+		} else if n == 0 {
+			return fmt.Errorf("sqlite: delete client: %w", fault.ErrNotFound)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE refresh_families SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL`,
+			micros(now), id); err != nil {
+			return unavailable("delete client", err)
+		}
+		return appendChange(ctx, tx, store.ChangeClient, id, time.Time{})
+	})
 }
 
 func scanCounters(rows *sql.Rows, err error) ([]store.LoginCounter, error) {
@@ -748,11 +808,19 @@ func (s *Store) LatestChange(ctx context.Context) (int64, error) {
 	return seq, nil
 }
 
-// RevokeAccessToken records a revoked access token.
-func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		return appendChange(ctx, tx, store.ChangeAccessToken, jti, expiresAt)
-	})
+// RevokeAccessToken records a revoked access token, once.
+func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
+	res, err := s.exec(ctx, `INSERT INTO changes (kind, subject, expires_at, created_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (subject) WHERE kind = 'access_token' DO NOTHING`,
+		store.ChangeAccessToken, jti, micros(expiresAt), micros(time.Now()))
+	if err != nil {
+		return false, unavailable("revoke access token", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, unavailable("revoke access token", err)
+	}
+	return n == 1, nil
 }
 
 // Revoked returns revoked access tokens and families still concerning

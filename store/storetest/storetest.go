@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateUsers", testCreateUsers},
 		{"Clients", testClients},
 		{"RotateSigningKey", testRotateSigningKey},
+		{"Settings", testSettings},
 		{"LoginFailures", testLoginFailures},
 	}
 	for _, tt := range tests {
@@ -317,20 +318,64 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	}
 	first := store.SigningKey{ID: "k1", Algorithm: "EdDSA", Private: []byte{1, 2, 3}, CreatedAt: epoch}
 	keys, err := s.EnsureSigningKey(ctx, first)
-	if err != nil || len(keys) != 1 || keys[0].ID != "k1" || string(keys[0].Private) != "\x01\x02\x03" {
+	if err != nil || len(keys) != 1 || keys[0].ID != "k1" || string(keys[0].Private) != "\x01\x02\x03" || !keys[0].Active().Equal(epoch) {
 		t.Fatalf("EnsureSigningKey = %+v, %v", keys, err)
 	}
-	second := store.SigningKey{ID: "k2", Algorithm: "EdDSA", Private: []byte{4}, CreatedAt: epoch.Add(time.Hour)}
-	if keys, err := s.EnsureSigningKey(ctx, second); err != nil || len(keys) != 1 || keys[0].ID != "k1" {
-		t.Fatalf("EnsureSigningKey with a key of that algorithm = %+v, %v; want only k1", keys, err)
+	// Any unretired key, of any algorithm, is the store's: Ensure adds none.
+	for _, k := range []store.SigningKey{
+		{ID: "k2", Algorithm: "EdDSA", Private: []byte{4}, CreatedAt: epoch.Add(time.Hour)},
+		{ID: "k3", Algorithm: "ES256", Private: []byte{5}, CreatedAt: epoch.Add(time.Hour)},
+	} {
+		if keys, err := s.EnsureSigningKey(ctx, k); err != nil || len(keys) != 1 || keys[0].ID != "k1" {
+			t.Fatalf("EnsureSigningKey(%s) beside an unretired key = %+v, %v; want only k1", k.ID, keys, err)
+		}
 	}
-	other := store.SigningKey{ID: "k3", Algorithm: "ES256", Private: []byte{5}, CreatedAt: epoch.Add(time.Hour)}
-	keys, err = s.EnsureSigningKey(ctx, other)
-	if err != nil || len(keys) != 2 || keys[0].ID != "k3" || keys[1].ID != "k1" {
-		t.Fatalf("EnsureSigningKey of another algorithm = %+v, %v; want k3 then k1", keys, err)
+	// Sealing replaces the private key, unless it changed meanwhile.
+	if err := s.SealSigningKey(ctx, "k1", []byte{9}, []byte{7, 7}); err != nil {
+		t.Fatal(err)
 	}
-	if all, _ := s.SigningKeys(ctx); len(all) != 2 || all[0].ID != "k3" || !all[1].CreatedAt.Equal(epoch) {
-		t.Errorf("SigningKeys = %+v", all)
+	if err := s.SealSigningKey(ctx, "k1", []byte{1, 2, 3}, []byte{8, 8}); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := s.SigningKeys(ctx); len(all) != 1 || string(all[0].Private) != "\x08\x08" || !all[0].CreatedAt.Equal(epoch) {
+		t.Errorf("SigningKeys after sealing = %+v", all)
+	}
+}
+
+func testSettings(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if v, err := s.ClaimSetting(ctx, "colour", "blue"); err != nil || v != "blue" {
+		t.Fatalf("ClaimSetting of an unset setting = %q, %v", v, err)
+	}
+	if v, err := s.ClaimSetting(ctx, "colour", "red"); err != nil || v != "blue" {
+		t.Errorf("ClaimSetting of a set setting = %q, %v; want the first value", v, err)
+	}
+	if err := s.SetSetting(ctx, "colour", "green"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.ClaimSetting(ctx, "colour", "red"); v != "green" {
+		t.Errorf("after SetSetting = %q", v)
+	}
+	// Processes claiming at once agree on one value.
+	var wg sync.WaitGroup
+	got := make([]string, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := s.ClaimSetting(ctx, "race", fmt.Sprint(i))
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = v
+		}()
+	}
+	wg.Wait()
+	for _, v := range got {
+		if v != got[0] {
+			t.Errorf("concurrent claims disagree: %v", got)
+			break
+		}
 	}
 }
 
@@ -503,8 +548,12 @@ func testChangeFeed(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
-	if err := s.RevokeAccessToken(ctx, "jti-1", exp); err != nil {
-		t.Fatal(err)
+	if added, err := s.RevokeAccessToken(ctx, "jti-1", exp); err != nil || !added {
+		t.Fatalf("RevokeAccessToken = %v, %v", added, err)
+	}
+	// Revoked again: nothing more in the feed.
+	if added, err := s.RevokeAccessToken(ctx, "jti-1", exp); err != nil || added {
+		t.Errorf("RevokeAccessToken again = %v, %v; want nothing added", added, err)
 	}
 	if err := s.DeleteUser(ctx, "zed"); err != nil {
 		t.Fatal(err)
@@ -592,14 +641,37 @@ func testClients(t *testing.T, s store.Store) {
 	if all, err := s.ListClients(ctx); err != nil || len(all) != 2 || all[0].ID != "app" {
 		t.Errorf("ListClients = %+v, %v", all, err)
 	}
-	if err := s.DeleteClient(ctx, "app"); err != nil {
+	// Deleting a client revokes its families and feeds a ChangeClient.
+	mustCreate(t, s, user("cat"))
+	f := store.RefreshFamily{ID: "fam-app", UserID: "id-cat", ClientID: "app", TokenVersion: 0, CreatedAt: epoch, ExpiresAt: epoch.Add(time.Hour)}
+	if err := s.CreateRefreshFamily(ctx, f, store.RefreshToken{Hash: []byte("app-token"), IssuedAt: epoch, ExpiresAt: epoch.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ClientByID(ctx, "app"); !errors.Is(err, fault.ErrNotFound) {
-		t.Errorf("deleted client: %v", err)
+	before, _ := s.LatestChange(ctx)
+	gone := epoch.Add(time.Minute)
+	if err := s.DeleteClient(ctx, "app", gone); err != nil {
+		t.Fatal(err)
 	}
-	if err := s.DeleteClient(ctx, "app"); !errors.Is(err, fault.ErrNotFound) {
+	if got, err := s.ClientByID(ctx, "app"); err != nil || !got.DeletedAt.Equal(gone) || got.SecretHash != c.SecretHash {
+		t.Errorf("a deleted client = %+v, %v; want it kept, marked deleted", got, err)
+	}
+	if fam, _ := s.RefreshFamilyByToken(ctx, []byte("app-token")); !fam.RevokedAt.Equal(gone) {
+		t.Errorf("the deleted client's family = %+v, want it revoked", fam)
+	}
+	if changes, _ := s.ChangesSince(ctx, before, 10); len(changes) != 1 || changes[0].Kind != store.ChangeClient || changes[0].Subject != "app" {
+		t.Errorf("changes of a deletion = %+v", changes)
+	}
+	if err := s.DeleteClient(ctx, "app", gone); !errors.Is(err, fault.ErrNotFound) {
 		t.Errorf("deleting twice: %v", err)
+	}
+	if err := s.DeleteClient(ctx, "never", gone); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("deleting a client that never was: %v", err)
+	}
+	if err := s.CreateClient(ctx, store.Client{ID: "app", CreatedAt: epoch}); !errors.Is(err, fault.ErrConflict) {
+		t.Errorf("reusing a deleted client's id: %v, want conflict", err)
+	}
+	if all, _ := s.ListClients(ctx); len(all) != 2 || all[0].DeletedAt.IsZero() || !all[1].DeletedAt.IsZero() {
+		t.Errorf("ListClients after a deletion = %+v", all)
 	}
 }
 
@@ -608,28 +680,28 @@ func testRotateSigningKey(t *testing.T, s store.Store) {
 	if _, err := s.EnsureSigningKey(ctx, store.SigningKey{ID: "a1", Algorithm: "EdDSA", Private: []byte{1}, CreatedAt: epoch}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.EnsureSigningKey(ctx, store.SigningKey{ID: "b1", Algorithm: "ES256", Private: []byte{2}, CreatedAt: epoch}); err != nil {
-		t.Fatal(err)
-	}
 	before, _ := s.LatestChange(ctx)
-	later := epoch.Add(time.Hour)
-	if err := s.RotateSigningKey(ctx, store.SigningKey{ID: "a2", Algorithm: "EdDSA", Private: []byte{3}, CreatedAt: later}); err != nil {
+	later, active := epoch.Add(time.Hour), epoch.Add(time.Hour+time.Second)
+	if err := s.RotateSigningKey(ctx, store.SigningKey{ID: "b1", Algorithm: "ES256", Private: []byte{3}, CreatedAt: later, ActiveFrom: active}, "check-1"); err != nil {
 		t.Fatal(err)
 	}
 	keys, _ := s.SigningKeys(ctx)
-	retired := map[string]time.Time{}
-	for _, k := range keys {
-		retired[k.ID] = k.RetiredAt
-	}
-	if len(keys) != 3 || keys[0].ID != "a2" || !retired["a1"].Equal(later) || !retired["a2"].IsZero() || !retired["b1"].IsZero() {
-		t.Errorf("after rotating EdDSA: %+v", keys)
+	if len(keys) != 2 || keys[0].ID != "b1" || !keys[0].Active().Equal(active) || !keys[0].RetiredAt.IsZero() || !keys[1].RetiredAt.Equal(active) {
+		t.Errorf("after rotating: %+v; want b1 active from %v, and a1 retired then", keys, active)
 	}
 	if changes, _ := s.ChangesSince(ctx, before, 10); len(changes) != 1 || changes[0].Kind != store.ChangeKeys {
 		t.Errorf("rotation changes = %+v", changes)
 	}
-	// An unretired key exists, so Ensure adds nothing; were all retired, it would.
-	if keys, _ := s.EnsureSigningKey(ctx, store.SigningKey{ID: "a3", Algorithm: "EdDSA", Private: []byte{4}, CreatedAt: later}); len(keys) != 3 {
-		t.Errorf("EnsureSigningKey beside an unretired key added one: %d keys", len(keys))
+	// The first rotation set the check; another check is refused.
+	if v, _ := s.ClaimSetting(ctx, store.SettingKeyCheck, "x"); v != "check-1" {
+		t.Errorf("the key check after the first rotation = %q", v)
+	}
+	err := s.RotateSigningKey(ctx, store.SigningKey{ID: "c1", Algorithm: "EdDSA", Private: []byte{4}, CreatedAt: later}, "check-2")
+	if !errors.Is(err, store.ErrKeyCheck) {
+		t.Errorf("rotating with another key check: %v, want ErrKeyCheck", err)
+	}
+	if keys, _ := s.SigningKeys(ctx); len(keys) != 2 {
+		t.Errorf("a refused rotation stored a key: %+v", keys)
 	}
 }
 
