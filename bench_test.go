@@ -177,5 +177,7 @@ func benchConfig() config {
 	if _, err := parse(fs, nil, func(string) string { return "" }); err != nil {
 		panic(err)
 	}
+	// No listener to follow: an issuer of its own.
+	cfg.Issuer = "http://passflow.test"
 	return cfg
 }

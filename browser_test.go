@@ -178,9 +178,22 @@ func TestSwaggerUILogin(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(operation+` .try-out__btn`)),
 			chromedp.Click(chromedp.CSS(operation+` .try-out__btn`)),
 			chromedp.WaitVisible(chromedp.CSS(operation+` .btn.execute`)),
-			chromedp.Click(chromedp.CSS(operation+` .btn.execute`)),
-			chromedp.WaitVisible(chromedp.CSS(operation+` .live-responses-table tbody tr.response .response-col_status`)),
 		)
+		// On a busy machine the page may still be laying itself out when
+		// Execute is clicked, and the click lands beside it: click again
+		// until the answer shows (GET is safe to repeat).
+		for attempt := 1; ; attempt++ {
+			step(t, ctx, "execute GET /my_data", chromedp.Click(chromedp.CSS(operation+` .btn.execute`)))
+			waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := chromedp.Do(waitCtx, chromedp.WaitVisible(chromedp.CSS(operation+` .live-responses-table tbody tr.response .response-col_status`)))
+			cancel()
+			if err == nil {
+				break
+			}
+			if attempt == 4 || ctx.Err() != nil {
+				t.Fatalf("no answer shown after %d clicks on Execute: %v", attempt, err)
+			}
+		}
 		status, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(operation+` .live-responses-table tbody tr.response .response-col_status`)))
 		if err != nil {
 			t.Fatal(err)

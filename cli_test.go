@@ -150,4 +150,41 @@ func TestAdminBootstrap(t *testing.T) {
 	if res := again.postForm("/token", "grant_type=password&username=admin&password=ignored-password", nil); res.Status != 400 {
 		t.Errorf("PASSFLOW_ADMIN_PASSWORD must be ignored once admin exists; login with it = %d", res.Status)
 	}
+	if !strings.Contains(again.logs.String(), "the admin password setting is ignored") {
+		t.Error("the log does not say the admin password setting was ignored")
+	}
+}
+
+// TestAdminPasswordFileIsNeverReused: the generated password goes only to
+// a new file; an existing one, or a link, stops the server with one line
+// naming it, and nothing is created.
+func TestAdminPasswordFileIsNeverReused(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"file", "link"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			db := filepath.Join(dir, "p.db")
+			file, target := db+".admin-password", filepath.Join(dir, "elsewhere")
+			if err := os.WriteFile(target, []byte("untouched\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if kind == "file" {
+				os.Rename(target, file)
+				target = file
+			} else if err := os.Symlink(target, file); err != nil {
+				t.Fatal(err)
+			}
+			_, err := runCLI(t, nil, "", "serve", "--addr", "127.0.0.1:0", "--db", db)
+			if msg := describe(err); err == nil || !strings.Contains(msg, file+" exists") || strings.Contains(msg, "\n") {
+				t.Errorf("serve beside an existing %s: %v", kind, err)
+			}
+			if b, _ := os.ReadFile(target); string(b) != "untouched\n" {
+				t.Errorf("the %s was written to: %q", kind, b)
+			}
+			if out, _ := runCLI(t, nil, "", "user", "list", "--db", db); strings.Contains(out, "admin") {
+				t.Errorf("admin was created without a password anyone can read:\n%s", out)
+			}
+		})
+	}
 }

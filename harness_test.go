@@ -3,11 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -75,6 +86,16 @@ func startServer(t *testing.T, args ...string) *testServer {
 
 func startServerOn(t *testing.T, db string, env map[string]string, args ...string) *testServer {
 	t.Helper()
+	ts, err := launch(t, db, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// launch is startServerOn for any goroutine: it reports a failure to
+// start instead of ending the test.
+func launch(t *testing.T, db string, env map[string]string, args ...string) (*testServer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testServer{
 		t: t, DB: db, Admin: env["PASSFLOW_ADMIN_PASSWORD"], env: env,
@@ -88,10 +109,10 @@ func startServerOn(t *testing.T, db string, env map[string]string, args ...strin
 		ts.URL = "http://" + addr
 	case err := <-ts.stopped:
 		cancel()
-		t.Fatalf("serve exited before serving: %v\n%s", err, ts.logs)
+		return nil, fmt.Errorf("serve exited before serving: %v\n%s", err, ts.logs)
 	case <-time.After(20 * time.Second):
 		cancel()
-		t.Fatalf("serve did not start within 20s\n%s", ts.logs)
+		return nil, fmt.Errorf("serve did not start within 20s\n%s", ts.logs)
 	}
 	ts.cancel = cancel
 	t.Cleanup(func() {
@@ -100,7 +121,7 @@ func startServerOn(t *testing.T, db string, env map[string]string, args ...strin
 			t.Logf("server log:\n%s", ts.logs)
 		}
 	})
-	return ts
+	return ts, nil
 }
 
 // stop stops the server as SIGTERM would and checks it exits cleanly.
@@ -235,4 +256,53 @@ func claims(t *testing.T, token string) (header, payload map[string]any) {
 		return m
 	}
 	return dec(parts[0]), dec(parts[1])
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key to PEM files,
+// and returns their paths and the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, der []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return certFile, keyFile, der
+}
+
+// debianPython is the Python whose packages (python3-authlib and the
+// like, from Debian) the interoperability tests use.
+const debianPython = "/usr/bin/python3"
+
+// python runs a Python script with args and returns its output. Without
+// the modules it imports it fails the test in CI (CI=true), where .ci/run
+// installs them, and skips it elsewhere, saying so.
+func python(t *testing.T, script string, modules []string, args ...string) string {
+	t.Helper()
+	if out, err := exec.Command(debianPython, "-c", "import "+strings.Join(modules, ", ")).CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("%s with %s is needed (apt-get install -y python3-authlib python3-requests): %v %s",
+			debianPython, strings.Join(modules, ", "), err, out)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	cmd := exec.Command(debianPython, append([]string{"-c", script}, args...)...)
+	cmd.Env = append(os.Environ(), "NO_PROXY=*")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	return string(out)
 }

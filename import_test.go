@@ -98,8 +98,12 @@ func TestImportIsAllOrNothing(t *testing.T) {
 	ts := startServer(t)
 	good := `{"username": "ok1", "hashed_password": "` + johndoeHash + `"}` + "\n"
 	tests := map[string]struct{ file, content, want string }{
-		"bad hash":         {"u.jsonl", good + `{"username": "ok2", "hashed_password": "5f4dcc3b5aa765d61d8327deb882cf99"}`, "line 2: hashed_password: not an argon2id or bcrypt hash"},
-		"bcrypt too slow":  {"u.jsonl", good + `{"username": "ok2", "hashed_password": "$2b$20$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW"}`, "line 2: hashed_password: bcrypt cost 20"},
+		"bad hash":        {"u.jsonl", good + `{"username": "ok2", "hashed_password": "5f4dcc3b5aa765d61d8327deb882cf99"}`, "line 2: hashed_password: not an argon2id or bcrypt hash"},
+		"bcrypt too slow": {"u.jsonl", good + `{"username": "ok2", "hashed_password": "$2b$13$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW"}`, "line 2: hashed_password: bcrypt cost 13 is above 12"},
+		// 4 × 19 MiB is the limit; 80 MiB would make every login on it dear.
+		"argon2id memory":  {"u.jsonl", good + `{"username": "ok2", "hashed_password": "$argon2id$v=19$m=81920,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"}`, "line 2: hashed_password: argon2id memory (KiB) 81920 is above this server's limit of 77824"},
+		"argon2id time":    {"u.jsonl", good + `{"username": "ok2", "hashed_password": "$argon2id$v=19$m=19456,t=9,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"}`, "line 2: hashed_password: argon2id passes 9 is above this server's limit of 8"},
+		"argon2id both":    {"u.jsonl", good + `{"username": "ok2", "hashed_password": "$argon2id$v=19$m=65536,t=4,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"}`, "line 2: hashed_password: argon2id memory × passes 262144 is above this server's limit of 155648"},
 		"unknown scope":    {"u.jsonl", good + `{"username": "ok2", "hashed_password": "` + johndoeHash + `", "scopes": ["me"]}`, "line 2: unknown scope"},
 		"duplicate name":   {"u.jsonl", good + `{"username": "OK1", "hashed_password": "` + johndoeHash + `"}`, "line 2: username ok1 is also on line 1"},
 		"taken name":       {"u.jsonl", good + `{"username": "admin", "hashed_password": "` + johndoeHash + `"}`, "line 2: username admin is taken"},

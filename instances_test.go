@@ -33,7 +33,8 @@ func within(d time.Duration, cond func() bool) bool {
 func TestTwoInstances(t *testing.T) {
 	t.Parallel()
 	db := pgtest.Database(t)
-	args := []string{"--login-max-failures", "4"}
+	// Instances behind one load balancer share one issuer.
+	args := []string{"--login-max-failures", "4", "--issuer", "http://passflow.test"}
 	a := startServerOn(t, db, adminEnv, args...)
 	b := startServerOn(t, db, adminEnv, args...)
 	a.addUser("zoe", "zoe-password", "data:read", "data:write")
@@ -218,6 +219,62 @@ func TestTwoInstances(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestInstancesBootstrapOnce: instances starting together on a new
+// database create admin once between them, quietly, as the server at
+// start-up; a restart of all of them changes nothing.
+func TestInstancesBootstrapOnce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Database(t)
+	start := func() []*testServer {
+		servers := make([]*testServer, 3)
+		var wg sync.WaitGroup
+		for i := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ts, err := launch(t, db, adminEnv)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				servers[i] = ts
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		return servers
+	}
+	count := func(servers []*testServer, s string) int {
+		n := 0
+		for _, ts := range servers {
+			n += strings.Count(ts.logs.String(), s)
+		}
+		return n
+	}
+	first := start()
+	if n := count(first, "created account admin"); n != 1 {
+		t.Errorf("%d instances say they created admin, want 1", n)
+	}
+	if n := count(first, `event=user.created target=admin detail="scopes=data:read,data:write,users:admin" actor=startup`); n != 1 {
+		t.Errorf("%d audit lines for creating admin, want 1 with actor=startup", n)
+	}
+	for _, bad := range []string{"level=WARN", "restored", `actor="command line"`} {
+		if n := count(first, bad); n != 0 {
+			t.Errorf("%d lines with %q in the instances' logs", n, bad)
+		}
+	}
+	for _, ts := range first {
+		ts.stop()
+	}
+	again := start()
+	if n := count(again, "msg=audit"); n != 0 {
+		t.Errorf("a restart wrote %d audit lines", n)
+	}
+	again[0].login("admin", "admin-password-1")
 }
 
 // proxy is a TCP proxy a test can cut and restore.

@@ -168,7 +168,8 @@ func TestKeyEncryption(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "p.db")
 	const kek = "q7Zb3v9pXk2mJ8wR4tYc6nH1sD5fG0aL2eU7iO3pQ9A="
-	env := map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1", "PASSFLOW_KEY_ENCRYPTION_KEY": kek}
+	env := map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1", "PASSFLOW_KEY_ENCRYPTION_KEY": kek,
+		"PASSFLOW_ISSUER": "http://passflow.test"} // the same after a restart
 	ts := startServerOn(t, db, env)
 	tok := ts.login("admin", "admin-password-1")
 	if out, err := runCLI(t, nil, "", "keys", "list", "--db", db); err != nil || !strings.Contains(out, "true") {
@@ -246,7 +247,7 @@ func TestKeyEncryptionKeyMustMatch(t *testing.T) {
 	t.Parallel()
 	const kek = "q7Zb3v9pXk2mJ8wR4tYc6nH1sD5fG0aL2eU7iO3pQ9A="
 	const other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
-	plain := startServer(t) // keeps keys unsealed
+	plain := startServer(t, "--issuer", "http://passflow.test") // keeps keys unsealed
 	if out, err := runCLI(t, map[string]string{"PASSFLOW_KEY_ENCRYPTION_KEY": kek}, "", "keys", "rotate", "--db", plain.DB); err == nil ||
 		!strings.Contains(describe(err), "leave --key-encryption-key unset") || strings.Contains(describe(err), "\n") {
 		t.Errorf("keys rotate with a key the servers do not use: %v %q", err, out)
@@ -255,7 +256,8 @@ func TestKeyEncryptionKeyMustMatch(t *testing.T) {
 	plain.stop()
 
 	// Restarted with a key encryption key, the server seals what it finds.
-	env := map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1", "PASSFLOW_KEY_ENCRYPTION_KEY": kek}
+	env := map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1", "PASSFLOW_KEY_ENCRYPTION_KEY": kek,
+		"PASSFLOW_ISSUER": "http://passflow.test"}
 	sealed := startServerOn(t, plain.DB, env)
 	if !strings.Contains(sealed.logs.String(), "sealed a signing key") {
 		t.Errorf("no log line about sealing:\n%s", sealed.logs)

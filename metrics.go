@@ -130,6 +130,8 @@ func (e events) Change(ctx context.Context, c auth.ChangeEvent) {
 	actor := "command line"
 	if p, ok := auth.PrincipalFrom(ctx); ok {
 		actor = p.Username
+	} else if c.Actor != "" {
+		actor = c.Actor
 	}
 	e.audit.LogAttrs(ctx, slog.LevelInfo, "audit",
 		slog.String("event", c.Action), slog.String("target", c.Target),

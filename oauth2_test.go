@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -132,18 +134,22 @@ func TestVerifyWithJWKSOnly(t *testing.T) {
 // issuer when it is set, else the request's own scheme and Host.
 func TestServerMetadata(t *testing.T) {
 	t.Parallel()
-	check := func(ts *testServer, wantBase, wantIssuer string) {
+	check := func(ts *testServer, wantBase string) {
 		t.Helper()
-		res := ts.do(http.MethodGet, "/.well-known/oauth-authorization-server", nil, nil)
+		// A Host of the client's choosing never reaches the answer.
+		res := ts.do(http.MethodGet, "/.well-known/oauth-authorization-server", http.Header{"X-Forwarded-Host": {"evil.example"}}, nil)
 		if res.Status != 200 {
 			t.Fatalf("metadata = %d %s", res.Status, res.Body)
+		}
+		if cc := res.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") {
+			t.Errorf("Cache-Control = %q, want a max-age", cc)
 		}
 		var m map[string]any
 		if err := json.Unmarshal(res.Body, &m); err != nil {
 			t.Fatal(err)
 		}
 		for field, want := range map[string]string{
-			"issuer":              wantIssuer,
+			"issuer":              wantBase,
 			"token_endpoint":      wantBase + "/token",
 			"revocation_endpoint": wantBase + "/revoke",
 			"jwks_uri":            wantBase + "/.well-known/jwks.json",
@@ -152,23 +158,62 @@ func TestServerMetadata(t *testing.T) {
 				t.Errorf("%s = %v, want %s", field, m[field], want)
 			}
 		}
-		if rt, ok := m["response_types_supported"].([]any); !ok || len(rt) != 0 {
-			t.Errorf("response_types_supported = %v, want []", m["response_types_supported"])
-		}
 		for field, want := range map[string]string{
 			"grant_types_supported":                 "[password refresh_token]",
 			"scopes_supported":                      "[data:read data:write users:admin]",
 			"token_endpoint_auth_methods_supported": "[none client_secret_basic client_secret_post]",
+			"response_types_supported":              "[none]",
 		} {
 			if got := sprint(m[field]); got != want {
 				t.Errorf("%s = %s, want %s", field, got, want)
 			}
 		}
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/.well-known/oauth-authorization-server", nil)
+		req.Host = "evil.example"
+		res2, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(res2); strings.Contains(body, "evil.example") {
+			t.Errorf("the request's Host reached the metadata: %s", body)
+		}
 	}
+	// By default the issuer follows the address listened on, so the
+	// metadata's issuer is the URL it is fetched from (RFC 8414 §3.3).
 	plain := startServer(t)
-	check(plain, plain.URL, "http://localhost:8080")
+	check(plain, plain.URL)
 	explicit := startServer(t, "--issuer", "https://login.example.test")
-	check(explicit, "https://login.example.test", "https://login.example.test")
+	check(explicit, "https://login.example.test")
+	for _, addr := range []string{":0", "0.0.0.0:0", "[::]:0"} {
+		_, err := runCLI(t, nil, "", "serve", "--addr", addr, "--db", filepath.Join(t.TempDir(), "p.db"))
+		if err == nil || !strings.Contains(describe(err), "set --issuer") {
+			t.Errorf("serve --addr %s without --issuer: %v", addr, err)
+		}
+	}
+}
+
+// TestAuthlibAcceptsTheMetadata: Authlib, a client nobody here wrote,
+// fetches the metadata over HTTPS from the default issuer, and validates it
+// as RFC 8414 says: its issuer is the URL it was fetched from.
+func TestAuthlibAcceptsTheMetadata(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, _ := selfSigned(t)
+	ts := startServer(t, "--tls-cert", certFile, "--tls-key", keyFile)
+	base := strings.Replace(ts.URL, "http://", "https://", 1)
+	out := python(t, `
+import sys, requests
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+base, ca = sys.argv[1], sys.argv[2]
+r = requests.get(base + '/.well-known/oauth-authorization-server', verify=ca)
+r.raise_for_status()
+m = AuthorizationServerMetadata(r.json())
+m.validate()
+assert m['issuer'] == base, (m['issuer'], base)
+print('valid', m['issuer'])
+`, []string{"authlib", "requests"}, base, certFile)
+	if !strings.Contains(out, "valid "+base) {
+		t.Errorf("authlib: %s", out)
+	}
 }
 
 func sprint(v any) string {

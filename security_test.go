@@ -189,6 +189,9 @@ func TestRequestValidation(t *testing.T) {
 		{name: "unknown member", method: "PUT", path: "/my_data/k", body: `{"value":"v","extra":1}`, wantStatus: 400, wantError: "invalid_request"},
 		{name: "member name in another case", method: "PUT", path: "/my_data/k", body: `{"VALUE":"v"}`, wantStatus: 400, wantError: "invalid_request"},
 		{name: "not JSON", method: "PUT", path: "/my_data/k", body: `{"value":`, wantStatus: 400, wantError: "invalid_request"},
+		{name: "two JSON values", method: "PUT", path: "/my_data/k", body: `{"value":"a"}{"value":"b"}`, wantStatus: 400, wantError: "invalid_request"},
+		{name: "data after the value", method: "PUT", path: "/my_data/k", body: `{"value":"a"} junk`, wantStatus: 400, wantError: "invalid_request"},
+		{name: "whitespace after the value", method: "PUT", path: "/my_data/k2", body: "{\"value\":\"a\"}\n\t ", wantStatus: 201},
 		{name: "no body", method: "PUT", path: "/my_data/k", body: ``, wantStatus: 400, wantError: "invalid_request"},
 		{name: "wrong content type", method: "PUT", path: "/my_data/k", body: `value=v`, header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, wantStatus: 400, wantError: "invalid_request"},
 		{name: "oversized body", method: "PUT", path: "/my_data/k", body: `{"value":"` + strings.Repeat("v", 4000) + `"}`, wantStatus: 413, wantError: "payload_too_large"},
@@ -205,6 +208,9 @@ func TestRequestValidation(t *testing.T) {
 			res := ts.do(tt.method, tt.path, h, strings.NewReader(tt.body))
 			if res.Status != tt.wantStatus {
 				t.Fatalf("status = %d, want %d: %s", res.Status, tt.wantStatus, res.Body)
+			}
+			if tt.wantError == "" {
+				return
 			}
 			body := res.JSON(t)
 			if body["error"] != tt.wantError {

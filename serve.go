@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,7 +45,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if len(pos) > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", pos[0])
 	}
-	cfg.issuerSet, cfg.signingAlgSet = given(fs, "issuer"), given(fs, "signing-alg")
+	cfg.signingAlgSet = given(fs, "signing-alg")
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -64,6 +65,14 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	doc, err := loadSpec(ctx)
 	if err != nil {
 		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if cfg.Issuer == "" {
+		cfg.Issuer = issuerFor(cfg.Addr, ln.Addr(), cfg.TLSCert != "")
 	}
 	hasher := auth.NewBounded(auth.NewPasswords(auth.OWASPArgon2id), cfg.HashConcurrency, cfg.HashQueue, 2*time.Second)
 	m := newMetrics(hasher.Waiting)
@@ -87,10 +96,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	})
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -188,6 +193,9 @@ type app struct {
 // processes make.
 func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher,
 	doc *openapi3.T, m *metrics, middlewares []api.StrictMiddlewareFunc) (*app, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("no issuer")
+	}
 	kc, err := cfg.keyConfig()
 	if err != nil {
 		return nil, err
@@ -227,7 +235,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 	if err != nil {
 		return nil, err
 	}
-	server := impl.NewServer(accounts, st, grants, clients, keys, impl.Issuer{URL: cfg.Issuer, Explicit: cfg.issuerSet})
+	server := impl.NewServer(accounts, st, grants, clients, keys, cfg.Issuer)
 	engine, err := routes(logger, g, server, middlewares, specJSON, m, proxies, st, revs)
 	if err != nil {
 		return nil, err
@@ -333,14 +341,21 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 	return engine, nil
 }
 
-// bootstrapAdmin creates admin with every scope when no account holds
-// users:admin. Its password is the configured one, or a generated one shown
-// once on the terminal or, without one, written to a 0600 file beside the
+// bootstrapAdmin makes sure an enabled account holds users:admin: when
+// none does, it creates admin with every scope (or gives them back to
+// admin). Its password is the configured one, or a generated one shown once
+// on the terminal or, without one, written to a new 0600 file beside the
 // database. A password never goes into a log line.
 func bootstrapAdmin(ctx context.Context, logger *slog.Logger, cfg config, accounts *auth.Accounts, stderr io.Writer) error {
 	has, err := accounts.HasAdmin(ctx)
-	if err != nil || has {
+	if err != nil {
 		return err
+	}
+	if has {
+		if cfg.AdminPassword != "" {
+			logger.Info("the admin password setting is ignored: an account holds users:admin already (change a password with passflow user passwd)")
+		}
+		return nil
 	}
 	pw, generated := cfg.AdminPassword, false
 	if pw == "" {
@@ -349,52 +364,53 @@ func bootstrapAdmin(ctx context.Context, logger *slog.Logger, cfg config, accoun
 		}
 		generated = true
 	}
-	_, err = accounts.Create(ctx, auth.NewAccount{Username: "admin", Password: pw, Scopes: store.AllScopes})
-	if errors.Is(err, fault.ErrConflict) {
-		// admin exists but nobody holds users:admin: give it back its scopes.
-		enabled := false
-		_, err = accounts.Update(ctx, "admin", auth.Change{Disabled: &enabled, Scopes: store.AllScopes})
-		if err == nil {
-			logger.Warn("no enabled account held users:admin; restored every scope to admin (its password is unchanged)")
-		}
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("create admin: %w", err)
-	}
-	if !generated {
-		logger.Info("created account admin with the configured password")
-		return nil
-	}
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(stderr, "\n  Created account admin with password: %s\n  It is shown only this once.\n\n", pw)
-		return nil
-	}
+	var file *os.File
 	path := cfg.DB + ".admin-password"
-	if strings.Contains(cfg.DB, "://") {
+	if isPostgres(cfg.DB) {
 		// No file beside a database server: the working directory.
 		path = "passflow.admin-password"
 	}
-	if err := writeSecretFile(path, pw+"\n"); err != nil {
+	toTerminal := false
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		toTerminal = true
+	}
+	if generated && !toTerminal {
+		// O_EXCL: never an existing file, nor one a link points at.
+		file, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s exists: it may hold an earlier admin password; read it if you need it, delete it, and start again", path)
+		}
+		if err != nil {
+			return fmt.Errorf("write admin password: %w", err)
+		}
+	}
+	did, err := accounts.Bootstrap(ctx, pw)
+	if file != nil && (err != nil || did != store.BootstrapCreated) {
+		file.Close()
+		os.Remove(path)
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("create admin: %w", err)
+	case did == store.BootstrapRestored:
+		logger.Warn("no enabled account held users:admin; enabled admin and gave it every scope (its password is unchanged)")
+		return nil
+	case did == store.BootstrapNone:
+		return nil // another instance, starting together, did it
+	case !generated:
+		logger.Info("created account admin with the configured password")
+		return nil
+	case toTerminal:
+		fmt.Fprintf(stderr, "\n  Created account admin with password: %s\n  It is shown only this once.\n\n", pw)
+		return nil
+	}
+	if _, err := file.WriteString(pw + "\n"); err != nil {
+		file.Close()
+		return fmt.Errorf("write admin password: %w", err)
+	}
+	if err := file.Close(); err != nil {
 		return fmt.Errorf("write admin password: %w", err)
 	}
 	logger.Warn("created account admin; its generated password is in a file readable only by this user", "path", path)
 	return nil
-}
-
-// writeSecretFile writes data to path readable by its owner only.
-func writeSecretFile(path, data string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.WriteString(data); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -43,9 +43,8 @@ type config struct {
 	TLSKey                  string
 	CORSOrigins             string
 
-	// issuerSet and signingAlgSet record whether the issuer and the
-	// signing algorithm were set explicitly.
-	issuerSet     bool
+	// signingAlgSet records whether the signing algorithm was set
+	// explicitly.
 	signingAlgSet bool
 }
 
@@ -81,7 +80,7 @@ func (c *config) keyConfig() (auth.KeyConfig, error) {
 func bindServe(fs *flag.FlagSet, c *config) {
 	bindKeys(fs, c)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address to listen on")
-	fs.StringVar(&c.Issuer, "issuer", "http://localhost:8080", "issuer URL: the iss and aud of every token")
+	fs.StringVar(&c.Issuer, "issuer", "", "issuer URL: the iss and aud of every token, and the base of every URL in the server metadata (default http:// or https:// and the --addr listened on; required when --addr is a wildcard)")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password for the admin account created when no account holds users:admin (prefer the env)")
 	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
 	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime, from each token's own issue (a login's tokens never outlive 90 days)")
@@ -100,6 +99,29 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins (https://app.example.com) whose browser apps may call the API (default none)")
+}
+
+// wildcard reports whether a listen address names no one host: ":8080",
+// "0.0.0.0:8080", "[::]:8080".
+func wildcard(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false // net.Listen will say what is wrong with it
+	}
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}
+
+// issuerFor is the issuer that follows from listening on ln as asked
+// with addr: its host as written, its port as bound (addr may ask for 0).
+func issuerFor(addr string, ln net.Addr, tls bool) string {
+	host, _, _ := net.SplitHostPort(addr)
+	_, port, _ := net.SplitHostPort(ln.String())
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // corsOrigins parses --cors-origins.
@@ -153,8 +175,10 @@ func (c *config) validate() error {
 		return errors.New("--max-body-bytes must be at least 1024")
 	case c.TokenCacheSize < 1:
 		return errors.New("--token-cache-size must be at least 1")
-	case !strings.HasPrefix(c.Issuer, "https://") && !strings.HasPrefix(c.Issuer, "http://"):
+	case c.Issuer != "" && !strings.HasPrefix(c.Issuer, "https://") && !strings.HasPrefix(c.Issuer, "http://"):
 		return errors.New("--issuer must be an http:// or https:// URL")
+	case c.Issuer == "" && wildcard(c.Addr):
+		return fmt.Errorf("--addr %s listens on every interface, so no issuer follows from it: set --issuer to the URL clients reach passflow at (such as https://login.example.com)", c.Addr)
 	case c.LoginMaxFailures < 1 || c.LoginMaxFailuresPerUser < 1 || c.LoginMaxFailuresPerIP < 1:
 		return errors.New("the --login-max-failures settings must be at least 1")
 	case c.LoginWindow < time.Second:

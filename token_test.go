@@ -56,13 +56,13 @@ func TestTokenResponse(t *testing.T) {
 		t.Errorf("no sid claim naming the login the token belongs to")
 	}
 	for claim, want := range map[string]any{
-		"iss": "http://localhost:8080", "client_id": "passflow", "scope": "data:read",
+		"iss": ts.URL, "client_id": "passflow", "scope": "data:read",
 	} {
 		if payload[claim] != want {
 			t.Errorf("claim %s = %v, want %v", claim, payload[claim], want)
 		}
 	}
-	if aud, _ := payload["aud"].([]any); len(aud) != 1 || aud[0] != "http://localhost:8080" {
+	if aud, _ := payload["aud"].([]any); len(aud) != 1 || aud[0] != ts.URL {
 		t.Errorf("aud = %v, want [issuer]", payload["aud"])
 	}
 	if sub, _ := payload["sub"].(string); sub == "" || sub == "bob" {

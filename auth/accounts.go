@@ -293,8 +293,9 @@ type ImportedUser struct {
 }
 
 // Import creates every account of users, or none. Hashes must be argon2id
-// or bcrypt ($2a$, $2b$, $2y$), as passlib and FastAPI's recipe write them;
-// a weaker hash is replaced at the account's next successful login.
+// or bcrypt ($2a$, $2b$, $2y$), as passlib and FastAPI's recipe write them,
+// of a cost the hasher accepts; a weaker hash is replaced at the account's
+// next successful login.
 func (a *Accounts) Import(ctx context.Context, users []ImportedUser) error {
 	lineErr := func(u ImportedUser, err error) error {
 		return fault.Invalid("", fmt.Sprintf("line %d: %s", u.Line, describe(err)))
@@ -311,7 +312,7 @@ func (a *Accounts) Import(ctx context.Context, users []ImportedUser) error {
 			return lineErr(in, fmt.Errorf("username %s is also on line %d", name, first))
 		}
 		seen[name] = in.Line
-		if err := CheckHashFormat(in.HashedPassword); err != nil {
+		if err := a.hasher.Accept(in.HashedPassword); err != nil {
 			return lineErr(in, fmt.Errorf("hashed_password: %w", err))
 		}
 		scopes, err := CheckScopes(in.Scopes, fault.InvalidRequest)
@@ -341,6 +342,40 @@ func describe(err error) string {
 		return fe.Description
 	}
 	return err.Error()
+}
+
+// Bootstrap makes sure someone can manage the accounts: when no enabled
+// account holds users:admin, it creates admin with password and every
+// scope, or, when admin exists, enables it and gives it every scope (its
+// password unchanged). Processes starting together on one store do it
+// once between them; the others do nothing. It reports what it did.
+func (a *Accounts) Bootstrap(ctx context.Context, password string) (store.Bootstrap, error) {
+	if has, err := a.HasAdmin(ctx); err != nil || has {
+		return store.BootstrapNone, err
+	}
+	if err := CheckPassword("/password", password); err != nil {
+		return store.BootstrapNone, err
+	}
+	hash, err := a.hasher.Hash(ctx, password)
+	if err != nil {
+		return store.BootstrapNone, err
+	}
+	now := a.now().UTC()
+	u := store.User{ID: uuid.NewString(), Username: "admin", PasswordHash: hash, Scopes: store.AllScopes, CreatedAt: now, UpdatedAt: now}
+	did, err := a.users.BootstrapAdmin(ctx, u)
+	switch {
+	case err != nil:
+		return did, err
+	case did == store.BootstrapCreated:
+		a.events.Change(ctx, ChangeEvent{Action: "user.created", Target: u.Username, Detail: "scopes=" + strings.Join(u.Scopes, ","), Actor: ActorStartup})
+	case did == store.BootstrapRestored:
+		a.events.Change(ctx, ChangeEvent{Action: "user.updated", Target: u.Username, Detail: "disabled=false scopes=" + strings.Join(u.Scopes, ","), Actor: ActorStartup})
+		existing, err := a.users.UserByUsername(ctx, u.Username)
+		if err == nil {
+			a.revs.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: existing.ID})
+		}
+	}
+	return did, nil
 }
 
 // HasAdmin reports whether any enabled account holds users:admin.

@@ -80,3 +80,6 @@ func (b *Bounded) Verify(ctx context.Context, encoded, password string) (bool, b
 	defer b.release()
 	return b.inner.Verify(ctx, encoded, password)
 }
+
+// Accept asks inner.
+func (b *Bounded) Accept(encoded string) error { return b.inner.Accept(encoded) }

@@ -52,7 +52,13 @@ type ChangeEvent struct {
 	Target string
 	// Detail says more, without secrets (which fields changed, counts).
 	Detail string
+	// Actor says who made the change when no authenticated user did:
+	// ActorStartup, or empty for the command line.
+	Actor string
 }
+
+// ActorStartup is the actor of changes a server makes as it starts.
+const ActorStartup = "startup"
 
 // NoEvents discards events.
 type NoEvents struct{}

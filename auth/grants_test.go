@@ -42,6 +42,8 @@ func fmtParams(p Argon2idParams, keyLen int, err error) string {
 	return fmt.Sprintf("m=%d,t=%d,p=%d,keylen=%d", p.MemoryKiB, p.Iterations, p.Parallelism, keyLen)
 }
 
+func (r *recordingHasher) Accept(enc string) error { return r.inner.Accept(enc) }
+
 func (r *recordingHasher) take() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -47,6 +47,11 @@ type Hasher interface {
 	// should be replaced by a fresh Hash because its parameters are weaker
 	// than the current ones. A malformed encoded hash is an error.
 	Verify(ctx context.Context, encoded, password string) (ok, rehash bool, err error)
+	// Accept reports why encoded, a hash from elsewhere, cannot be kept:
+	// a format Verify cannot check, or a cost above the bound derived from
+	// the hasher's own, which would make every login on its account slow
+	// and memory-hungry.
+	Accept(encoded string) error
 }
 
 // Argon2idParams are argon2id cost parameters.
@@ -104,6 +109,38 @@ func (h *Argon2id) Verify(_ context.Context, encoded, password string) (bool, bo
 	return ok, rehash, nil
 }
 
+// Accept reports why encoded cannot be kept: not argon2id, or dearer than
+// MaxCostFactor times these parameters, in memory, in passes, or in both
+// together.
+func (h *Argon2id) Accept(encoded string) error {
+	p, salt, key, err := parseArgon2id(encoded)
+	if err != nil {
+		return errors.New("not an argon2id or bcrypt hash")
+	}
+	cur := h.params
+	for _, l := range []struct {
+		what     string
+		got, max uint64
+	}{
+		{"memory (KiB)", uint64(p.MemoryKiB), MaxCostFactor * uint64(cur.MemoryKiB)},
+		{"passes", uint64(p.Iterations), MaxCostFactor * uint64(cur.Iterations)},
+		{"memory × passes", uint64(p.MemoryKiB) * uint64(p.Iterations), MaxCostFactor * uint64(cur.MemoryKiB) * uint64(cur.Iterations)},
+		{"lanes", uint64(p.Parallelism), max(MaxCostFactor*uint64(cur.Parallelism), 4)},
+		{"salt length", uint64(len(salt)), 64},
+		{"key length", uint64(len(key)), 64},
+	} {
+		if l.got > l.max {
+			return fmt.Errorf("argon2id %s %d is above this server's limit of %d", l.what, l.got, l.max)
+		}
+	}
+	return nil
+}
+
+// MaxCostFactor bounds an imported hash's cost: at most this many times
+// the server's own, so that no account makes each login attempt on it
+// cost seconds and hundreds of megabytes.
+const MaxCostFactor = 4
+
 var errMalformedHash = errors.New("auth: malformed argon2id hash")
 
 // Upper bounds on stored parameters, so a tampered row cannot make one
@@ -143,9 +180,10 @@ func parseArgon2id(encoded string) (Argon2idParams, []byte, []byte, error) {
 	return p, salt, key, nil
 }
 
-// MaxBcryptCost bounds imported bcrypt hashes: a higher cost would let one
-// login run for minutes.
-const MaxBcryptCost = 16
+// MaxBcryptCost bounds imported bcrypt hashes: passlib's default. Each step
+// doubles the work; 12 takes about four times an OWASP argon2id hash, 14
+// about a second.
+const MaxBcryptCost = 12
 
 // Passwords is passflow's Hasher: new hashes are argon2id; bcrypt hashes
 // imported from elsewhere (passlib, FastAPI's recipe) still verify, and
@@ -164,6 +202,15 @@ func NewPasswords(params Argon2idParams) *Passwords {
 // Hash returns the argon2id PHC string of password.
 func (p *Passwords) Hash(ctx context.Context, password string) (string, error) {
 	return p.argon.Hash(ctx, password)
+}
+
+// Accept reports why encoded cannot be kept: see CheckHashFormat for
+// bcrypt, Argon2id.Accept for argon2id.
+func (p *Passwords) Accept(encoded string) error {
+	if isBcrypt(encoded) {
+		return CheckHashFormat(encoded)
+	}
+	return p.argon.Accept(encoded)
 }
 
 // Verify checks password against an argon2id or bcrypt hash.

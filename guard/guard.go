@@ -8,6 +8,7 @@ package guard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,26 @@ const OAuth2EndpointExtension = "x-oauth2-endpoint"
 // OAuth2ErrorExtension on a schema names the RFC 6749 error code for a
 // value that fails it, such as unsupported_grant_type for grant_type.
 const OAuth2ErrorExtension = "x-oauth2-error"
+
+func init() {
+	// kin-openapi's JSON decoder stops after the first value, so
+	// {"value":"a"}{"value":"b"} and {"value":"a"} junk would pass as the
+	// first object. A body is one JSON value and nothing else.
+	openapi3filter.RegisterBodyDecoder("application/json", decodeOneJSONValue)
+}
+
+func decodeOneJSONValue(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	dec := json.NewDecoder(body)
+	dec.UseNumber() // as kin's own decoder: numbers keep their precision
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, &openapi3filter.ParseError{Kind: openapi3filter.KindInvalidFormat, Cause: err}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, &openapi3filter.ParseError{Kind: openapi3filter.KindInvalidFormat, Cause: errors.New("data after the JSON value")}
+	}
+	return v, nil
+}
 
 // Verifier checks a bearer access token.
 type Verifier interface {

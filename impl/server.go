@@ -7,7 +7,6 @@ package impl
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -27,16 +26,9 @@ type Server struct {
 	grants   *auth.Grants
 	clients  *auth.Clients
 	keys     *auth.KeySet
-	issuer   Issuer
-}
-
-// Issuer is the token issuer, as the metadata endpoint describes it.
-type Issuer struct {
-	// URL is the iss of every token.
-	URL string
-	// Explicit is set when URL was configured: endpoint URLs are then built
-	// from it, else from the request's scheme and Host.
-	Explicit bool
+	// issuer is the iss of every token, and the base of every URL the
+	// metadata names: never the request's Host.
+	issuer string
 }
 
 // NewServer returns the handlers.
@@ -46,7 +38,7 @@ func NewServer(
 	grants *auth.Grants,
 	clients *auth.Clients,
 	keys *auth.KeySet,
-	issuer Issuer,
+	issuer string,
 ) *Server {
 	return &Server{accounts: accounts, items: items, grants: grants, clients: clients, keys: keys, issuer: issuer}
 }
@@ -112,22 +104,27 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 	return api.RevokeToken200Response{Headers: api.RevokeToken200ResponseHeaders{CacheControl: &noStore, Pragma: &noCache}}, nil
 }
 
+// metadataMaxAge lets clients cache the metadata: it changes only when
+// the server is restarted with other settings.
+var metadataMaxAge = "public, max-age=3600"
+
 // GetServerMetadata is GET /.well-known/oauth-authorization-server (RFC 8414).
-func (s *Server) GetServerMetadata(ctx context.Context, _ api.GetServerMetadataRequestObject) (api.GetServerMetadataResponseObject, error) {
-	base := strings.TrimSuffix(s.issuer.URL, "/")
-	if !s.issuer.Explicit {
-		base = requestOrigin(ctx)
-	}
+func (s *Server) GetServerMetadata(_ context.Context, _ api.GetServerMetadataRequestObject) (api.GetServerMetadataResponseObject, error) {
+	base := strings.TrimSuffix(s.issuer, "/")
 	return api.GetServerMetadata200JSONResponse{
-		Issuer:                                 s.issuer.URL,
-		TokenEndpoint:                          base + "/token",
-		RevocationEndpoint:                     base + "/revoke",
-		JwksUri:                                base + "/.well-known/jwks.json",
-		GrantTypesSupported:                    s.grants.GrantTypes(),
-		TokenEndpointAuthMethodsSupported:      s.clients.AuthMethods(),
-		RevocationEndpointAuthMethodsSupported: s.clients.AuthMethods(),
-		ScopesSupported:                        store.AllScopes,
-		ResponseTypesSupported:                 []string{},
+		Body: api.ServerMetadata{
+			Issuer:                                 s.issuer,
+			TokenEndpoint:                          base + "/token",
+			RevocationEndpoint:                     base + "/revoke",
+			JwksUri:                                base + "/.well-known/jwks.json",
+			GrantTypesSupported:                    s.grants.GrantTypes(),
+			TokenEndpointAuthMethodsSupported:      s.clients.AuthMethods(),
+			RevocationEndpointAuthMethodsSupported: s.clients.AuthMethods(),
+			ScopesSupported:                        store.AllScopes,
+			// No authorization endpoint: none of its response types.
+			ResponseTypesSupported: []string{"none"},
+		},
+		Headers: api.GetServerMetadata200ResponseHeaders{CacheControl: &metadataMaxAge},
 	}, nil
 }
 
@@ -138,19 +135,6 @@ func clientIP(ctx context.Context) string {
 		return c.ClientIP()
 	}
 	return ""
-}
-
-// requestOrigin is the scheme and host the request was made to.
-func requestOrigin(ctx context.Context) string {
-	r, ok := ctx.Value(gin.ContextRequestKey).(*http.Request)
-	if !ok {
-		return ""
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 var jwksMaxAge = "public, max-age=300"

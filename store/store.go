@@ -167,7 +167,23 @@ type Users interface {
 	DeleteUser(ctx context.Context, username string) error
 	// HasUserWithScope reports whether any enabled user holds scope.
 	HasUserWithScope(ctx context.Context, scope string) (bool, error)
+	// BootstrapAdmin makes sure an enabled user holds users:admin, in one
+	// transaction that processes starting together take in turn: when
+	// none does, it creates u, or, when u.Username is taken, enables that
+	// user and gives it u.Scopes (appending a ChangeUser). It reports which
+	// it did; BootstrapNone when an enabled admin existed.
+	BootstrapAdmin(ctx context.Context, u User) (Bootstrap, error)
 }
+
+// Bootstrap is what BootstrapAdmin did.
+type Bootstrap int
+
+// What BootstrapAdmin can do.
+const (
+	BootstrapNone Bootstrap = iota
+	BootstrapCreated
+	BootstrapRestored
+)
 
 // Items keeps each user's items. No method ever reaches another user's.
 type Items interface {

@@ -170,7 +170,9 @@ type ServerMetadata struct {
 	Issuer              string   `json:"issuer"`
 	JwksUri             string   `json:"jwks_uri"`
 
-	// ResponseTypesSupported Empty, since the server has no authorization endpoint.
+	// ResponseTypesSupported `["none"]`: the server has no authorization endpoint, so no response type
+	// returns credentials from one. RFC 8414 requires the member, and common
+	// clients (Authlib) refuse it empty.
 	ResponseTypesSupported                 []string `json:"response_types_supported"`
 	RevocationEndpoint                     string   `json:"revocation_endpoint"`
 	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
@@ -812,15 +814,25 @@ type GetServerMetadataResponseObject interface {
 	VisitGetServerMetadataResponse(w http.ResponseWriter) error
 }
 
-type GetServerMetadata200JSONResponse ServerMetadata
+type GetServerMetadata200ResponseHeaders struct {
+	CacheControl *string
+}
+
+type GetServerMetadata200JSONResponse struct {
+	Body    ServerMetadata
+	Headers GetServerMetadata200ResponseHeaders
+}
 
 func (response GetServerMetadata200JSONResponse) VisitGetServerMetadataResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -2565,86 +2577,89 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Dzrctu2mq+C4Z6Z2LOULDtO2iqzP9ycdE7apvEk7mRmq6wEk58k1CSgAqBlnoz3dc57nCfbwQfwAhK6",
-	"OMd20t39ZZnE5cN3v4GfokTkK8GBaxWNP0VLoClI/PmSJkt4KbiWIjP/p6ASyVaaCR6No7NsTUtFZlwM",
-	"lBYSZuTg3Q8vyfNvTr8j//zHs+Hx4TCKI5UsIadmNvAij8a/RdX46GMc6XIF0ThSWjK+iG5v4+hc0oUd",
-	"v3G3xIB1h91wfHi3d6BleTbXIPs7vodE8FQRLciaMk0uYS4kEC1LxheELijj/pY54yw3ux7XWzGuYQES",
-	"9/rw4cNZoZfANUuohv6GF0sg9kzPRuSf/3hKLoFKkCRZ0iwDvgB/u+5pbuNoRSXNQTvyvdaQ/wRleCOm",
-	"IX+iyBWUZlVmHq+oXkZxxGlu1r2CMoojCX8UTEIajbUswDstvfkZ+EIvo/HxybexOX39v4FEa5Bm1f/6",
-	"7Wzwn3Tw99Hgu+H0vwcf//0vUYgSvyqQducQtDRJRMH1E0UKN44c5FQnS0hJQhUMGFfAFdPsGrIyJlQR",
-	"qkkmFowfbjhftdC+hzx59rx7yAAFJKiV4AqQAN/T9B38UYDS5r9EcA0cf9LVKjNMwAQ/+l2ZU35qbfoX",
-	"CfNoHP3bUSOYR/atOnolpZB2qz6WpN2MpAIU4UITRBHRS6ZIKpIiB67JwYzxa5qxdOqGzw6H0W0cvRR8",
-	"nrHkkUFNMqqWoMiaaQMokKSQ0oCpNNVADmaJA2t2GBNVJEskLdH0CnjDC0ISCbm4NoJpFsmo0oSmuZHQ",
-	"2zj6QchLlqbAH+dsWhjgMppcGVBVIlZgaSBWIHE34jhOITVUMZ+zhAHXUxw8iz014FRbSy9/+PBh0FUl",
-	"IWjdlKOu5kG4X3MjoDSzR3kUxCiQ1yDJnLIMUjy6BWEKZtbs8AVJQVOWKUIlGOldQBoTDmaSBF1IDikS",
-	"9BehfxAFTx8e7F+E5ToJShQyMRzJhZ7Oze5OcN4a3D6AqOO6ezBaJUprqoiEeaEMbj3beNJlIDTsg5Zl",
-	"38Y9nhfgWehts9wohBxPck7LTND0QoifqVzAI6KpQtClSEvCjEEXJDMwhHXhF8fUexST+5XL3VjqCqf9",
-	"vxLNrwAtF0K8obx0YqYeCzVCkJzyskKM8WvylUb/ApV645qsqFJrIVNjjvBVkhml/kQRBYkEHU/4XIrc",
-	"TUtTCUqZsYwTmmUG5ZlYT1Ox5kYVallaJ5NQ45+SGfqqA3RWZ2ZF45wOJ/yLEcZ5z4Pafd42qeVoNxT9",
-	"ldNCL4Vkf4f0kcj5EklCaGMOjTluWSSrDizlvjTbP5TK/GxtubIATbUQU3zmTOBDiea9SuUm+ZrwuwjY",
-	"v8DzD8Lu2zwXFz9aN+FgVrT2n8WENoElut+i0IRyggqfJCKFQ6OcKJ9wJxVE8LbJxGWNW74C6TusXZzd",
-	"g796W0VluGBtG/vsi2wr5sQ4jSXhgg9Obm7Ij+/f/kKq2IyIQiuWAoYKqC5OCPB0JRjXykj8ShpPXTMb",
-	"xUF4szOS02TJOAwk0JReZoBIG5OeTxGTLuo7OIwnPBwGtHzNmMxy0EuRTs0zmmVibZeqAySzSl9AY9Ji",
-	"ewvJNWWZgXdm6Nt1wi3xOpFtbJEw9TDQR8iyyClv0AE3q4xyZOohea1rR34FVGNkVFzmTGtIyTXNCsxu",
-	"9PadM8jS0F5IUSQZcjjSckWlNrTXLTVGNZnTItMxWS+Bm1cSjFoTPLThbTsZ8Jsjfej0TTZJXP4OiTaw",
-	"vtaQG1B99rmyGZjeyfDMoTyOD4JNw9jBmzb9IJkVKpqmzIBHs/MWDHOaKehydb19O48zGo1Gu3CyGZQf",
-	"P/wUotSquMxYYgn2AS7JT1Da+OSbZ8ffHPbljWaLIMISeR18DsGnVywNP9dhcvDg00KFV78JPi33IKc2",
-	"5DTAxXhQu8UGbL4PchP+ZRpytcs2GILc1ktTKWkZ4i8V3P8XWP+qrJG7A1tV1tb8nguZU42JN/cw9rnt",
-	"5NTLqH3bZb04WhvOfsuz0qbm0AqIld0qEMLgOxR/Z/9JTktyCWQhKdeQvjAGAawmEFb3YHZwH2S+N4sb",
-	"xOT05rWdcPy8i9y4SSv2IPzFoCNjJjzHbNf5u1cvX78nVeLzJVXwhq5WVfT+7cnzZ4cxUYLMzjKWwMxo",
-	"rRnFn0Mfk3ukJn2it3KfNW1CPNDypfuCzYmfZHCeQ2Vl9zakbzkYpR0ymx13vPUECYomr21aWwMLrorV",
-	"SkgNbvDUnK69hDOyE94ykORAV55l5VKObfY/6B0exhNubKgXKxPKUzIzk4WkkmXl1LO5lRmyZgk97Dr6",
-	"fqK+MvNr9y0k8+TZ/L+f6Qwx1bnjuJdLyhd3NVsuPTy9s57ZrVk4rKcPrL46OOodpgNECHvv4FrYQKGV",
-	"bwxK5jejkZHMk+ExkfWkyi/qS6cVnak1m55yeRZgDDfaJjY+kwjGNBn/d2PJx+VHJMwlqKWLY7TA41wh",
-	"w+7Y9dvj70427Yr6YLpkPIDBmd3cuefoJjsg3KOxEWMJBphMiCsyZ1LpIXlr3EsrTjaHzRZcSGtkWmA9",
-	"P90lPRYvIfpbM9QqcKZU07ER+ii2v5HprGMh1RirIIHiZxzZNOMb0NRM6yMBjdDp8Smp9KtlIJcnzN28",
-	"PiM12lZNax3s+Sx9gnSMKFOqsK5Hb+jv6ytVKaTey8r2hHb3D/cqX+kyJorxBFoKmCypIlx0jlwFh56v",
-	"sPMQjdBNqwU2AN0bNzX7T22899lItN7Q5862MrIVcH/IPcDcEQLHBT1YwqhtsUa8gQf3BflONAkgegsj",
-	"hkT6wgC1S5s7P+t0+HR4UulGr/6zQ6P3FWydnWYpcM3mDGQTJLu3TSm5UED+dnFxTr6niiWdBGrPH93L",
-	"ZGwBySXM/wVwPs8eNXwTBhDfk0tgfGFAQMVeKeLWRp6x6CvfOLoZCAPyycD5xFHYXY1uYy+i2tYYUY0b",
-	"kndOhsgcCxHQpEBx5c/Hjn+sIDwBW50C5AGgvMX2hgxDnR5gqjKKnQ6eFU1gkELGcmb83Co+FJXMvKii",
-	"QJID5colDauKfRNFLkWWquFeOCru2MeyF7l2bdtRnC0G2qJvrIbaHdgdE1WgvpkXWa1yNsV4bccpFKMo",
-	"tuCQkh8/XNgo97vR828PDUUU8NT2drSz1uGg5GbFJKgp45ubtgquWVbRsNGVbqrHaIzr56dRv2VrJ7+f",
-	"cSJW9I+iw/Vxw/ZEGPeCajI7cq4kRv6zhkD/4fuVG8K/DfyNOY8wj7uERxB/jfvb9iO/R7SH2+TazOVR",
-	"2FvMo0wFdIgBq7xSx1xJoEb9UT+eSKmGgWaYrOgdJWXKxLrtVN+lEBlQHnm5ov39nrb87p1EcRu14Inb",
-	"x9mEg3Nq418fDxxu9JSGexJN7GykZEZtHgI5jabI6GYeWdEFvCD0UhlrKXjTDWVeBLkBw4S9U4pIul2O",
-	"m11y86l1stwZ9ueMt58edxVNm/JdJVO9q/V3QrlxGjKxIIzHmKBh2ukERZQWK7IW8orxRQtFLUb6YlnN",
-	"d7DKaOJymjvTm/eby7zt0c8ACkkhmS7fm5UsxLaCVmV1nBrpneRnxL3Vf7Tp3DOkqO1dS1G+sAahp8Cp",
-	"mvDZWTs6GxO7JZkUo9HTBIfhT3DadJ6JdS833UJ4HT8bdNOUlKKQRKw5tsiiqWiF1ePoJcp1TKQlDZ4g",
-	"hQw0BGa2Y/Bx9IZyugDnZTgSDmuN/KvMonFkz+9hHz1FW+JlfC6ChsiVMasjDsyhydn56yFxiDe4PX/7",
-	"/oJ4lsinxIRX82ODeU4SmlkjKjCxUfcvun7NrYRo24mGHhN+4XWjVulPxhcZENdjJ+ZEy0Ivx15qlEhR",
-	"aFBx5bxNbB4X97YybUY77wE53RLHiQ3QZBnqwKQSCM2yCV8ANy+NIyZFToQkwOdCJpCSy5IwjdC/bVCQ",
-	"U3kFKZk1vryLFMcGepiRucgMFSpnCk/DJLkUKbP7TvisXfi/GazX64HRL4NCZsATkUJq08mo5AXPSuI6",
-	"iDp9GgeU/FGALCfcKhmDVwlGaiE9jAkldWc4QcsA+UqXBBkQ7Ylzg81ImyAGZIZqDlOh9DzGLujJIkCz",
-	"plowq8vw1eEnHGsElk5WAOpyfEKlNBiZee01Y1JfLLBynLEEnMPqWrjfvL4wMoZys9R6pcZHR2IF3LLR",
-	"UMjFkZukjsxYI1NMZ+CUt5GRKI6uQSorR6Ph8XBkRplF6IpF4+jpcDR8imUSvUR1cTRcQ5YNrrhY86Pf",
-	"11dqWPVrLEJR7buqb9RysSLXINm89JRa0/2sgFxBqQjNXHm65tfXRj0tQGNVsNNmfjIa3Vs7Ca6/oTPI",
-	"q+C+B72rOcpf4W9iTTLhGrQV1LYLb2ekO6423MbRM3vKEPA1No78pua2wYrGv32MI1XkOZWlO5CrTFuU",
-	"ewQxSsGFKkibpl5t/AO6UMbNcYr5o9nGYwt8MfByiANL/xaf9Ejbycc+IJE7O21tCH2iWqne+yfD2bbc",
-	"siuEnh6fbkR7Xk6r7HUQrxlT+k3513tA6F6OFbaA9N3jIH6NcUX84soxETIFaY0N3sq5jaPT0fFuZHtt",
-	"ZTjp6e5JzZWIe6HpJi+wXZ74eOtR/memtE3teXhoERoJ65H56NMVlLdWtxiPq09v+3wTxU8334XC9nk7",
-	"O3W43wMprbb/xyPXqT3H9hn1FYnHoK/1jTsE/qt1ioUt7+9Daf8C229hiJshR9UFN7PvqghI/6poCz/S",
-	"6XuRlvemSJvmq1s/BnZh3YNpcKtnwnql5mYXoVh2PrG8+Xi7u/zH1y5Lx3vM6PZhfzGRsrGnrYnb6PMO",
-	"0mX0qK2cYzAsVNBdvRZXeL21k8m3ExWmTdZLkQGZ05xlJTmwzrwdZRYDnroQasLR1TPBpb2JWQdpvrOF",
-	"dT7naDH9wu6FQHBv5ITn1MKAbd8ux8s0WYsiS8mSXoNL8KZDcsZJwdEdwy7mzJigklSdzG49pgjlao1m",
-	"92Q0IloIG2v4asQe/sJlPPdTJMFgbn8R67d57K9hNl0Uw5jQnCQ1zgYKKReaWIxQXq5p+WXvO+ylJrrX",
-	"7fbVFf0bJ/uKf/D6mpl88t2ek7v3I/ZVIL3rYNtcaZRdaAlNr3XmoGoLCrnT7aJkXfWvupaO6hJIWG+0",
-	"KxpVDmlG4CbBHi+1MeM3xxsGHSk3I2gI9KYGfjgkZ2QthS3DNgtT97ApobFraOmhTv+gk/4heZszrY3K",
-	"mdmuQJtR3VUQnPAJ31zL8Y7vnwaPTTisO8lNnk64fb759M8PX9iUXGYvZCgtVqpOX5NzCQq49nT4hLty",
-	"7JLaa6KVOsS7opVq36zIia/HhxNeocnE8JiW4lRKsXZ1CP9YIY2KKv9RFarXZPHI3ppfcN3gOHko+381",
-	"/KdVwy7ffuBX8Q/b2vgg0Ptwd5VcF+6CicezxGV3mfedhNRou4tQ1TBGpVkXDCe8mTV3ny/g0Ko9viCz",
-	"plI5s4l8qpu9sHUnFxJQSdhceEgVZEzpX/EovfCvLyR4p0lpwov8EqSBjFbnxFKoLiSvv/eBGfHmgx9Y",
-	"IffSjClgD3Y0fjbCUpj9esuz0Sje8S2XvttsNraasAZovRQKanwoooTU7i5vhc5NoNrq77YPkXQzpB8f",
-	"UH3VpeqA5nrLAbmnTYqvPOR7yNDN67kN5LsqFNmSzAJ7Qyipuhuc+Lvy+W1cO1u+xNjIGivxD5PWqK7+",
-	"7GUmj++Vz7ZYR3S8/kSZhdEeZqn+6M5XmorYws8uF2G9d0ObAAfXZurINtSELRUvqxi07Qwbq+Hqz0zF",
-	"ZL2kGi+wMK1cSTdYIHsD0QOrwp35/HZl/7OY7QEp2iGiB7dY70vLo0wsRKEHNMvaMWHHsOOYVyaqwMsS",
-	"e6XjX1W9EYYRbOW7HQh5qa5WQuPPgGsXn7fDrNZZMKKMieBuQArXLIFddGi3tIQj81dbt6v9OsaTrEgh",
-	"jf148oXrmXKfu5vwCxfgVRs/UUQWmWujSJaQXJmYkUmlX3if86q9YdvwwSe8GlzwFGQrwjRemrKdoBht",
-	"eu2T7W84mDWxgpQfhvxKG3u/Kc/bbdn3bys7t9n2MpkbylA1jtDI4XqPbOQ+0wLtFYF9bvB1L7JnqeOn",
-	"yY26a/XwbZazT5UP36k8hsITpQlwv/nQiBqmllrGdFa1JF5CU3SMg7XM2s/bh4XabtL/0mLmnf2qL+Qf",
-	"ufJn4x81rU96iS1a2rCgCjv+d6qD1t/OxEJo1V7rc8dfbU+ssn1t9mcro1n3M6qWg2XGKtD2UX2/xBqB",
-	"z2P1qjFXSJIJ7Buj2m4WUuHFKn3YQKdpR37kjOBWP9Jq/o4b+X9Xfv9scZE1NdvjojtZMds5iONsr+MR",
-	"CrpbNNBovUD1wm25FWuswya3VLUTx5+2xTDGOF5BeYR3mZt+ZreGbRuLN+Uch/5XdlV0+/H2fwIAAP//",
+	"7Dxpcxs3ln/lVe9UWaptUpR8JKFrPyieTI0ncayy5XLVml4S6n4kEXUDDIAWxXFp/07+R37ZFh7QJ8FD",
+	"GklOdveTqG4cD+++0F+iROYLKVAYHQ2/RHNkKSr6+Yolc3wlhVEys/+nqBPFF4ZLEQ2j02zJVhomQva0",
+	"kQoncPDub6/gxTfPvoPff3vePz7sR3GkkznmzM5GUeTR8FNUjo8+x5FZLTAaRtooLmbRzU0cnSk2c+M3",
+	"7pZYsG6xG40P7/YOjVqdTg2q9R3fYyJFqsFIWDJu4AKnUiEYteJiBmzGuGhvmXPBc7vrcbUVFwZnqGiv",
+	"jx8/nhZmjsLwhBlc3/B8juDO9HwAv//2FC6QKVSQzFmWoZhhe7vuaW7iaMEUy9F48r02mP+Iq/BG3GD+",
+	"RMMlruyq3D5eMDOP4kiw3K57iasojhT+WnCFaTQ0qsDWadn1TyhmZh4Nj0++je3pq/8tJMagsqv+16fT",
+	"3n+y3j8Hve/64//uff73v0QhSnzQqNzOIWhZkshCmCcaCj8ODnJmkjmmkDCNPS40Cs0Nv8JsFQPTwAxk",
+	"csbF4YbzlQvte8iT5y+6hwxQQKFeSKGRCPA9S9/hrwVqY/9LpDAo6CdbLDLLBFyKo1+0PeWXxqZ/UTiN",
+	"htG/HdWCeeTe6qMflJLKbbWOJeU2g1SiBiENEIrAzLmGVCZFjsLAwYSLK5bxdOyHTw770U0cvZJimvHk",
+	"kUFNMqbnqGHJjQUUISmUsmBqwwzCwSTxYE0OY9BFMifSgmGXKGpekAoU5vLKCqZdJGPaAEtzK6E3cfQ3",
+	"qS54mqJ4nLMZaYHLWHJpQdWJXKCjgVygot3Ac5wmauhiOuUJR2HGNHgSt9SAV20Nvfzx48deV5WEoPVT",
+	"jrqah+B+LayAsswd5VEQo1FdoYIp4xmmdHQHwhjtrMnhS0jRMJ5pYAqt9M4wjUGgnaTQFEpgSgT9WZq/",
+	"yUKkDw/2z9JxnUItC5VYjhTSjKd2dy84by1uH0DUad09GK0UpSXToHBaaIvblm086TIQGfZew7Jv456W",
+	"F9Cy0Ntm+VEEOZ3kjK0yydJzKX9iaoaPiKYSQRcyXQG3Bl1CZmEI68Kvjqn3JCb3K5e7sdQVTvd/KZp/",
+	"ALScS/mGiZUXM/1YqJESciZWJWKsX5MvDPkXpNRr12TBtF5KlVpzRK+SzCr1Jxo0JgpNPBJTJXM/LU0V",
+	"am3HcgEsyyzKM7kcp3IprCo0auWcTGDWP4UJ+ao9clYndkXrnPZH4qsRxnvPvcp93jap4WjXFP0gWGHm",
+	"UvF/YvpI5HxFJAFWm0NrjhsWyakDR7mvzfYPpTLvrC0XDqCxkXJMz7wJfCjRvFep3CRfI3EbAfsXeP5B",
+	"2H2b5+LjR+cmHEyKxv6TGFgdWJL7LQsDTAApfEhkiodWOTExEl4qQIqmyaRlrVu+QNV2WLs4uwd/9aaM",
+	"ymjByjausy+xrZyCdRpXIKTonVxfwz/ev/0ZytgMZGE0T5FCBVIXJ4AiXUgujLYSv1DWUzfcRXEY3uwU",
+	"cpbMucCeQpayiwwJaUNY8yli6KK+g8N4JMJhQMPXjGGSo5nLdGyfsSyTS7dUFSDZVdYFNIYG2ztIrhjP",
+	"LLwTS9+uE+6I14lsY4eEcQsD6wiZFzkTNTrwepExQUzdh9emcuQXyAxFRsVFzo3BFK5YVlB2Y23fKccs",
+	"De1FFCWSEYcTLRdMGUt701BjzMCUFZmJYTlHYV8ptGpNitCGN81kwCdP+tDp62ySvPgFE2NhfW0wt6C2",
+	"2efSZWDWTkZnDuVx2iC4NIwbvGnTj4o7oWJpyi14LDtrwDBlmcYuV1fbN/M4g8FgsAsnm0H5x8cfQ5Ra",
+	"FBcZTxzBPuIF/IgrF5988/z4m8N1eWPZLIiwRF0Fn2Pw6SVPw89NmBwi+LTQ4dWvg09Xe5DTWHJa4GI6",
+	"qNtiAzbfB7mJ/nKDud5lGyxBbqqlmVJsFeIvHdz/Z1x+0M7I3YKtSmtrf0+lypmhxJt/GLe57eRZK6P2",
+	"bZf14mhpOfutyFYuNUdWQC7cVoEQht6R+Hv7DzlbwQXCTDFhMH1pDQI6TSCd7qHs4D7IfG8Xt4jJ2fVr",
+	"N+H4RRe5cZ1WXIPwZ4uOjNvwnLJdZ+9+ePX6PZSJz1dM4xu2WJTR+7cnL54fxqAlTE4znuDEaq0Jo5/9",
+	"Nib3SE22id7IfVa0CfFAw5deF2wB7SSD9xxKK7u3IX0r0CrtkNnsuOONJ0RQMnlN09oYWAhdLBZSGfSD",
+	"x/Z0zSW8kR2JhoGEA1N6lqVLOXTZ/6B3eBiPhLWhrVgZmEhhYidLxRTPVuOWzS3NkDNL5GFX0fcT/Qcz",
+	"v27fQvGWPNv/9zOdIaY68xz3as7E7LZmy6eHx7fWM7s1i8Dl+IHVVwdHa4fpABHC3ju8ki5QaOQbg5L5",
+	"zWBgJfOkfwyqmlT6RevS6URn7MxmS7k8DzCGH+0SG3ckgjVN1v/dWPLx+RGFU4V67uMYI+k4l8SwO3b9",
+	"9vi7k027kj4Yz7kIYHDiNvfuObnJHgj/aGjFWKEFJpPyEqZcadOHt9a9dOLkcth8JqRyRqYB1otnu6TH",
+	"4SVEf2eGGgXOlBk2tEIfxe43MZ1zLJQeUhUkUPyMI5dmfIOG2WnrSCAj9Oz4GZT61TGQzxPmft46I9Xa",
+	"Vo8rHdzyWdYJ0jGiXOvCuR5rQ39ZXupSIa29LG1PaPcOhT+NIusLjKLPk2FDA8OcaRCyc+YyOiRzLGQd",
+	"Sdp9RsLVJjQkClMbtLJMA2X6bJABFR6roo/dLsf8AlVMxiKReS7FSDih0nBgzW7GLw59Ph+4AWuLVs46",
+	"7I/HWu7H5RE24G1t3NhiYOxCzjvT0Tlkd53txHQr4O0h9wBzRw49I67BEkZtgzvjDWKwL8i3okkA0Vtk",
+	"IaRVzi1QuwyKd/We9Z/2T0r13CpB7TAq6zq+SpBzkpsptxJROUjubV3NtpLw9/PzM/ieaZ50crhrLvFe",
+	"VmsLSD5n/y+AczeTWPNNGEB6DxfIxcyCQLaltAWNjVr2al3/x9F1T1qQT3reLY/CHnN0E7eCum29GeW4",
+	"PrzzMgRTqoVgnYWlle+OnfaxgvAE3IUUMQ8A1Vpsb8go2loDTJd2udNEtGAJ9lLMeM6tq12GqLKUmZdl",
+	"IAo5MqF93rJsGqgD2bnMUt3fC0fFLVtp9iLXrm07irPBQFv0jdNQu2PLY9AF6ZtpkVUqZ1OY2fTdQmGS",
+	"5jOBKfzj47kLtL8bvPj20FJEo0hde0kzcR6Oi64X1pKPudjcN1YIw7OShrWu9FNbjMaFefEsWu8a28nv",
+	"pwLkgv1adLg+rtkepEgQmIHJkfdmKfkwqQn0H23XdkMEuoG/Ke0S5nGfcwnir/bAm67s94T2cKdek7la",
+	"FG4t1qJMCXSIAcvUVsdcKWRW/bF2SJMygz3DKV+ydpSUaxtuN7ONF1JmyETUSlft7/c05XfvPI7fqAFP",
+	"3DzOJhycMReCt/Eg8NqMWbgt0obvVkomzKVCiNNYSoxu58GCzfAlsAttraUUdUOWfRHkBopU9s5qEul2",
+	"OW5uyc2nNsl8Z+Yh56L59LiraJqU7yqZ8l2lvxMmrNOQyRlw4dx+brxO0KCNXMBSqksuZg0UNRjpqyVW",
+	"3+EiY4mPWnZmWO83nXqzRj8LKCaF4mb13q7kIHZFvDKx5NXI2kl+Itw7/cfq5kFLisreNRTlS2cQ1hQ4",
+	"0yMxOW3Gh0NwW8KoGAyeJjSMfqLXptNMLtfS4w2EVyG8RTdLYSULBXIpqEuXTEUjsh9Gr0iuY1CONHSC",
+	"FDM0GJjZTAMMozdMsBl6L8OTsF9p5A8qi4aRO38L++QpuiozF1MZNES+kloesWcPDadnr/vgEW9xe/b2",
+	"/Tm0LFGbEiNRzo8t5gUkLHNGVFJupWqh9C2jWwnRtBM1PUbivNUQW2ZguZhlCL7NT07BqMLMh63sLChZ",
+	"GNRx6byNXCqZ9nYybUd774E43RHHiw2yZB5qAmUKgWXZSMxQ2JfWEaP0gQIUU6kSTOFiBdwQ9G9rFORM",
+	"XWIKk9qX95Hi0EKPE5jKzFKhdKboNFzBhUy523ckJs3eg+vecrnsWf3SK1SGIpEppi6jTUpeimwFvomp",
+	"0ypywODXAtVqJJySsXhVaKUW08MYGFTN6UCWgRIaQAxI9sS7wXaky1EjMUM5h+tQhYBiF/JkCaBJXbCY",
+	"VJ0A5eFHgsoUjk5OAKo8TsKUshiZtDp8hlDdbXBynPEEvcPqu8jfvD63MkZyMzdmoYdHR3KBwrFRX6rZ",
+	"kZ+kj+xYK1PcZOiVt5WRKI6uUGknR4P+cX9gR9lF2IJHw+hpf9B/SpUaMyd1cdRfYpb1LoVciqNflpe6",
+	"X7aMzEJR7buyddVxsYYrVHy6aim1ugFbI1ziSgPLfIW84tfXVj3N0FBhstPpfjIY3FtHC62/oTmpVUR+",
+	"j2ZXf1Z7hb/LJWTS94hrrGwXXRBJd9yuuImj5+6UIeArbBy1+6qbBisafvocR7rIc6ZW/kC+OO5Q3iKI",
+	"VQo+VCHa1CVz6x+wmbZujlfMn+02LbagF71WFrPn6L+RT34gkfjw7ierqznpxYuCZ6aWd5cNKzuyu2pg",
+	"CFN0NzLsm5GYOCXsJjn1uyeIk5h8o4mbOnEamhkL2xMNF0zjSBxUadXff3vaf3roBHSNWTtJ7gdk285O",
+	"W7tsn+hW/vyOHFwu8ZXZ+HRbeQAqOm1k23w1LgsQni/bVMy4Nm9Wf70H8u3lmFIXz3p4EaSmdU6ImrRy",
+	"DFKlqJyxpotVN3H0bHC8G9mtzkCa9HT3pPpWy73QdJMX3awwfb5pUf4nro1Ljbbw0CA0EbZF5qMvl7i6",
+	"cZxtPdZ1ervnmyj+bPN1NroB4WanHvd7IKVxc+PxyPXMnWP7jOqWy2PQ18UWHQL/1QUV0nVo7EPp9h3E",
+	"T2GI6yFH5R1Fu++iCEj/omgKP9Hpe5mu7k1t1/1zN+0cgg+LH8xeOD0T1isVN/sIz7HziePNx9vd54/+",
+	"6LJ0vMeMbiv9VxMpF7u7tgYXvd9Cuqwedc0PlEyQOujuX8lLuqHcqYS4iZpcq+VcZghTlvNsBQcuGHKj",
+	"7GIo0sqLI1fZBufuMm0V5LadVfLUvKPKzUu3FwEhWiNHImcOBurc9zlybmApiyyFObtCnyBP+3AqoBDk",
+	"K1IjemZN0ArKZnS/HtfAhF6S2T0ZDMBIGXIF3eHPfcZ4P0USDIb3F7H1Tp39Ncymu34UU9uTpNbZICEV",
+	"0oDDCBOrJVt93Ssre6mJ7o3JfXXF+qWhfcU/eAPRTj75bs/J3Ssu+yqQtRt921xpkl1sCM1a99NB2dkV",
+	"cqebRd2qa6JsPDuqSkhhvdGsCJU5uAngdUJtenpjxnRKl0Q6Um5HsBDodQ/BYR9OYamkK2PXCzP/sC5B",
+	"8its6KFOC6iX/j68zbkxVuVMXGOny0jvKqiOxEhsroW1jt8+DR0bBC47yWGRjoR7vvn0Lw5fupRm5u7U",
+	"aCMXukr/w5lCjcK0dPhI+HK2jYOt2JfqkK77lqp9syKHth7vj0SJJhs8UlpPMKXk0tdx2scKaVRS+Y+q",
+	"UFtNKo/srbUL1hscpxbK/l8N/2nVsK9XHLS7IA6b2vgg0Dtye5VcFT6DCbnTxGfHeetTF6nVduehqmtM",
+	"SrMquI5EPWvqv0AhsFG7fQmTutJbp9mqWdT6lEuFpCRcLSGkCjKuzQc6ylr4ty4kdC1NGxBFfoHKQsbK",
+	"c1Ip2RRKVJ9soYpC/c0W6jBo5bdSpDb6aPh8QKVE9wGe54NBvONzPOtus93YacIKoOVcaqzwoUFLZfx1",
+	"7BKdm0B11fNt35LppuY+P6D6qkr9Ac31ViBxT5MUf/CQ7yFDt1bbdCDfVaLIlbRm1FvDoOwO8eLv2w9u",
+	"4srZakuMi6ypk+Fh0hrl7a29zOTxvfLZFutIjtefKLMw2MMsVd9N+oOmIrbws89FOO/d0ibAwZWZOnIN",
+	"SWFLJVZlDNp0hq3V8PV7rmNYzpmhyhE32pfEgwXGNxg9sCrcmc9vdkbcidkekKIdIrbglst9aXmUyZks",
+	"TI9lWTMm7Bh2GkOFQbrvslc6/oeyt8QyguscaAZCrVRXI6HxZ8C1j8+bYVbjLBRRxiCFH5DiFU9wFx2a",
+	"LUHhyPyHrdtVfh0XSVakmMbtePKl7znzXywciXMf4JUbP9Ggisy3oSRzTC5tzMiVNi9bX2SrvGHXMCNG",
+	"ohxciBRVI8K0Xpp2nbQUbbbaT5uf4bBrUgUpD9ZvXez9ZnXWbGu/f1vZuZC4l8ncUIaqcERGjtZ7ZCN3",
+	"Rwu0VwR21+DrXmTPUaedJrfqrtEDuVnOvpQ+fKfyGApPtAEU7eZNK2qUWmoY00nZ0nmBddExDtYyKz9v",
+	"HxZqukn/S4uZt/arvpJ/5MuftX9Ut46ZObW4GcuCOuz436oOWn3+lAqhZXtymzv+6nqKtesLdD8bGc2q",
+	"H1Q3HCw7VqNxj6r7Oc4I3I3Vy8ZmqSCT1HfHjNsspMKLRfqwgU7dzv3IGcGtfqTT/B038v+u/P7Z4iJn",
+	"arbHRbeyYq7zksa5XtEjEnS/aKBRfUbqRbhyK9VY+3VuqWzHjr9si2GscbzE1RFdR6/7wf0arkkt3pRz",
+	"7Lc/lKyjm883/xMAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -165,7 +165,9 @@ type ServerMetadata struct {
 	Issuer              string   `json:"issuer"`
 	JwksUri             string   `json:"jwks_uri"`
 
-	// ResponseTypesSupported Empty, since the server has no authorization endpoint.
+	// ResponseTypesSupported `["none"]`: the server has no authorization endpoint, so no response type
+	// returns credentials from one. RFC 8414 requires the member, and common
+	// clients (Authlib) refuse it empty.
 	ResponseTypesSupported                 []string `json:"response_types_supported"`
 	RevocationEndpoint                     string   `json:"revocation_endpoint"`
 	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
@@ -400,6 +402,10 @@ type ClientInterface interface {
 
 	// GetServerMetadata Authorization server metadata (RFC 8414)
 	//
+	// Every URL in it is built from the issuer, never from the request: fetched from
+	// `<issuer>/.well-known/oauth-authorization-server`, its `issuer` is that URL's base
+	// (RFC 8414 §3.3).
+	//
 	// Corresponds with GET /.well-known/oauth-authorization-server (the `GetServerMetadata` operationId).
 	GetServerMetadata(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -585,6 +591,10 @@ func (c *Client) GetJWKS(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 }
 
 // GetServerMetadata Authorization server metadata (RFC 8414)
+//
+// Every URL in it is built from the issuer, never from the request: fetched from
+// `<issuer>/.well-known/oauth-authorization-server`, its `issuer` is that URL's base
+// (RFC 8414 §3.3).
 //
 // Corresponds with GET /.well-known/oauth-authorization-server (the `GetServerMetadata` operationId).
 func (c *Client) GetServerMetadata(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1520,6 +1530,10 @@ type ClientWithResponsesInterface interface {
 
 	// GetServerMetadataWithResponse Authorization server metadata (RFC 8414)
 	//
+	// Every URL in it is built from the issuer, never from the request: fetched from
+	// `<issuer>/.well-known/oauth-authorization-server`, its `issuer` is that URL's base
+	// (RFC 8414 §3.3).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /.well-known/oauth-authorization-server (the `GetServerMetadata` operationId).
@@ -1756,6 +1770,11 @@ func (r GetJWKSResponse) ContentType() string {
 	return ""
 }
 
+// GetServerMetadataResponse200Headers the declared response headers of an HTTP 200 response for GetServerMetadata
+type GetServerMetadataResponse200Headers struct {
+	CacheControl *string
+}
+
 type GetServerMetadataResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1763,6 +1782,8 @@ type GetServerMetadataResponse struct {
 	JSON200 *ServerMetadata
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *InternalError
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetServerMetadataResponse200Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2894,6 +2915,10 @@ func (c *ClientWithResponses) GetJWKSWithResponse(ctx context.Context, reqEditor
 
 // GetServerMetadataWithResponse Authorization server metadata (RFC 8414)
 //
+// Every URL in it is built from the issuer, never from the request: fetched from
+// `<issuer>/.well-known/oauth-authorization-server`, its `issuer` is that URL's base
+// (RFC 8414 §3.3).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /.well-known/oauth-authorization-server (the `GetServerMetadata` operationId).
@@ -3262,6 +3287,19 @@ func ParseGetServerMetadataResponse(rsp *http.Response) (*GetServerMetadataRespo
 		}
 		response.JSON500 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetServerMetadataResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		response.Headers200 = &headers
 	}
 
 	return response, nil

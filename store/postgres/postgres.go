@@ -336,6 +336,38 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	})
 }
 
+// BootstrapAdmin makes sure an enabled user holds users:admin. The admins
+// lock makes instances starting together take their turns.
+func (s *Store) BootstrapAdmin(ctx context.Context, u store.User) (store.Bootstrap, error) {
+	did := store.BootstrapNone
+	err := s.tx(ctx, "bootstrap admin", func(tx pgx.Tx) error {
+		if err := lockXact(ctx, tx, lockAdmins); err != nil {
+			return unavailable("bootstrap admin", err)
+		}
+		var has bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE NOT disabled AND $1 = ANY(scopes))`,
+			store.ScopeUsersAdmin).Scan(&has); err != nil {
+			return unavailable("bootstrap admin", err)
+		}
+		if has {
+			return nil
+		}
+		var id string
+		err := tx.QueryRow(ctx, `UPDATE users SET disabled = false, scopes = $1, updated_at = $2 WHERE username = $3 RETURNING id`,
+			arr(u.Scopes), u.UpdatedAt, u.Username).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			did = store.BootstrapCreated
+			return insertUser(ctx, tx, u)
+		}
+		if err != nil {
+			return unavailable("bootstrap admin", err)
+		}
+		did = store.BootstrapRestored
+		return appendChange(ctx, tx, store.ChangeUser, id, time.Time{})
+	})
+	return did, err
+}
+
 // HasUserWithScope reports whether an enabled user holds scope.
 func (s *Store) HasUserWithScope(ctx context.Context, scope string) (bool, error) {
 	var ok bool

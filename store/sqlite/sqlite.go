@@ -384,6 +384,37 @@ func otherAdminExists(ctx context.Context, tx *sql.Tx, id string) error {
 	return nil
 }
 
+// BootstrapAdmin makes sure an enabled user holds users:admin.
+func (s *Store) BootstrapAdmin(ctx context.Context, u store.User) (store.Bootstrap, error) {
+	did := store.BootstrapNone
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE disabled = 0 AND `+hasScopeSQL,
+			store.ScopeUsersAdmin).Scan(&n); err != nil {
+			return unavailable("bootstrap admin", err)
+		}
+		if n > 0 {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE users SET disabled = 0, scopes = ?, updated_at = ? WHERE username = ?`,
+			strings.Join(u.Scopes, " "), micros(u.UpdatedAt), u.Username)
+		if err != nil {
+			return unavailable("bootstrap admin", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			did = store.BootstrapCreated
+			return insertUser(ctx, tx, u)
+		}
+		did = store.BootstrapRestored
+		existing, err := s.userWhere(ctx, tx, `username = ?`, u.Username)
+		if err != nil {
+			return err
+		}
+		return appendChange(ctx, tx, store.ChangeUser, existing.ID, time.Time{})
+	})
+	return did, err
+}
+
 // HasUserWithScope reports whether an enabled user holds scope.
 func (s *Store) HasUserWithScope(ctx context.Context, scope string) (bool, error) {
 	var n int

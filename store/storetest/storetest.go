@@ -27,6 +27,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateUser", testUpdateUser},
 		{"DeleteUserTakesItems", testDeleteUserTakesItems},
 		{"HasUserWithScope", testHasUserWithScope},
+		{"BootstrapAdmin", testBootstrapAdmin},
+		{"BootstrapRestores", testBootstrapRestores},
 		{"LastAdmin", testLastAdmin},
 		{"Items", testItems},
 		{"ConcurrentPuts", testConcurrentPuts},
@@ -178,6 +180,63 @@ func testDeleteUserTakesItems(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteUser(ctx, "gus"); !errors.Is(err, fault.ErrNotFound) {
 		t.Errorf("second delete error = %v, want not found", err)
+	}
+}
+
+func testBootstrapAdmin(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	// Processes starting together on an empty store create one admin.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	did := map[store.Bootstrap]int{}
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := user("admin", "data:read", "users:admin")
+			u.ID = fmt.Sprintf("admin-%d", i)
+			d, err := s.BootstrapAdmin(ctx, u)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			did[d]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if did[store.BootstrapCreated] != 1 || did[store.BootstrapNone] != 5 {
+		t.Fatalf("6 bootstraps at once did %v; want one creation", did)
+	}
+	before, _ := s.LatestChange(ctx)
+	if d, err := s.BootstrapAdmin(ctx, user("admin", "users:admin")); err != nil || d != store.BootstrapNone {
+		t.Errorf("with an enabled admin: %v, %v", d, err)
+	}
+	if changes, _ := s.ChangesSince(ctx, before, 10); len(changes) != 0 {
+		t.Errorf("a bootstrap that did nothing appended %+v", changes)
+	}
+}
+
+func testBootstrapRestores(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	// admin exists, disabled and without the scope: no one can manage
+	// accounts (an import can leave a store so).
+	off := user("admin")
+	off.Disabled = true
+	mustCreate(t, s, off)
+	before, _ := s.LatestChange(ctx)
+	later := epoch.Add(time.Hour)
+	u := user("admin", "data:read", "users:admin")
+	u.ID, u.UpdatedAt = "another-id", later
+	if d, err := s.BootstrapAdmin(ctx, u); err != nil || d != store.BootstrapRestored {
+		t.Fatalf("BootstrapAdmin = %v, %v; want restored", d, err)
+	}
+	got, _ := s.UserByUsername(ctx, "admin")
+	if got.ID != off.ID || got.Disabled || !got.IsEnabledAdmin() || got.PasswordHash != off.PasswordHash || !got.UpdatedAt.Equal(later) {
+		t.Errorf("restored admin = %+v", got)
+	}
+	if changes, _ := s.ChangesSince(ctx, before, 10); len(changes) != 1 || changes[0].Subject != off.ID {
+		t.Errorf("restoring appended %+v", changes)
 	}
 }
 

@@ -61,7 +61,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Authorization server metadata (RFC 8414) */
+        /**
+         * Authorization server metadata (RFC 8414)
+         * @description Every URL in it is built from the issuer, never from the request: fetched from
+         *     `<issuer>/.well-known/oauth-authorization-server`, its `issuer` is that URL's base
+         *     (RFC 8414 §3.3).
+         */
         get: operations["getServerMetadata"];
         put?: never;
         post?: never;
@@ -310,7 +315,11 @@ export interface components {
             token_endpoint_auth_methods_supported: string[];
             revocation_endpoint_auth_methods_supported: string[];
             scopes_supported: string[];
-            /** @description Empty, since the server has no authorization endpoint. */
+            /**
+             * @description `["none"]`: the server has no authorization endpoint, so no response type
+             *     returns credentials from one. RFC 8414 requires the member, and common
+             *     clients (Authlib) refuse it empty.
+             */
             response_types_supported: string[];
         };
         /** @description A public JSON Web Key (RFC 7517). */
@@ -634,6 +643,8 @@ export interface operations {
             /** @description The server's metadata. */
             200: {
                 headers: {
+                    /** @description How long the metadata may be cached. */
+                    "Cache-Control"?: string;
                     [name: string]: unknown;
                 };
                 content: {
