@@ -50,7 +50,7 @@ func cmdClient(ctx context.Context, args []string, getenv func(string) string, s
 	case secretStdin && public:
 		return fmt.Errorf("client add: --secret-stdin and --public exclude each other")
 	}
-	st, err := openStore(ctx, cfg.DB)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 	if len(pos) != 1 {
 		return fmt.Errorf("backup: want exactly one FILE; run \"passflow help\"")
 	}
-	st, err := openStore(ctx, cfg.DB)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if len(pos) != 0 {
 		return fmt.Errorf("migrate: takes no arguments, got %q", pos[0])
 	}
-	st, err := openStore(ctx, cfg.DB)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -277,13 +278,17 @@ func TestInstancesBootstrapOnce(t *testing.T) {
 	again[0].login("admin", "admin-password-1")
 }
 
-// proxy is a TCP proxy a test can cut and restore.
+// proxy is a TCP proxy a test can cut and restore, or stall: connections
+// stay open but no byte gets through, as when a network silently drops
+// packets.
 type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  []net.Conn
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	cut     bool
+	stalled bool
+	resume  *sync.Cond
+	conns   []net.Conn
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -292,7 +297,8 @@ func newProxy(t *testing.T, target string) *proxy {
 		t.Fatal(err)
 	}
 	p := &proxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close(); p.setCut(true) })
+	p.resume = sync.NewCond(&p.mu)
+	t.Cleanup(func() { ln.Close(); p.setStalled(false); p.setCut(true) })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -313,11 +319,41 @@ func newProxy(t *testing.T, target string) *proxy {
 			}
 			p.conns = append(p.conns, c, up)
 			p.mu.Unlock()
-			go func() { io.Copy(up, c); up.Close() }()
-			go func() { io.Copy(c, up); c.Close() }()
+			go func() { p.pump(up, c); up.Close() }()
+			go func() { p.pump(c, up); c.Close() }()
 		}
 	}()
 	return p
+}
+
+// pump copies src to dst, holding what it reads while the proxy is stalled.
+func (p *proxy) pump(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		p.mu.Lock()
+		for p.stalled {
+			p.resume.Wait()
+		}
+		p.mu.Unlock()
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// setStalled holds every byte in flight, new connections' too, or lets
+// them through again.
+func (p *proxy) setStalled(stalled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = stalled
+	p.resume.Broadcast()
 }
 
 // setCut drops every connection and refuses new ones, or lets them in again.
@@ -382,4 +418,71 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Errorf("a write after the outage = %d", res.Status)
 	}
 	ts.login("xena", "xena-password")
+}
+
+// TestDatabaseGoesSilent: when the database's connection stays open but
+// nothing comes back, calls that need it answer 503 with Retry-After after
+// --db-timeout instead of hanging, the log says 503, and a client that
+// gives up first is logged as having gone (499), not as a 503.
+func TestDatabaseGoesSilent(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Database(t)
+	u, _ := url.Parse(db)
+	p := newProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	ts := startServerOn(t, u.String(), adminEnv, "--db-timeout", "1s")
+	ts.addUser("yan", "yan-password", "data:read", "data:write")
+	tok := ts.login("yan", "yan-password")
+
+	p.setStalled(true)
+	for name, do := range map[string]func() response{
+		"login": func() response {
+			return ts.post("/token", "grant_type=password&username=yan&password=yan-password", nil)
+		},
+		"read": func() response {
+			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/my_data", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return response{}
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			return response{Status: res.StatusCode, Header: res.Header}
+		},
+	} {
+		start := time.Now()
+		res := do()
+		took := time.Since(start)
+		if res.Status != 503 || res.Header.Get("Retry-After") == "" || took > 4*time.Second {
+			t.Errorf("%s with the database silent = %d (Retry-After %q) after %v, want 503 after about 1s", name, res.Status, res.Header.Get("Retry-After"), took)
+		}
+	}
+	// A client that gives up before the deadline.
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/my_data", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("X-Request-ID", "gave-up-1")
+	if _, err := client.Do(req); err == nil {
+		t.Fatal("the impatient client got an answer from a silent database")
+	}
+	if !within(3*time.Second, func() bool { return strings.Contains(ts.logs.String(), "request_id=gave-up-1 ") }) {
+		t.Fatal("the abandoned request was never logged")
+	}
+	logs := ts.logs.String()
+	if !strings.Contains(logs, "path=/my_data route=/my_data status=503") {
+		t.Error("the access log does not say 503 for the timed-out calls")
+	}
+	if !regexp.MustCompile(`request_id=gave-up-1 method=GET path=/my_data route=/my_data status=499 `).MatchString(logs) {
+		t.Errorf("the abandoned request is not logged as 499:\n%s", logs)
+	}
+
+	p.setStalled(false)
+	if !within(10*time.Second, func() bool { return ts.do(http.MethodGet, "/readyz", nil, nil).Status == 200 }) {
+		t.Fatal("/readyz did not recover within 10s of the database answering again")
+	}
+	if res := ts.do(http.MethodGet, "/my_data", bearer(tok), nil); res.Status != 200 {
+		t.Errorf("after the silence: %d %s", res.Status, res.Body)
+	}
 }

@@ -401,3 +401,25 @@ func TestHostileRequestsStayBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsApart: with --metrics-addr, /metrics is served there and not
+// on the API's listener.
+func TestMetricsApart(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--metrics-addr", "127.0.0.1:0")
+	m := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(ts.logs.String())
+	if m == nil {
+		t.Fatalf("no log line names the metrics address:\n%s", ts.logs)
+	}
+	ts.do(http.MethodGet, "/healthz", nil, nil)
+	res, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(res); res.StatusCode != 200 || !strings.Contains(body, "passflow_http_requests_total") {
+		t.Errorf("/metrics on the metrics address = %d %.200s", res.StatusCode, body)
+	}
+	if res := ts.do(http.MethodGet, "/metrics", nil, nil); res.Status != 404 {
+		t.Errorf("/metrics on the API's address = %d, want 404", res.Status)
+	}
+}

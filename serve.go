@@ -17,7 +17,6 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
 	"golang.org/x/term"
 
@@ -51,11 +50,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
-	st, err := openStore(ctx, cfg.DB)
+	raw, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer raw.Close()
+	st := store.WithDeadline(raw, cfg.DBTimeout)
 	if !isPostgres(cfg.DB) {
 		if loose := sqlite.ReadableByOthers(cfg.DB); len(loose) > 0 {
 			logger.Warn("the database holds password hashes and signing keys, and other users can read it: run chmod 600 on each file",
@@ -105,7 +105,19 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
+	var metricsSrv *http.Server
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.handler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: srv.ErrorLog}
+		go func() { served <- metricsSrv.Serve(mln) }()
+		logger.Info("serving metrics", "addr", mln.Addr().String())
+	}
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
@@ -113,7 +125,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	} else {
 		go func() { served <- srv.Serve(ln) }()
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer, "db", redactDB(cfg.DB))
+	attrs := []any{"addr", ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer, "db", redactDB(cfg.DB)}
+	if pg, ok := raw.(*postgres.Store); ok {
+		attrs = append(attrs, "db_max_conns", pg.MaxConns())
+	}
+	logger.Info("serving", attrs...)
 
 	select {
 	case err := <-served:
@@ -123,6 +139,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	logger.Info("shutting down: draining requests")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(shutdownCtx)
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -144,13 +163,13 @@ func every(ctx context.Context, period time.Duration, fn func()) {
 	}
 }
 
-// openStore opens the store a --db value names, a postgres:// URL or a
-// SQLite file, and applies its pending migrations.
-func openStore(ctx context.Context, db string) (store.Store, error) {
-	if isPostgres(db) {
-		return postgres.Open(ctx, db)
+// openStore opens the store --db names, a postgres:// URL or a SQLite
+// file, and applies its pending migrations.
+func openStore(ctx context.Context, cfg config) (store.Store, error) {
+	if isPostgres(cfg.DB) {
+		return postgres.Open(ctx, cfg.DB, cfg.DBMaxConns)
 	}
-	return sqlite.Open(ctx, db)
+	return sqlite.Open(ctx, cfg.DB)
 }
 
 // isPostgres reports whether a --db value names a PostgreSQL database.
@@ -236,7 +255,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	server := impl.NewServer(accounts, st, grants, clients, keys, cfg.Issuer)
-	engine, err := routes(logger, g, server, middlewares, specJSON, m, proxies, st, revs)
+	engine, err := routes(logger, g, server, middlewares, specJSON, m, cfg.MetricsAddr != "", proxies, st, revs)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +297,7 @@ var unguarded = func() map[string]bool {
 // guard, and the few the spec does not describe. It fails when a route is
 // neither, so no route can slip past the guard.
 func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, middlewares []api.StrictMiddlewareFunc,
-	specJSON []byte, m *metrics, trustedProxies []string, st store.Store, feed *auth.Revocations) (*gin.Engine, error) {
+	specJSON []byte, m *metrics, metricsApart bool, trustedProxies []string, st store.Store, feed *auth.Revocations) (*gin.Engine, error) {
 	engine := gin.New()
 	engine.ContextWithFallback = true
 	engine.RedirectTrailingSlash = false
@@ -312,7 +331,9 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	})
-	engine.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})))
+	if !metricsApart {
+		engine.GET("/metrics", gin.WrapH(m.handler()))
+	}
 	d, err := docs.New(specYAML, specJSON)
 	if err != nil {
 		return nil, err

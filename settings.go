@@ -42,6 +42,9 @@ type config struct {
 	TLSCert                 string
 	TLSKey                  string
 	CORSOrigins             string
+	MetricsAddr             string
+	DBTimeout               time.Duration
+	DBMaxConns              int
 
 	// signingAlgSet records whether the signing algorithm was set
 	// explicitly.
@@ -51,6 +54,7 @@ type config struct {
 // Setting groups: each command binds the ones it uses.
 func bindStore(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.DB, "db", "passflow.db", "SQLite database file, or a postgres:// URL")
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", 10, "most connections this process opens to PostgreSQL (a pool_max_conns in the --db URL takes precedence)")
 }
 
 func bindKeys(fs *flag.FlagSet, c *config) {
@@ -99,6 +103,8 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins (https://app.example.com) whose browser apps may call the API (default none)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address (such as 127.0.0.1:9090) instead of the API's (default: the API's)")
+	fs.DurationVar(&c.DBTimeout, "db-timeout", 5*time.Second, "longest wait for the database on one call; past it the request gets 503")
 }
 
 // wildcard reports whether a listen address names no one host: ":8080",
@@ -187,6 +193,10 @@ func (c *config) validate() error {
 		return errors.New("--hash-concurrency must be at least 1 and --hash-queue at least 0")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("--tls-cert and --tls-key go together")
+	case c.DBTimeout < 100*time.Millisecond:
+		return errors.New("--db-timeout must be at least 100ms")
+	case c.DBMaxConns < 1:
+		return errors.New("--db-max-conns must be at least 1")
 	}
 	if _, err := c.trustedProxies(); err != nil {
 		return err

@@ -144,7 +144,7 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 	case cmd.arg != "":
 		arg = pos[0]
 	}
-	st, err := openStore(ctx, cfg.DB)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,11 @@ var oauthCode = map[fault.Code]fault.Code{
 	fault.Unavailable:     "temporarily_unavailable",
 }
 
+// StatusClientClosed is the status logged and counted for a request whose
+// client went away before it was answered (nginx's 499); no client ever
+// receives it.
+const StatusClientClosed = 499
+
 // RequestIDHeader carries the request id, in and out.
 const RequestIDHeader = "X-Request-ID"
 
@@ -61,6 +66,11 @@ func (g *Guard) WriteError(c *gin.Context, err error) {
 	status, ok := statusOf[fe.Code]
 	if !ok {
 		status = http.StatusBadRequest
+	}
+	if c.Request.Context().Err() != nil {
+		// The client hung up: whatever failed, nobody hears the answer,
+		// and the server is not to blame. Logged and counted as such.
+		status = StatusClientClosed
 	}
 	desc := fe.Description
 	if status >= 500 {

@@ -288,6 +288,9 @@ type OAuthTooManyRequests = OAuthError
 // OAuthUnauthorized An RFC 6749 §5.2 error response.
 type OAuthUnauthorized = OAuthError
 
+// OAuthUnavailable An RFC 6749 §5.2 error response.
+type OAuthUnavailable = OAuthError
+
 // PayloadTooLarge The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type PayloadTooLarge = Error
 
@@ -296,6 +299,9 @@ type TooManyRequests = Error
 
 // Unauthorized The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Unauthorized = Error
+
+// Unavailable The body of every non-2xx JSON response outside the OAuth2 endpoints.
+type Unavailable = Error
 
 // ListUsersParams defines parameters for ListUsers.
 type ListUsersParams struct {
@@ -742,6 +748,17 @@ type OAuthUnauthorizedJSONResponse struct {
 	Headers OAuthUnauthorizedResponseHeaders
 }
 
+type OAuthUnavailableResponseHeaders struct {
+	CacheControl *string
+	Pragma       *string
+	RetryAfter   *int
+}
+type OAuthUnavailableJSONResponse struct {
+	Body OAuthError
+
+	Headers OAuthUnavailableResponseHeaders
+}
+
 type PayloadTooLargeJSONResponse Error
 
 type TooManyRequestsResponseHeaders struct {
@@ -760,6 +777,15 @@ type UnauthorizedJSONResponse struct {
 	Body Error
 
 	Headers UnauthorizedResponseHeaders
+}
+
+type UnavailableResponseHeaders struct {
+	RetryAfter *int
+}
+type UnavailableJSONResponse struct {
+	Body Error
+
+	Headers UnavailableResponseHeaders
 }
 
 type GetJWKSRequestObject struct {
@@ -921,6 +947,23 @@ func (response ListMyData500JSONResponse) VisitListMyDataResponse(w http.Respons
 	return err
 }
 
+type ListMyData503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ListMyData503JSONResponse) VisitListMyDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteMyDataRequestObject struct {
 	Key ItemKey `json:"key"`
 }
@@ -1009,6 +1052,23 @@ func (response DeleteMyData500JSONResponse) VisitDeleteMyDataResponse(w http.Res
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteMyData503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response DeleteMyData503JSONResponse) VisitDeleteMyDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1122,6 +1182,23 @@ func (response PutMyData500JSONResponse) VisitPutMyDataResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutMyData503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response PutMyData503JSONResponse) VisitPutMyDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1257,6 +1334,29 @@ func (response RevokeToken500JSONResponse) VisitRevokeTokenResponse(w http.Respo
 		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
 	}
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeToken503JSONResponse struct{ OAuthUnavailableJSONResponse }
+
+func (response RevokeToken503JSONResponse) VisitRevokeTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1404,6 +1504,29 @@ func (response IssueToken500JSONResponse) VisitIssueTokenResponse(w http.Respons
 	return err
 }
 
+type IssueToken503JSONResponse struct{ OAuthUnavailableJSONResponse }
+
+func (response IssueToken503JSONResponse) VisitIssueTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListUsersRequestObject struct {
 	Params ListUsersParams
 }
@@ -1484,6 +1607,23 @@ func (response ListUsers500JSONResponse) VisitListUsersResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ListUsers503JSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1600,6 +1740,23 @@ func (response CreateUser500JSONResponse) VisitCreateUserResponse(w http.Respons
 	return err
 }
 
+type CreateUser503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response CreateUser503JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMeRequestObject struct {
 }
 
@@ -1652,6 +1809,23 @@ func (response GetMe500JSONResponse) VisitGetMeResponse(w http.ResponseWriter) e
 	return err
 }
 
+type GetMe503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetMe503JSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type LogoutEverywhereRequestObject struct {
 }
 
@@ -1694,6 +1868,23 @@ func (response LogoutEverywhere500JSONResponse) VisitLogoutEverywhereResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type LogoutEverywhere503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response LogoutEverywhere503JSONResponse) VisitLogoutEverywhereResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1786,6 +1977,23 @@ func (response ChangeMyPassword500JSONResponse) VisitChangeMyPasswordResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeMyPassword503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ChangeMyPassword503JSONResponse) VisitChangeMyPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1892,6 +2100,23 @@ func (response DeleteUser500JSONResponse) VisitDeleteUserResponse(w http.Respons
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteUser503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response DeleteUser503JSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2019,6 +2244,23 @@ func (response UpdateUser500JSONResponse) VisitUpdateUserResponse(w http.Respons
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response UpdateUser503JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2577,89 +2819,90 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Dxpcxs3ln/lVe9UWaptUpR8JKFrPyieTI0ncayy5XLVml4S6n4kEXUDDIAWxXFp/07+R37ZFh7QJ8FD",
-	"GklOdveTqG4cD+++0F+iROYLKVAYHQ2/RHNkKSr6+Yolc3wlhVEys/+nqBPFF4ZLEQ2j02zJVhomQva0",
-	"kQoncPDub6/gxTfPvoPff3vePz7sR3GkkznmzM5GUeTR8FNUjo8+x5FZLTAaRtooLmbRzU0cnSk2c+M3",
-	"7pZYsG6xG40P7/YOjVqdTg2q9R3fYyJFqsFIWDJu4AKnUiEYteJiBmzGuGhvmXPBc7vrcbUVFwZnqGiv",
-	"jx8/nhZmjsLwhBlc3/B8juDO9HwAv//2FC6QKVSQzFmWoZhhe7vuaW7iaMEUy9F48r02mP+Iq/BG3GD+",
-	"RMMlruyq3D5eMDOP4kiw3K57iasojhT+WnCFaTQ0qsDWadn1TyhmZh4Nj0++je3pq/8tJMagsqv+16fT",
-	"3n+y3j8Hve/64//uff73v0QhSnzQqNzOIWhZkshCmCcaCj8ODnJmkjmmkDCNPS40Cs0Nv8JsFQPTwAxk",
-	"csbF4YbzlQvte8iT5y+6hwxQQKFeSKGRCPA9S9/hrwVqY/9LpDAo6CdbLDLLBFyKo1+0PeWXxqZ/UTiN",
-	"htG/HdWCeeTe6qMflJLKbbWOJeU2g1SiBiENEIrAzLmGVCZFjsLAwYSLK5bxdOyHTw770U0cvZJimvHk",
-	"kUFNMqbnqGHJjQUUISmUsmBqwwzCwSTxYE0OY9BFMifSgmGXKGpekAoU5vLKCqZdJGPaAEtzK6E3cfQ3",
-	"qS54mqJ4nLMZaYHLWHJpQdWJXKCjgVygot3Ac5wmauhiOuUJR2HGNHgSt9SAV20Nvfzx48deV5WEoPVT",
-	"jrqah+B+LayAsswd5VEQo1FdoYIp4xmmdHQHwhjtrMnhS0jRMJ5pYAqt9M4wjUGgnaTQFEpgSgT9WZq/",
-	"yUKkDw/2z9JxnUItC5VYjhTSjKd2dy84by1uH0DUad09GK0UpSXToHBaaIvblm086TIQGfZew7Jv456W",
-	"F9Cy0Ntm+VEEOZ3kjK0yydJzKX9iaoaPiKYSQRcyXQG3Bl1CZmEI68Kvjqn3JCb3K5e7sdQVTvd/KZp/",
-	"ALScS/mGiZUXM/1YqJESciZWJWKsX5MvDPkXpNRr12TBtF5KlVpzRK+SzCr1Jxo0JgpNPBJTJXM/LU0V",
-	"am3HcgEsyyzKM7kcp3IprCo0auWcTGDWP4UJ+ao9clYndkXrnPZH4qsRxnvPvcp93jap4WjXFP0gWGHm",
-	"UvF/YvpI5HxFJAFWm0NrjhsWyakDR7mvzfYPpTLvrC0XDqCxkXJMz7wJfCjRvFep3CRfI3EbAfsXeP5B",
-	"2H2b5+LjR+cmHEyKxv6TGFgdWJL7LQsDTAApfEhkiodWOTExEl4qQIqmyaRlrVu+QNV2WLs4uwd/9aaM",
-	"ymjByjausy+xrZyCdRpXIKTonVxfwz/ev/0ZytgMZGE0T5FCBVIXJ4AiXUgujLYSv1DWUzfcRXEY3uwU",
-	"cpbMucCeQpayiwwJaUNY8yli6KK+g8N4JMJhQMPXjGGSo5nLdGyfsSyTS7dUFSDZVdYFNIYG2ztIrhjP",
-	"LLwTS9+uE+6I14lsY4eEcQsD6wiZFzkTNTrwepExQUzdh9emcuQXyAxFRsVFzo3BFK5YVlB2Y23fKccs",
-	"De1FFCWSEYcTLRdMGUt701BjzMCUFZmJYTlHYV8ptGpNitCGN81kwCdP+tDp62ySvPgFE2NhfW0wt6C2",
-	"2efSZWDWTkZnDuVx2iC4NIwbvGnTj4o7oWJpyi14LDtrwDBlmcYuV1fbN/M4g8FgsAsnm0H5x8cfQ5Ra",
-	"FBcZTxzBPuIF/IgrF5988/z4m8N1eWPZLIiwRF0Fn2Pw6SVPw89NmBwi+LTQ4dWvg09Xe5DTWHJa4GI6",
-	"qNtiAzbfB7mJ/nKDud5lGyxBbqqlmVJsFeIvHdz/Z1x+0M7I3YKtSmtrf0+lypmhxJt/GLe57eRZK6P2",
-	"bZf14mhpOfutyFYuNUdWQC7cVoEQht6R+Hv7DzlbwQXCTDFhMH1pDQI6TSCd7qHs4D7IfG8Xt4jJ2fVr",
-	"N+H4RRe5cZ1WXIPwZ4uOjNvwnLJdZ+9+ePX6PZSJz1dM4xu2WJTR+7cnL54fxqAlTE4znuDEaq0Jo5/9",
-	"Nib3SE22id7IfVa0CfFAw5deF2wB7SSD9xxKK7u3IX0r0CrtkNnsuOONJ0RQMnlN09oYWAhdLBZSGfSD",
-	"x/Z0zSW8kR2JhoGEA1N6lqVLOXTZ/6B3eBiPhLWhrVgZmEhhYidLxRTPVuOWzS3NkDNL5GFX0fcT/Qcz",
-	"v27fQvGWPNv/9zOdIaY68xz3as7E7LZmy6eHx7fWM7s1i8Dl+IHVVwdHa4fpABHC3ju8ki5QaOQbg5L5",
-	"zWBgJfOkfwyqmlT6RevS6URn7MxmS7k8DzCGH+0SG3ckgjVN1v/dWPLx+RGFU4V67uMYI+k4l8SwO3b9",
-	"9vi7k027kj4Yz7kIYHDiNvfuObnJHgj/aGjFWKEFJpPyEqZcadOHt9a9dOLkcth8JqRyRqYB1otnu6TH",
-	"4SVEf2eGGgXOlBk2tEIfxe43MZ1zLJQeUhUkUPyMI5dmfIOG2WnrSCAj9Oz4GZT61TGQzxPmft46I9Xa",
-	"Vo8rHdzyWdYJ0jGiXOvCuR5rQ39ZXupSIa29LG1PaPcOhT+NIusLjKLPk2FDA8OcaRCyc+YyOiRzLGQd",
-	"Sdp9RsLVJjQkClMbtLJMA2X6bJABFR6roo/dLsf8AlVMxiKReS7FSDih0nBgzW7GLw59Ph+4AWuLVs46",
-	"7I/HWu7H5RE24G1t3NhiYOxCzjvT0Tlkd53txHQr4O0h9wBzRw49I67BEkZtgzvjDWKwL8i3okkA0Vtk",
-	"IaRVzi1QuwyKd/We9Z/2T0r13CpB7TAq6zq+SpBzkpsptxJROUjubV3NtpLw9/PzM/ieaZ50crhrLvFe",
-	"VmsLSD5n/y+AczeTWPNNGEB6DxfIxcyCQLaltAWNjVr2al3/x9F1T1qQT3reLY/CHnN0E7eCum29GeW4",
-	"PrzzMgRTqoVgnYWlle+OnfaxgvAE3IUUMQ8A1Vpsb8go2loDTJd2udNEtGAJ9lLMeM6tq12GqLKUmZdl",
-	"IAo5MqF93rJsGqgD2bnMUt3fC0fFLVtp9iLXrm07irPBQFv0jdNQu2PLY9AF6ZtpkVUqZ1OY2fTdQmGS",
-	"5jOBKfzj47kLtL8bvPj20FJEo0hde0kzcR6Oi64X1pKPudjcN1YIw7OShrWu9FNbjMaFefEsWu8a28nv",
-	"pwLkgv1adLg+rtkepEgQmIHJkfdmKfkwqQn0H23XdkMEuoG/Ke0S5nGfcwnir/bAm67s94T2cKdek7la",
-	"FG4t1qJMCXSIAcvUVsdcKWRW/bF2SJMygz3DKV+ydpSUaxtuN7ONF1JmyETUSlft7/c05XfvPI7fqAFP",
-	"3DzOJhycMReCt/Eg8NqMWbgt0obvVkomzKVCiNNYSoxu58GCzfAlsAttraUUdUOWfRHkBopU9s5qEul2",
-	"OW5uyc2nNsl8Z+Yh56L59LiraJqU7yqZ8l2lvxMmrNOQyRlw4dx+brxO0KCNXMBSqksuZg0UNRjpqyVW",
-	"3+EiY4mPWnZmWO83nXqzRj8LKCaF4mb13q7kIHZFvDKx5NXI2kl+Itw7/cfq5kFLisreNRTlS2cQ1hQ4",
-	"0yMxOW3Gh0NwW8KoGAyeJjSMfqLXptNMLtfS4w2EVyG8RTdLYSULBXIpqEuXTEUjsh9Gr0iuY1CONHSC",
-	"FDM0GJjZTAMMozdMsBl6L8OTsF9p5A8qi4aRO38L++QpuiozF1MZNES+kloesWcPDadnr/vgEW9xe/b2",
-	"/Tm0LFGbEiNRzo8t5gUkLHNGVFJupWqh9C2jWwnRtBM1PUbivNUQW2ZguZhlCL7NT07BqMLMh63sLChZ",
-	"GNRx6byNXCqZ9nYybUd774E43RHHiw2yZB5qAmUKgWXZSMxQ2JfWEaP0gQIUU6kSTOFiBdwQ9G9rFORM",
-	"XWIKk9qX95Hi0EKPE5jKzFKhdKboNFzBhUy523ckJs3eg+vecrnsWf3SK1SGIpEppi6jTUpeimwFvomp",
-	"0ypywODXAtVqJJySsXhVaKUW08MYGFTN6UCWgRIaQAxI9sS7wXaky1EjMUM5h+tQhYBiF/JkCaBJXbCY",
-	"VJ0A5eFHgsoUjk5OAKo8TsKUshiZtDp8hlDdbXBynPEEvcPqu8jfvD63MkZyMzdmoYdHR3KBwrFRX6rZ",
-	"kZ+kj+xYK1PcZOiVt5WRKI6uUGknR4P+cX9gR9lF2IJHw+hpf9B/SpUaMyd1cdRfYpb1LoVciqNflpe6",
-	"X7aMzEJR7buyddVxsYYrVHy6aim1ugFbI1ziSgPLfIW84tfXVj3N0FBhstPpfjIY3FtHC62/oTmpVUR+",
-	"j2ZXf1Z7hb/LJWTS94hrrGwXXRBJd9yuuImj5+6UIeArbBy1+6qbBisafvocR7rIc6ZW/kC+OO5Q3iKI",
-	"VQo+VCHa1CVz6x+wmbZujlfMn+02LbagF71WFrPn6L+RT34gkfjw7ierqznpxYuCZ6aWd5cNKzuyu2pg",
-	"CFN0NzLsm5GYOCXsJjn1uyeIk5h8o4mbOnEamhkL2xMNF0zjSBxUadXff3vaf3roBHSNWTtJ7gdk285O",
-	"W7tsn+hW/vyOHFwu8ZXZ+HRbeQAqOm1k23w1LgsQni/bVMy4Nm9Wf70H8u3lmFIXz3p4EaSmdU6ImrRy",
-	"DFKlqJyxpotVN3H0bHC8G9mtzkCa9HT3pPpWy73QdJMX3awwfb5pUf4nro1Ljbbw0CA0EbZF5qMvl7i6",
-	"cZxtPdZ1ervnmyj+bPN1NroB4WanHvd7IKVxc+PxyPXMnWP7jOqWy2PQ18UWHQL/1QUV0nVo7EPp9h3E",
-	"T2GI6yFH5R1Fu++iCEj/omgKP9Hpe5mu7k1t1/1zN+0cgg+LH8xeOD0T1isVN/sIz7HziePNx9vd54/+",
-	"6LJ0vMeMbiv9VxMpF7u7tgYXvd9Cuqwedc0PlEyQOujuX8lLuqHcqYS4iZpcq+VcZghTlvNsBQcuGHKj",
-	"7GIo0sqLI1fZBufuMm0V5LadVfLUvKPKzUu3FwEhWiNHImcOBurc9zlybmApiyyFObtCnyBP+3AqoBDk",
-	"K1IjemZN0ArKZnS/HtfAhF6S2T0ZDMBIGXIF3eHPfcZ4P0USDIb3F7H1Tp39Ncymu34UU9uTpNbZICEV",
-	"0oDDCBOrJVt93Ssre6mJ7o3JfXXF+qWhfcU/eAPRTj75bs/J3Ssu+yqQtRt921xpkl1sCM1a99NB2dkV",
-	"cqebRd2qa6JsPDuqSkhhvdGsCJU5uAngdUJtenpjxnRKl0Q6Um5HsBDodQ/BYR9OYamkK2PXCzP/sC5B",
-	"8its6KFOC6iX/j68zbkxVuVMXGOny0jvKqiOxEhsroW1jt8+DR0bBC47yWGRjoR7vvn0Lw5fupRm5u7U",
-	"aCMXukr/w5lCjcK0dPhI+HK2jYOt2JfqkK77lqp9syKHth7vj0SJJhs8UlpPMKXk0tdx2scKaVRS+Y+q",
-	"UFtNKo/srbUL1hscpxbK/l8N/2nVsK9XHLS7IA6b2vgg0Dtye5VcFT6DCbnTxGfHeetTF6nVduehqmtM",
-	"SrMquI5EPWvqv0AhsFG7fQmTutJbp9mqWdT6lEuFpCRcLSGkCjKuzQc6ylr4ty4kdC1NGxBFfoHKQsbK",
-	"c1Ip2RRKVJ9soYpC/c0W6jBo5bdSpDb6aPh8QKVE9wGe54NBvONzPOtus93YacIKoOVcaqzwoUFLZfx1",
-	"7BKdm0B11fNt35LppuY+P6D6qkr9Ac31ViBxT5MUf/CQ7yFDt1bbdCDfVaLIlbRm1FvDoOwO8eLv2w9u",
-	"4srZakuMi6ypk+Fh0hrl7a29zOTxvfLZFutIjtefKLMw2MMsVd9N+oOmIrbws89FOO/d0ibAwZWZOnIN",
-	"SWFLJVZlDNp0hq3V8PV7rmNYzpmhyhE32pfEgwXGNxg9sCrcmc9vdkbcidkekKIdIrbglst9aXmUyZks",
-	"TI9lWTMm7Bh2GkOFQbrvslc6/oeyt8QyguscaAZCrVRXI6HxZ8C1j8+bYVbjLBRRxiCFH5DiFU9wFx2a",
-	"LUHhyPyHrdtVfh0XSVakmMbtePKl7znzXywciXMf4JUbP9Ggisy3oSRzTC5tzMiVNi9bX2SrvGHXMCNG",
-	"ohxciBRVI8K0Xpp2nbQUbbbaT5uf4bBrUgUpD9ZvXez9ZnXWbGu/f1vZuZC4l8ncUIaqcERGjtZ7ZCN3",
-	"Rwu0VwR21+DrXmTPUaedJrfqrtEDuVnOvpQ+fKfyGApPtAEU7eZNK2qUWmoY00nZ0nmBddExDtYyKz9v",
-	"HxZqukn/S4uZt/arvpJ/5MuftX9Ut46ZObW4GcuCOuz436oOWn3+lAqhZXtymzv+6nqKtesLdD8bGc2q",
-	"H1Q3HCw7VqNxj6r7Oc4I3I3Vy8ZmqSCT1HfHjNsspMKLRfqwgU7dzv3IGcGtfqTT/B038v+u/P7Z4iJn",
-	"arbHRbeyYq7zksa5XtEjEnS/aKBRfUbqRbhyK9VY+3VuqWzHjr9si2GscbzE1RFdR6/7wf0arkkt3pRz",
-	"7Lc/lKyjm883/xMAAP//",
+	"7Dzrbhs3l69yMPsBsbEjWXYubRXsDzdt8aVtmiBxEGCjrETNHEmsZ0iV5FjRF3hfp+/RJ1vwkHMVZcn+",
+	"bCdt95flGV4Oz/3G+RQlMl9KgcLoaPgpWiBLUdHPZyxZ4DMpjJKZ/T9FnSi+NFyKaBidZiu21jARsqeN",
+	"VDiBg9c/PIMnXz36Bv74/XH/+LAfxZFOFpgzOxtFkUfD91E5PvoQR2a9xGgYaaO4mEeXl3H0SrG5G791",
+	"t8SCdY3daHx4t9do1Pp0ZlBt7vgGEylSDUbCinEDU5xJhWDUmos5sDnjor1lzgXP7a7H1VZcGJyjor3e",
+	"vXt3WpgFCsMTZnBzw7MFgjvT4wH88ftDmCJTqCBZsCxDMcf2dt3TXMbRkimWo/Hke24w/wnX4Y24wfyB",
+	"hnNc21W5fbxkZhHFkWC5Xfcc11EcKfyt4ArTaGhUga3Tso8/o5ibRTQ8Pvk6tqev/reQGIPKrvo/7097",
+	"/816/xr0vumP/7f34T//EYUo8VajcjuHoGVJIgthHmgo/Dg4yJlJFphCwjT2uNAoNDf8ArN1DEwDM5DJ",
+	"OReHW85XLrTvIU8eP+keMkABhXophUYiwLcsfY2/FaiN/S+RwqCgn2y5zCwTcCmOftX2lJ8am/5D4Swa",
+	"Rv9xVAvmkXurj75XSiq31SaWlNsMUokahDRAKAKz4BpSmRQ5CgMHEy4uWMbTsR8+OexHl3H0TIpZxpN7",
+	"BjXJmF6ghhU3FlCEpFDKgqkNMwgHk8SDNTmMQRfJgkgLhp2jqHlBKlCYywsrmHaRjGkDLM2thF7G0Q9S",
+	"TXmaorifsxlpgctYcm5B1YlcoqOBXKKi3cBznCZq6GI24wlHYcY0eBK31IBXbQ29/O7du15XlYSg9VOO",
+	"upqH4H4urICyzB3lXhCjUV2gghnjGaZ0dAfCGO2syeFTSNEwnmlgCq30zjGNQaCdpNAUSmBKBP1Fmh9k",
+	"IdK7B/sX6bhOoZaFSixHCmnGM7u7F5yXFrd3IOq07h6MVorSimlQOCu0xW3LNp50GYgMe69h2a/inpYX",
+	"0LLQV83yowhyOskrts4kS8+k/JmpOd4jmkoETWW6Bm4NuoTMwhDWhZ8dU29ITG5XLndjqSuc7v9SNL8A",
+	"tJxJ+YKJtRczfV+okRJyJtYlYqxfky8N+Rek1GvXZMm0XkmVWnNEr5LMKvUHGjQmCk08EjMlcz8tTRVq",
+	"bcdyASzLLMozuRqnciWsKjRq7ZxMYNY/hQn5qj1yVid2Reuc9kfisxHGe8+9yn2+alLD0a4p+lawwiyk",
+	"4v/C9J7I+YxIAqw2h9YcNyySUweOcl8E278V7ILxjE2z+9SZKTNsyjRCylNyJZnQK1RwwAUYnuNhTFxe",
+	"Cgd52s5sT9F6YckCk3MSl5GQguymlRupmOLZelzUh/rr8/pdWb4bG72lA2hspBzTM+/J3JWGvVXluk1N",
+	"jsR1eOffIOedaK2rHFCfBnDe3sGkaOw/iYHV+QGKomRhhRXIbkMiUzy0ksrESHjlBlI0PR9a1kZXS1Tt",
+	"uKOLs1sJO+5Cnd2mJiv5LKDMRoIZ8MrsVhTYjZnwssxR0DKVp7h5eJJ+OQMbQq1BSNE7+fgRfnzz8hco",
+	"MxUgC6N5ihQ4k2E4ARTpUnJhtLV/S2XjVsNdTgPDm51CzpIFF9hTyFKLFuK9IWx42DF0ObjDivFIhIPi",
+	"RuQVwyRHs5Dp2D5jWSZXbqkqXWBX2dRzMTS0h4OkIqNlg25I6kjWyfPEDgnjFgY2EbIociZqdODHZcYE",
+	"sXcfnpsqrF0iM5QnKKY5NwZTuGBZQbm+jX1nHLM0tBdRlEhGioJouWTKWNqbhjVgBmasyEwMqwUK+0qh",
+	"tQ5ShDa8bKbG3nvSh05f51bl9FdMjIX1ucHcgtpmn3OXj9w4GZ05lNVsg+CSkm7wtk3fKe50E0tTbsFj",
+	"2asGDDOWaexydbV9M6s5GAwGu3CyHZQf3/0UotSymGY8cQR7h1P4CdcuWv/q8fFXh5vyxrJ5EGGJugg+",
+	"x+DTc56Gn5swOUTwaaHDq38MPl3vQU5jyWmBi+mgbost2HwT5Cb6yw3mepeVsAS5rJZmSrF1iL90cP9f",
+	"cPVWOzV9DbYqjYn9PZMqZ4bS0P5h3Oa2k0et/PLXXdaLo5Xl7JciW7tENVkBuXRbBQJ6ekfi790oyNka",
+	"pghzxYTB9Kk1COg0gXS6h3Ll+yDzjV3cIiZnH5+7CcdPusiN6yT7BoS/WHRkXGPqcr+vXn//7PkbKMsA",
+	"z5jGF2y5LHNZX588eXwYg5YwOc14ghOrtSaMfvbbmNwjUd8meqMSUNEmxAONqGlTsAW0U27eASut7N6G",
+	"9KVAq7RDZrMTnDaeEEHJ5DVNa2NgIXSxXEpl0A8e29M1l/BGdiQaBhIOKreo9MyHrhYW9G8O45GwNrSV",
+	"OQImUtga+1VmyJklClSqXNQD/YWZX7dvoXhLnu3/+5nOEFO98hz3bMHE/LpmyxdLxtfWM7s1i8DV+I7V",
+	"VwdHG4fpABHC3mu8kC5kaGTfg5L51WBgJfOkfwyqmlT6RZvS6URn7MxmS7k8DjCGH+3SfDckgjVN1v/d",
+	"WgD12UKFM4V64cNBI+k458SwO3b9+vibk227kj4YL7gIYHDiNvfuObnJHgj/aGjFWKEFJpPyHGZcadOH",
+	"l9a9dOLkoik+F1I5I9MA68mjXdLj8BKivzNDjXK/jfaGVuij2P0mpnOOhdJDqgkGWgHiyCXdX6Bhdtom",
+	"EsgIPTp+BKV+dQzks+a5n7fJSLW21eNKB7d8lk2CdIwo17pwrsfG0F9X57pUSBsvS9sT2r1D4fejyPoC",
+	"o+jDZNjQwLBgGoTsnLmMDskcC1lHknafkXCVOg2JwtTG/izTQHlvG2RAhceqBGq3yzGfoorJWCQyz6UY",
+	"CSdUGg6s2c349NBXt4AbsLZo7azD/nis5X5cHmEL3jbGjS0Gxi7kvDEdnUN209lOTK8EvD3kFmDuyKFn",
+	"xA1YwqhtcGe8RQz2BflaNAkg+gpZCGmVMwvULoPiXb1H/Yf9k1I9twqyO4zKpo6vykWc5GbGrURUDpJ7",
+	"W/d2WEn459nZK/iWaZ50KhobLvFeVusKkHwF698A52YmseabMID03qfpCu1sS2kLGhu17NWm/o+jjz1p",
+	"QT7pebc8CnvM0WXcCuqu6lQqx/XhtZchmFFlEOtkNq18c+y0jxWEJ+AupIh5AKjWYntDRtHWBmC6tMud",
+	"lrolS7CXYsZzbl3tMkSVpcw8LQNRyJEJ7fOWZQtNHcguZJbq/l44Kq7ZWLYXuXZt21GcDQa6Qt84DbU7",
+	"tjwGXZC+mRVZpXK2hZlN3y0UJmk+F5jCj+/OXKD9zeDJ14eWIhpF6pqtmvWHcFz0cWkt+ZiL7V2UhTA8",
+	"K2lY60o/tcVoXJgnj6LNHsqd/H4qQC7Zb0WH6+Oa7V36nhmYHHlvlpIPk5pA/9V2bbdEoFv4m9IuYR73",
+	"OZcg/moPvOnKfktoD/etNpmrReHWYi3KlECHGLBMbXXMlUJm1R9rhzQpM9gznPIlG0dJubbhdjPbOJUy",
+	"QyaiVrpqf7+nKb9753H8Rg144uZxtuHgFXMheBsPAj+aMQs3Cdvw3UrJhLlUCHEaS4nR7TxYsjk+BTbV",
+	"1lpKUbcn2hdBbqBIZe+sJpFul+Pmltx+apMsdmYeci6aT4+7iqZJ+a6SKd9V+jthwjoNmZwDF87t58br",
+	"BA3ayCWspDrnYt5AUYORPlti9TUuM5b4qGVnhvV206mXG/SzgGJSKG7Wb+xKDmJXxCsTS16NbJzkZ8K9",
+	"03+sbqW1pKjsXUNRPnUGYUOBMz0Sk9NmfDgEtyWMisHgYULD6Cd6bTrL5GojPd5AeBXCW3SzFNayUCBX",
+	"gnrWyVQ0Ivth9IzkOgblSEMnSDFDg4GZzTTAMHrBBJuj9zI8CfuVRn6rsmgYufO3sE+eoqs3czGTQUPk",
+	"K6nlEXv20HD66nkfPOItbl+9fHMGLUvUpsRIlPNji3kBCcucEZWUW6kain0D9ZWEaNqJmh4jcdZqDy8z",
+	"sFzMMwTf9CpnYFRhFsNWdhaULAzquHTeRi6VTHs7mbajvfdAnO6I48UGWbIItUQzhcCybCTmKOxL64hR",
+	"+kABiplUCaYwXQM3BP3LGgU5U+eYwqT25X2kOLTQ4wRmMrNUKJ0pOg1XMJUpd/uOxKTZhfCxt1qtela/",
+	"9AqVoUhkiqnLaJOSlyJbg2/p63TcHDD4rUC1HgmnZCxeFVqpxfQwBgbVVQ0gy0AJDSAGJHvi3WA70uWo",
+	"kZihnMN1qEJAsQt5sgTQpC5YTKpOgPLwI0FlCkcnJwBVHidhSlmMTFodVkOobvo4Oc54gt5h9XcqXjw/",
+	"szJGcrMwZqmHR0dyicKxUV+q+ZGfpI/sWCtT3GTolbeVkSiOLlBpJ0eD/nF/YEfZRdiSR8PoYX/Qf0iV",
+	"GrMgdXHUX2GW9c6FXImjX1fnul82j8xDUe3rspHbcbGGC1R8tm4ptfo6gkY4x7UGlvkKecWvz616mqOh",
+	"wmTn3sfJYHBrvS20/pbWllYR+Q2aXd2K7RX+KVeQSX9jQmNlu+i6VLrjrtFlHD12pwwBX2HjqH3LoGmw",
+	"ouH7D3Gkizxnau0P5IvjDuUtglil4EMVok1dMrf+AZtr6+Z4xfzBbtNiC3rRa2Uxe47+W/nkexKJt69/",
+	"trqak16cFjwztby7bFh5P6GrBoYwQ3c/yb4ZiYlTwm6SU797gjiJyTeauKkTp6GZsbA90DBlGkfioEqr",
+	"/vH7w/7DQyegG8zaSXLfIdt2drqy5/yBbuXPb8jB5RKfmY1PryoPQEWnrWybr8dlAcLzZZuKGdfmxfq7",
+	"WyDfXo4pdfFshhdBalrnhKhJK8cgVYrKGWu6ZngZR48Gx7uR3WqwpEkPd0+q73jdkKZ21sO9gKv6Fzt8",
+	"sM3zblalPly2uOVnro1Lp7Zw12AOYoYWaxx9Osf1pZMG6+Vu8oh7vo1LHm2/EEp3iNzs1NNrD0Q27j7d",
+	"H4kfuXNcPaO6J/al8oSLYTpM8Z0LXqTrBNmHO9o3f9+H4a2HHJU3g+2+yyKgZZZFU8kQbb+V6frWzEPd",
+	"p3fZzlX48PvO7JLTZ2H9VUmAjySdCJw4fr6/3X2e6kuXv+M9ZnRvPvypxNDlFVzLhcssXEMirb52jRmU",
+	"6JA6GIpcyHP6lkCnSuMmanL7VguZIcxYzrM1HLhAzY2yi6FIKw+T3HiWo7/2XgXgbUeavEjvRHPz1O1F",
+	"QIjWyJHImYOBLmf4/D03sJJFlsKCXaBP3qd9OBVQCPJj6a5BZk3dGsr7Bn49rn3rPaZwMhiAkTLkprrD",
+	"n/ls9n7KJxio7y+Wm11E+2ulbbdyKd63J0npfsGKuTKpwwgT6xVbf97LZXuplu7d5n31y+b1vn1VRvCu",
+	"sJ188s2ek7u3mPZVOht3b/fVOxvX9K6KD0josSFtGy1dB2W7WihGaFaqq1aQspvuqKqLhRVOs8xVJhYn",
+	"gB8T6j3UW9PAM7pA1FEPdgQLgV43Rhz24RRWSrrafL0w8w/ruiq/wIYC6/S1erXRh5c5N8bqqonrVnVp",
+	"9l1V4pEYie0Fvtbx26ehY4PAVSfjLdKRcM+3n/7J4VOXp83cfStt5FJXNQ14pVCjMC3lPxK+Rm+De6sv",
+	"Sj1KN/pLm7DdAkDbAPRHokSTjYgpVymYUnLli1PtY4VUMdmKe9XErc6be3YN21X4LV5aC2X/r7//fvrb",
+	"V28O2j0hh001fhDopLm+Lq/KwMH05GniawW89Rmc1KrJs1ANOiZtW5WfR6KeNfNfpxHYqGQ/hUld966T",
+	"jtUsagTLpULSLq6yEtIhGdfmLR1lI0jdlC66pKcNiCKforKQsfKcVFg3hRLV55yovlJ/z4n6LVrZvhTp",
+	"UkE0fDygwqr7ONfjwSDe8amuTUfdbuxUaAXQaiE1VvjQoKUy/vZnic5toLpegqu+M9VNVH64Q71XNT4E",
+	"VN5LgcQ9TVJ84YHplxZgthrPA9m/Eq2uKDin7iQGZX+NVxm+geMyrjy7tpS5nAH1gtxNwqa8/7aXTT6+",
+	"Vd68whSTl/cnypkM9rCB1XfY/kJJlitkwGdZXHhh6Rng+socHrk2sLBFFOsyum5669Y6+a4JrmNYLZih",
+	"eh032jciBMu6LzC6Y5W7s4rS7Ee5EYN+YVzQIXzrrHK1L/2PMjmXhemxLGsGuh2ng8ZQCZduJu1VBPm+",
+	"7AKyzON6PJrRXSvx10jv/FXp4xMVzXizcX4KrWOQwg9I8YInuIt2zYavcIri+yu3q/xULpKsSDGN24H1",
+	"U99R6L/OOhJnPtItN36gQRWZbzIqv1FE19Wetr4+WXn3rh1KjEQ5uBApqkaobb1O7fqkKexuNRc3v1Vj",
+	"16RaXx6szrskxIv1q+alhdu3453rpnuZ8y0FwwpHZIBpvXs2wDe0jnuFojeNQj+bvDqKtosTVq02umK3",
+	"y+anMo7p1JVDIZo2gKLdzmvFk/JyDUM/KZt8p1iXlONgpbryW/dhu6bb9xctVV/bT/wT+Xu+uF37e3UD",
+	"ollQo6SxbKvDwc+1qtzVJ6WpzF02ubc56jvXma5dd6n72UghV13FuuEw2rEajXtU3fJyxuZm4lG2x0sF",
+	"maTuTWbcZiFTUSzTuw326ksB95yCvdIvdham4xb/fWX+7xAbOpN2dWx4LWvpen5pnOtSPiLl4BcNXJGY",
+	"k0oSrphOFfR+nccrLwLEn66K46wRPsf1EX0Iob6J4Ndw7ZHxtvxuv/3Beh1dfrj8vwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

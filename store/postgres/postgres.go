@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,13 +48,17 @@ const (
 	lockCounterSpace int32 = 0x7066
 )
 
-// Open connects to the database at url (a postgres:// URL) and applies
+// Open connects to the database at url (a postgres:// URL), with a pool of
+// at most maxConns connections unless url sets pool_max_conns, and applies
 // pending migrations, under a session advisory lock so that instances
 // starting together do not race.
-func Open(ctx context.Context, url string) (*Store, error) {
+func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if maxConns > 0 && !strings.Contains(url, "pool_max_conns=") {
+		cfg.MaxConns = int32(maxConns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -93,6 +98,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// MaxConns is the most connections the store opens at once.
+func (s *Store) MaxConns() int { return int(s.pool.Config().MaxConns) }
 
 // Close closes every connection.
 func (s *Store) Close() error {

@@ -13,7 +13,7 @@ import (
 
 func open(t *testing.T, url string) *postgres.Store {
 	t.Helper()
-	s, err := postgres.Open(context.Background(), url)
+	s, err := postgres.Open(context.Background(), url, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestInstancesMigrateTogether(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// t.Error, not t.Fatal: this is not the test's goroutine.
-			s, err := postgres.Open(context.Background(), url)
+			s, err := postgres.Open(context.Background(), url, 0)
 			if err != nil {
 				t.Errorf("open: %v", err)
 				return
@@ -48,4 +48,28 @@ func TestInstancesMigrateTogether(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestPoolSize: the pool holds at most the connections asked for, unless
+// the URL says otherwise.
+func TestPoolSize(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Database(t)
+	for _, tt := range []struct {
+		url      string
+		maxConns int
+		want     int
+	}{
+		{url, 3, 3},
+		{url + "&pool_max_conns=2", 7, 2},
+	} {
+		s, err := postgres.Open(context.Background(), tt.url, tt.maxConns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.MaxConns(); got != tt.want {
+			t.Errorf("Open(%d) with %s: MaxConns = %d, want %d", tt.maxConns, tt.url, got, tt.want)
+		}
+		s.Close()
+	}
 }
