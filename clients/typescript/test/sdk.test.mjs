@@ -119,6 +119,7 @@ test("logout revokes the login", async () => {
 test("the server metadata", async () => {
   const pf = new Passflow({ baseUrl });
   const { data } = await pf.api.GET("/.well-known/oauth-authorization-server");
+  assert.equal(data?.issuer, baseUrl);
   assert.equal(data?.token_endpoint, `${baseUrl}/token`);
-  assert.deepEqual(data?.response_types_supported, []);
+  assert.deepEqual(data?.response_types_supported, ["none"]);
 });
