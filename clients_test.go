@@ -220,6 +220,10 @@ func TestDeletingAClientEndsItsTokens(t *testing.T) {
 			t.Errorf("refresh %s = %d %s", name, r.Status, r.Body)
 		}
 	}
+	// Its tokens are dead: revoking them is anyone's to do, and a no-op.
+	if r := ts.postForm("/revoke", "token="+url.QueryEscape(withRefresh.Refresh), nil); r.Status != 200 {
+		t.Errorf("revoking a deleted client's refresh token = %d %s", r.Status, r.Body)
+	}
 	if r := ts.postForm("/token", loginForm+"&client_id=backend", nil); r.Status != 401 || r.JSON(t)["error"] != "invalid_client" {
 		t.Errorf("a public client naming itself backend = %d %s", r.Status, r.Body)
 	}

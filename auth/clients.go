@@ -230,13 +230,14 @@ func (c *Clients) failed(ctx context.Context, id, ip string) {
 }
 
 // Confidential reports whether id names a registered confidential client,
-// whose tokens only it may revoke.
+// whose tokens only it may revoke. A deleted client's tokens are dead
+// anyway: revoking them again is no one's privilege.
 func (c *Clients) Confidential(ctx context.Context, id string) (bool, error) {
 	reg, err := c.st.ClientByID(ctx, id)
 	if errors.Is(err, fault.ErrNotFound) {
 		return false, nil
 	}
-	return err == nil && reg.SecretHash != "", err
+	return err == nil && reg.SecretHash != "" && reg.DeletedAt.IsZero(), err
 }
 
 // NewClient describes a client to register.
