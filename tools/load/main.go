@@ -18,6 +18,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -47,6 +48,7 @@ type options struct {
 	floodTime   time.Duration
 	concurrency int
 	mixedTime   time.Duration
+	hostile     int
 	keep        bool
 }
 
@@ -58,6 +60,7 @@ func run() error {
 	flag.DurationVar(&o.floodTime, "flood-time", 10*time.Second, "how long the login flood lasts")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients in the mixed load")
 	flag.DurationVar(&o.mixedTime, "mixed-time", 15*time.Second, "how long the mixed load lasts")
+	flag.IntVar(&o.hostile, "hostile", 0, "first send this many requests with random 60 KB methods and paths, and report what they cost (memory, metrics, log)")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "passflow-load-")
@@ -93,6 +96,12 @@ func run() error {
 	cli.Stdin = strings.NewReader("load-password-1\n")
 	if out, err := cli.CombinedOutput(); err != nil && !strings.Contains(string(out), "taken") {
 		return fmt.Errorf("user add: %v %s", err, out)
+	}
+
+	if o.hostile > 0 {
+		if err := hostile(servers[0], o.hostile); err != nil {
+			return err
+		}
 	}
 
 	// Phase 1: a login flood.
@@ -148,8 +157,9 @@ func redact(db string) string {
 }
 
 type server struct {
-	cmd *exec.Cmd
-	url string
+	cmd      *exec.Cmd
+	url      string
+	logBytes atomic.Int64
 }
 
 var servingRe = regexp.MustCompile(`msg=serving addr=(\S+)`)
@@ -166,10 +176,13 @@ func start(bin, db string, i int) (*server, error) {
 		return nil, err
 	}
 	addr := make(chan string, 1)
+	s := &server{cmd: cmd}
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
 		sent := false
 		for sc.Scan() {
+			s.logBytes.Add(int64(len(sc.Bytes()) + 1))
 			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
 				addr <- m[1]
 				sent = true
@@ -178,7 +191,8 @@ func start(bin, db string, i int) (*server, error) {
 	}()
 	select {
 	case a := <-addr:
-		return &server{cmd: cmd, url: "http://" + a}, nil
+		s.url = "http://" + a
+		return s, nil
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		return nil, fmt.Errorf("instance %d did not start", i)
@@ -197,17 +211,82 @@ func (s *server) stop() {
 }
 
 // peakMemory reads the instance's peak resident set size from /proc.
-func (s *server) peakMemory() string {
+func (s *server) peakMemory() string { return s.status("VmHWM:") }
+
+// memory reads the instance's resident set size from /proc.
+func (s *server) memory() string { return s.status("VmRSS:") }
+
+func (s *server) status(field string) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
 		return "unknown (" + err.Error() + ")"
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		if strings.HasPrefix(line, field) {
+			return strings.TrimSpace(strings.TrimPrefix(line, field))
 		}
 	}
 	return "unknown"
+}
+
+// hostile sends n requests whose methods and paths are random and 60 KB
+// long, 16 at a time over raw connections, and reports what they cost the
+// server: its memory, the size of one metrics scrape, its log.
+func hostile(s *server, n int) error {
+	before, logBefore := s.memory(), s.logBytes.Load()
+	addr := strings.TrimPrefix(s.url, "http://")
+	junk := func(size int) string {
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = byte('A' + rand.IntN(26))
+		}
+		return string(b)
+	}
+	var failed atomic.Int64
+	runN(n, 16, func() {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "%s /%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", junk(60000), junk(rand.IntN(2000)))
+		if res, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		} else {
+			failed.Add(1)
+		}
+	})
+	res, err := client.Get(s.url + "/metrics")
+	if err != nil {
+		return err
+	}
+	scrape, _ := io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	time.Sleep(200 * time.Millisecond) // let the log drain
+	logged := s.logBytes.Load() - logBefore
+	fmt.Printf("\nhostile requests: %d with random 60 KB methods and paths (%d failed)\n", n, failed.Load())
+	fmt.Printf("  memory     RSS %s before, %s after\n", before, s.memory())
+	fmt.Printf("  metrics    one /metrics scrape after: %d bytes\n", scrape)
+	fmt.Printf("  log        %d bytes for them (%d per request)\n", logged, logged/int64(n))
+	return nil
+}
+
+// runN calls fn n times on workers goroutines.
+func runN(n, workers int, fn func()) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				fn()
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func urls(ss []*server) []string {
