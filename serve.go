@@ -320,13 +320,11 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		if err := st.Ping(ctx); err != nil {
-			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "the database is unreachable",
-				RetryAfter: time.Second, Err: err})
+			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "the database is unreachable", Err: err})
 			return
 		}
 		if err := feed.Ready(); err != nil {
-			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "this instance is behind the change feed",
-				RetryAfter: time.Second, Err: err})
+			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "this instance is behind the change feed", Err: err})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})

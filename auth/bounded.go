@@ -31,7 +31,6 @@ func NewBounded(inner Hasher, concurrency, queue int, wait time.Duration) *Bound
 var ErrOverloaded = &fault.Error{
 	Code:        fault.Unavailable,
 	Description: "too many logins at once; try again shortly",
-	RetryAfter:  time.Second,
 	Reason:      "overloaded",
 }
 

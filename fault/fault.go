@@ -48,7 +48,9 @@ type Error struct {
 	Field string
 	// Scope is the scope an insufficient_scope challenge names.
 	Scope string
-	// RetryAfter, when positive, becomes a Retry-After header.
+	// RetryAfter, when positive, is how long the client should wait before
+	// trying again (a throttle's back-off). The error writer sends it as
+	// Retry-After, and a second for unavailable errors that name none.
 	RetryAfter time.Duration
 	// Reason is a short machine word from a fixed vocabulary (expired,
 	// revoked, throttled, ...) for metrics and audit logs.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -38,6 +39,19 @@ var defaultDescription = map[fault.Code]string{
 	fault.Conflict:         "conflict",
 	fault.Unavailable:      "the service is unavailable; try again later",
 	fault.Internal:         "internal error",
+}
+
+// retryAfter is how long a client should wait before trying again: the
+// wait an error names (a throttle's back-off), else a second for a
+// failure that is the server's and passes (the database, the hash queue).
+func retryAfter(fe *fault.Error) time.Duration {
+	switch {
+	case fe.RetryAfter > 0:
+		return fe.RetryAfter
+	case fe.Code == fault.Unavailable, fe.Code == fault.SlowDown:
+		return time.Second
+	}
+	return 0
 }
 
 // oauthCode renames codes RFC 6749 §5.2 has no name for.
@@ -87,8 +101,8 @@ func (g *Guard) WriteError(c *gin.Context, err error) {
 	if desc == "" {
 		desc = defaultDescription[fe.Code]
 	}
-	if fe.RetryAfter > 0 {
-		c.Header("Retry-After", strconv.Itoa(int((fe.RetryAfter+999_999_999)/1_000_000_000)))
+	if wait := retryAfter(fe); wait > 0 {
+		c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 	}
 
 	op := g.lookup(c)

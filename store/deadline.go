@@ -10,8 +10,8 @@ import (
 
 // WithDeadline returns s with a deadline on every call: a database that
 // stops answering, its connection open but silent, fails each call after d
-// with fault.ErrUnavailable (a 503 with Retry-After) instead of holding the
-// request for as long as the outage lasts. A call that ends because its
+// with fault.ErrUnavailable (a 503) instead of holding the request for as
+// long as the outage lasts. A call that ends because its
 // caller went away keeps its own error.
 func WithDeadline(s Store, d time.Duration) Store {
 	return &deadlined{s: s, d: d}
@@ -34,7 +34,6 @@ func call[T any](t *deadlined, ctx context.Context, fn func(context.Context) (T,
 		err = &fault.Error{
 			Code:        fault.Unavailable,
 			Description: "the database did not answer in time; try again shortly",
-			RetryAfter:  time.Second,
 			Err:         err,
 		}
 	}
