@@ -44,8 +44,8 @@ func TestUserAdd(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{name: "no name", stdin: "some-password\n", args: []string{"user", "add"}, wantErr: "exactly one NAME"},
-		{name: "two names", stdin: "some-password\n", args: []string{"user", "add", "a", "b"}, wantErr: "exactly one NAME"},
+		{name: "no name", stdin: "some-password\n", args: []string{"user", "add"}, wantErr: "takes one argument, NAME"},
+		{name: "two names", stdin: "some-password\n", args: []string{"user", "add", "a", "b"}, wantErr: "takes one argument, NAME"},
 		{name: "taken, in another case", stdin: "some-password\n", args: []string{"user", "add", "KIM"}, wantErr: "username is taken"},
 		{name: "rejected name", stdin: "some-password\n", args: []string{"user", "add", "a b"}, wantErr: "username is not allowed"},
 		{name: "short password", stdin: secret + "\n", args: []string{"user", "add", "nia"}, wantErr: "at least 8 characters"},
@@ -83,12 +83,14 @@ func TestServeSettingErrors(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{name: "bad env duration", env: map[string]string{"PASSFLOW_ACCESS_TOKEN_TTL": "soon"}, wantErr: "PASSFLOW_ACCESS_TOKEN_TTL: invalid value"},
-		{name: "bad flag duration", args: []string{"--access-token-ttl", "soon"}, wantErr: "invalid value"},
+		{name: "bad env duration", env: map[string]string{"PASSFLOW_ACCESS_TOKEN_TTL": "soon"}, wantErr: `PASSFLOW_ACCESS_TOKEN_TTL: "soon" is not a duration such as 15m`},
+		{name: "bad flag duration", args: []string{"--access-token-ttl", "soon"}, wantErr: `--access-token-ttl: "soon" is not a duration such as 15m`},
+		{name: "bad flag number", args: []string{"--hash-queue", "many"}, wantErr: `--hash-queue: "many" is not a whole number`},
+		{name: "bad flag boolean", args: []string{"--public-clients=maybe"}, wantErr: `--public-clients: "maybe" is not true or false`},
 		{name: "flag beats env", env: map[string]string{"PASSFLOW_ACCESS_TOKEN_TTL": "1m"}, args: []string{"--access-token-ttl", "0s"}, wantErr: "--access-token-ttl must be at least 1s"},
 		{name: "unsupported alg", args: []string{"--signing-alg", "none"}, wantErr: "not supported"},
 		{name: "bad issuer", args: []string{"--issuer", "localhost"}, wantErr: "--issuer must be"},
-		{name: "stray argument", args: []string{"now"}, wantErr: "serve takes no arguments"},
+		{name: "stray argument", args: []string{"now"}, wantErr: "serve: takes no arguments"},
 		{name: "short admin password", env: map[string]string{"PASSFLOW_ADMIN_PASSWORD": "short"}, args: []string{"--addr", "127.0.0.1:0"}, wantErr: "at least 8 characters"},
 		{name: "unreachable postgres", args: []string{"--db", "postgres://nobody@127.0.0.1:1/x"}, wantErr: "postgres: connect to nobody@127.0.0.1/x"},
 	}
@@ -107,11 +109,43 @@ func TestServeSettingErrors(t *testing.T) {
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	out, err := runCLI(t, nil, "", "serve", "-h")
-	if err != nil || !strings.Contains(out, "--access-token-ttl") || !strings.Contains(out, "$PASSFLOW_ACCESS_TOKEN_TTL") {
+	if err != nil || !strings.Contains(out, "usage: passflow serve [flags]") || !strings.Contains(out, "--access-token-ttl") ||
+		!strings.Contains(out, "$PASSFLOW_ACCESS_TOKEN_TTL") {
 		t.Errorf("serve -h = %v, %q", err, out)
+	}
+	// A group's -h lists its subcommands.
+	for group, want := range map[string][]string{
+		"user":   {"passflow user add NAME", "passflow user list", "passflow user import FILE"},
+		"client": {"passflow client add ID", "passflow client list", "passflow client delete ID"},
+		"keys":   {"passflow keys rotate", "passflow keys list"},
+	} {
+		out, err := runCLI(t, nil, "", group, "-h")
+		for _, w := range want {
+			if err != nil || !strings.Contains(out, w) {
+				t.Errorf("%s -h = %v, %q; want it to list %q", group, err, out, w)
+			}
+		}
+		if strings.Contains(out, "passflow serve") {
+			t.Errorf("%s -h lists other commands: %q", group, out)
+		}
+	}
+	// A subcommand's -h shows its own synopsis and flags.
+	out, err = runCLI(t, nil, "", "user", "list", "-h")
+	if err != nil || !strings.Contains(out, "usage: passflow user list [flags]") || strings.Contains(out, "--scopes") {
+		t.Errorf("user list -h = %v, %q", err, out)
+	}
+	out, err = runCLI(t, nil, "", "user", "add", "-h")
+	if err != nil || !strings.Contains(out, "usage: passflow user add NAME [flags]") || !strings.Contains(out, "--scopes") {
+		t.Errorf("user add -h = %v, %q", err, out)
+	}
+	if out, err := runCLI(t, nil, "", "help"); err != nil || !strings.Contains(out, "passflow keys rotate") {
+		t.Errorf("help = %v, %q", err, out)
 	}
 	if _, err := runCLI(t, nil, ""); err == nil {
 		t.Error("no command: want an error")
+	}
+	if _, err := runCLI(t, nil, "", "user"); err == nil || !strings.Contains(err.Error(), "missing subcommand") {
+		t.Errorf("user alone: %v", err)
 	}
 }
 

@@ -186,7 +186,7 @@ func TestKeyEncryption(t *testing.T) {
 			t.Errorf("serve %s: %v, want an error about the key encryption key", name, err)
 		}
 	}
-	if _, err := runCLI(t, map[string]string{"PASSFLOW_KEY_ENCRYPTION_KEY": "c2hvcnQ="}, "", "keys", "list", "--db", db); err == nil {
+	if _, err := runCLI(t, map[string]string{"PASSFLOW_KEY_ENCRYPTION_KEY": "c2hvcnQ="}, "", "keys", "rotate", "--db", db); err == nil {
 		t.Error("a key encryption key of 5 bytes was accepted")
 	}
 	again := startServerOn(t, db, env)

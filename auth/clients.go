@@ -79,7 +79,7 @@ const (
 )
 
 // GrantTypes lists every grant type passflow offers.
-var GrantTypes = []string{GrantPassword, GrantRefreshToken}
+func GrantTypes() []string { return []string{GrantPassword, GrantRefreshToken} }
 
 // Client is the client a token request comes from.
 type Client struct {
@@ -265,11 +265,11 @@ func (c *Clients) Register(ctx context.Context, n NewClient) (store.Client, erro
 	}
 	grants := n.GrantTypes
 	if len(grants) == 0 {
-		grants = GrantTypes
+		grants = GrantTypes()
 	}
 	for _, g := range grants {
-		if !slices.Contains(GrantTypes, g) {
-			return store.Client{}, fault.Invalid("/grant_types", "unknown grant type; the grant types are "+strings.Join(GrantTypes, ", "))
+		if !slices.Contains(GrantTypes(), g) {
+			return store.Client{}, fault.Invalid("/grant_types", "unknown grant type; the grant types are "+strings.Join(GrantTypes(), ", "))
 		}
 	}
 	scopes := n.Scopes

@@ -82,7 +82,7 @@ func NewGrants(
 // GrantTypes lists the grant types the token endpoint accepts.
 func (g *Grants) GrantTypes() []string {
 	if g.passwordGrant {
-		return GrantTypes
+		return GrantTypes()
 	}
 	return []string{GrantRefreshToken}
 }

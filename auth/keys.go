@@ -42,7 +42,7 @@ const (
 )
 
 // Algorithms lists every signing algorithm passflow supports.
-var Algorithms = []string{AlgEdDSA, AlgES256, AlgRS256, AlgHS256}
+func Algorithms() []string { return []string{AlgEdDSA, AlgES256, AlgRS256, AlgHS256} }
 
 var methods = map[string]jwt.SigningMethod{
 	AlgEdDSA: jwt.SigningMethodEdDSA,

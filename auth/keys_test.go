@@ -10,7 +10,7 @@ import (
 func TestKeysOfEveryAlgorithm(t *testing.T) {
 	t.Parallel()
 	kek := bytes.Repeat([]byte{7}, 32)
-	for _, alg := range Algorithms {
+	for _, alg := range Algorithms() {
 		for _, sealed := range []bool{false, true} {
 			cfg := KeyConfig{Alg: alg}
 			if sealed {

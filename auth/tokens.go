@@ -116,7 +116,7 @@ func NewTokens(
 		cache:  cache,
 		parser: jwt.NewParser(
 			// Each token must also use its own key's algorithm (keyFor).
-			jwt.WithValidMethods(Algorithms),
+			jwt.WithValidMethods(Algorithms()),
 			jwt.WithIssuer(issuer),
 			jwt.WithAudience(issuer),
 			jwt.WithExpirationRequired(),

@@ -1,8 +1,8 @@
-// Package docs serves the API's documentation: Swagger UI 5 at /docs, from
-// the assets of the github.com/swaggo/files/v2 module and a small page of
-// our own, and the spec itself at /openapi.yaml and /openapi.json. Nothing
-// is loaded from a CDN.
-package docs
+// Package swaggerui serves Swagger UI 5 at /docs, from the assets of the
+// github.com/swaggo/files/v2 module and a small page of our own, and the
+// spec it reads at /openapi.yaml and /openapi.json. Nothing is loaded from
+// a CDN.
+package swaggerui
 
 import (
 	"embed"
@@ -26,7 +26,7 @@ var assets = []string{"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-stan
 const security = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; " +
 	"script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
-// Docs serves the documentation.
+// Docs serves Swagger UI and the spec.
 type Docs struct {
 	specYAML []byte
 	specJSON []byte

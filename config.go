@@ -1,0 +1,188 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/passflow/passflow/auth"
+)
+
+// config holds every setting. Each has a flag --kebab-name and an env
+// PASSFLOW_UPPER_SNAKE (flags.go binds them); a flag beats the env, which
+// beats the default.
+type config struct {
+	// The store: every command.
+	DB         string
+	DBMaxConns int
+
+	// Keys: serve and keys.
+	SigningAlg    string
+	KeyEncryption string
+
+	// Serving.
+	Addr                    string
+	Issuer                  string
+	AdminPassword           string
+	AccessTokenTTL          time.Duration
+	RefreshTokenTTL         time.Duration
+	ClockLeeway             time.Duration
+	MaxBodyBytes            int64
+	TokenCacheSize          int
+	PublicClients           bool
+	PasswordGrant           bool
+	LoginMaxFailures        int
+	LoginMaxFailuresPerUser int
+	LoginMaxFailuresPerIP   int
+	LoginWindow             time.Duration
+	TrustedProxies          string
+	HashConcurrency         int
+	HashQueue               int
+	TLSCert                 string
+	TLSKey                  string
+	CORSOrigins             string
+	MetricsAddr             string
+	DBTimeout               time.Duration
+
+	// What user add and client add grant.
+	Scopes      string
+	GrantTypes  string
+	SecretStdin bool
+	Public      bool
+
+	// signingAlgSet records whether the signing algorithm was asked for,
+	// not the default.
+	signingAlgSet bool
+}
+
+// keyConfig turns the key settings into an auth.KeyConfig.
+func (c *config) keyConfig() (auth.KeyConfig, error) {
+	if !slices.Contains(auth.Algorithms(), c.SigningAlg) {
+		return auth.KeyConfig{}, fmt.Errorf("--signing-alg %q is not supported; use one of %s", c.SigningAlg, strings.Join(auth.Algorithms(), ", "))
+	}
+	kc := auth.KeyConfig{Alg: c.SigningAlg, Verify: c.AccessTokenTTL + c.ClockLeeway, AlgExplicit: c.signingAlgSet}
+	if c.KeyEncryption != "" {
+		kek, err := auth.ParseKEK(c.KeyEncryption)
+		if err != nil {
+			return kc, fmt.Errorf("--key-encryption-key: %w", err)
+		}
+		kc.KEK = kek
+	}
+	return kc, nil
+}
+
+// corsOrigins parses --cors-origins.
+func (c *config) corsOrigins() ([]string, error) {
+	var origins []string
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("--cors-origins: %q is not an origin such as https://app.example.com", o)
+		}
+		origins = append(origins, u.Scheme+"://"+u.Host)
+	}
+	return origins, nil
+}
+
+// trustedProxies parses --trusted-proxies.
+func (c *config) trustedProxies() ([]string, error) {
+	var cidrs []string
+	for _, s := range strings.Split(c.TrustedProxies, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			if ip := net.ParseIP(s); ip != nil && ip.To4() != nil {
+				s += "/32"
+			} else {
+				s += "/128"
+			}
+		}
+		if _, _, err := net.ParseCIDR(s); err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is not a CIDR or an IP address", s)
+		}
+		cidrs = append(cidrs, s)
+	}
+	return cidrs, nil
+}
+
+// validate checks the serving settings that flag parsing cannot.
+func (c *config) validate() error {
+	switch {
+	case c.AccessTokenTTL < time.Second:
+		return errors.New("--access-token-ttl must be at least 1s")
+	case c.RefreshTokenTTL < time.Minute:
+		return errors.New("--refresh-token-ttl must be at least 1m")
+	case c.ClockLeeway < 0 || c.ClockLeeway > 5*time.Minute:
+		return errors.New("--clock-leeway must be between 0s and 5m")
+	case c.MaxBodyBytes < 1024:
+		return errors.New("--max-body-bytes must be at least 1024")
+	case c.TokenCacheSize < 1:
+		return errors.New("--token-cache-size must be at least 1")
+	case c.Issuer != "" && !strings.HasPrefix(c.Issuer, "https://") && !strings.HasPrefix(c.Issuer, "http://"):
+		return errors.New("--issuer must be an http:// or https:// URL")
+	case c.Issuer == "" && wildcard(c.Addr):
+		return fmt.Errorf("--addr %s listens on every interface, so no issuer follows from it: set --issuer to the URL clients reach passflow at (such as https://login.example.com)", c.Addr)
+	case c.LoginMaxFailures < 1 || c.LoginMaxFailuresPerUser < 1 || c.LoginMaxFailuresPerIP < 1:
+		return errors.New("the --login-max-failures settings must be at least 1")
+	case c.LoginWindow < time.Second:
+		return errors.New("--login-window must be at least 1s")
+	case c.HashConcurrency < 1 || c.HashQueue < 0:
+		return errors.New("--hash-concurrency must be at least 1 and --hash-queue at least 0")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	case c.DBTimeout < 100*time.Millisecond:
+		return errors.New("--db-timeout must be at least 100ms")
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		return err
+	}
+	if _, err := c.corsOrigins(); err != nil {
+		return err
+	}
+	_, err := c.keyConfig()
+	return err
+}
+
+// throttleConfig is the login limits.
+func (c *config) throttleConfig() auth.ThrottleConfig {
+	return auth.ThrottleConfig{
+		MaxFailures: c.LoginMaxFailures, MaxPerUser: c.LoginMaxFailuresPerUser, MaxPerIP: c.LoginMaxFailuresPerIP,
+		Window: c.LoginWindow, MaxBackoff: 15 * time.Minute,
+	}
+}
+
+// wildcard reports whether a listen address names no one host: ":8080",
+// "0.0.0.0:8080", "[::]:8080".
+func wildcard(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false // net.Listen will say what is wrong with it
+	}
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}
+
+// issuerFor is the issuer that follows from listening on ln as asked
+// with addr: its host as written, its port as bound (addr may ask for 0).
+func issuerFor(addr string, ln net.Addr, tls bool) string {
+	host, _, _ := net.SplitHostPort(addr)
+	_, port, _ := net.SplitHostPort(ln.String())
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// splitList splits a comma- (or space-) separated setting.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/generated/api"
+	"github.com/passflow/passflow/guard"
+	"github.com/passflow/passflow/store"
+	"github.com/passflow/passflow/swaggerui"
+)
+
+// aliases are gin routes served by a spec operation besides its own path.
+var aliases = []guard.Alias{
+	// The FastAPI seed's trailing-slash path.
+	{Method: http.MethodGet, GinPath: "/my_data/", SpecPath: "/my_data"},
+}
+
+// unguarded are the routes the spec does not describe, served beside it.
+var unguarded = func() map[string]bool {
+	m := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}
+	for _, r := range swaggerui.Routes() {
+		m[r] = true
+	}
+	return m
+}()
+
+// routes registers every route in one place: the generated ones behind the
+// guard, and the few the spec does not describe. It fails when a route is
+// neither, so no route can slip past the guard.
+func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, middlewares []api.StrictMiddlewareFunc,
+	specJSON []byte, m *metrics, metricsApart bool, trustedProxies []string, st store.Store, feed *auth.Revocations) (*gin.Engine, error) {
+	engine := gin.New()
+	engine.ContextWithFallback = true
+	engine.RedirectTrailingSlash = false
+	engine.RedirectFixedPath = false
+	engine.HandleMethodNotAllowed = true
+	// The client IP is the connection's, unless it is a trusted proxy's:
+	// then X-Forwarded-For, read from the right, names it.
+	if err := engine.SetTrustedProxies(trustedProxies); err != nil {
+		return nil, err
+	}
+	engine.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	engine.Use(guard.RequestID(), guard.AccessLog(logger), m.middleware(), g.Recover())
+	engine.NoRoute(g.NoRoute)
+	engine.NoMethod(g.NoMethod)
+
+	engine.GET("/healthz", func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	})
+	engine.GET("/readyz", func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "the database is unreachable", Err: err})
+			return
+		}
+		if err := feed.Ready(); err != nil {
+			g.WriteError(c, &fault.Error{Code: fault.Unavailable, Description: "this instance is behind the change feed", Err: err})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+	if !metricsApart {
+		engine.GET("/metrics", gin.WrapH(m.handler()))
+	}
+	d, err := swaggerui.New(specYAML, specJSON)
+	if err != nil {
+		return nil, err
+	}
+	d.Register(engine)
+
+	bindErr := func(c *gin.Context, err error) {
+		g.WriteError(c, fault.Wrap(fault.InvalidRequest, "the request could not be read", err))
+	}
+	strict := api.NewStrictHandlerWithOptions(server, middlewares, api.StrictGinServerOptions{
+		RequestErrorHandlerFunc:  bindErr,
+		HandlerErrorFunc:         g.WriteError,
+		ResponseErrorHandlerFunc: g.WriteError,
+	})
+	wrapperErr := func(c *gin.Context, err error, _ int) { bindErr(c, err) }
+	gated := engine.Group("", g.Middleware())
+	api.RegisterHandlersWithOptions(gated, strict, api.GinServerOptions{ErrorHandler: wrapperErr})
+	wrapper := api.ServerInterfaceWrapper{Handler: strict, ErrorHandler: wrapperErr}
+	gated.GET("/my_data/", wrapper.ListMyData)
+
+	for _, r := range engine.Routes() {
+		if !unguarded[r.Method+" "+r.Path] && !g.Covers(r.Method, r.Path) {
+			return nil, fmt.Errorf("route %s %s is neither in the spec nor listed as unguarded", r.Method, r.Path)
+		}
+	}
+	return engine, nil
+}
