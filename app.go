@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -58,17 +59,17 @@ func loadSpec(ctx context.Context) (*openapi3.T, error) {
 
 // app is the wired program: what serve runs and what tests drive in process.
 type app struct {
-	handler     http.Handler
-	accounts    *auth.Accounts
-	tokens      *auth.Tokens
-	revocations *auth.Revocations
-	throttle    *auth.Throttle
+	handler  http.Handler
+	accounts *auth.Accounts
+	tokens   *auth.Tokens
+	feed     *auth.Feed
+	throttle *auth.Throttle
+	logger   *slog.Logger
 }
 
-// newApp wires everything: keys, revocations, tokens, accounts, grants, the
-// guard over doc, the handlers (wrapped in middlewares, if any) and every
-// route. Sync a.revocations every auth.SyncInterval to follow changes other
-// processes make.
+// newApp wires everything: keys, the change feed, tokens, accounts, grants,
+// the guard over doc, the handlers (wrapped in middlewares, if any) and
+// every route. runBackground keeps it in step with other processes.
 func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher,
 	doc *openapi3.T, m *metrics, middlewares []api.StrictMiddlewareFunc) (*app, error) {
 	if cfg.Issuer == "" {
@@ -87,21 +88,21 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 	if err != nil {
 		return nil, err
 	}
-	revs, err := auth.NewRevocations(ctx, logger, st, keys, cfg.TokenCacheSize, time.Now)
+	feed, err := auth.NewFeed(ctx, logger, st, keys, cfg.TokenCacheSize, time.Now)
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := auth.NewTokens(cfg.Issuer, cfg.AccessTokenTTL, cfg.ClockLeeway, keys, revs, ev, cfg.TokenCacheSize, time.Now)
+	tokens, err := auth.NewTokens(auth.TokenConfig{
+		Issuer: cfg.Issuer, TTL: cfg.AccessTokenTTL, Leeway: cfg.ClockLeeway, CacheSize: cfg.TokenCacheSize,
+	}, keys, feed, ev, time.Now)
 	if err != nil {
 		return nil, err
 	}
-	throttle := auth.NewThrottle(st, auth.ThrottleConfig{
-		MaxFailures: cfg.LoginMaxFailures, MaxPerUser: cfg.LoginMaxFailuresPerUser, MaxPerIP: cfg.LoginMaxFailuresPerIP,
-		Window: cfg.LoginWindow, MaxBackoff: 15 * time.Minute,
-	}, time.Now)
-	accounts := auth.NewAccounts(st, hasher, throttle, revs, ev, time.Now)
+	throttle := auth.NewThrottle(st, cfg.throttleConfig(), time.Now)
+	accounts := auth.NewAccounts(st, hasher, throttle, feed, ev, time.Now)
 	clients := auth.NewClients(st, hasher, throttle, cfg.PublicClients, ev, time.Now)
-	grants, err := auth.NewGrants(logger, st, hasher, tokens, clients, revs, throttle, ev, cfg.RefreshTokenTTL, cfg.PasswordGrant, time.Now)
+	grants, err := auth.NewGrants(auth.GrantConfig{RefreshTTL: cfg.RefreshTokenTTL, PasswordGrant: cfg.PasswordGrant},
+		logger, st, hasher, tokens, clients, feed, throttle, ev, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +115,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	server := impl.NewServer(accounts, st, grants, clients, keys, cfg.Issuer)
-	engine, err := routes(logger, g, server, middlewares, specJSON, m, cfg.MetricsAddr != "", proxies, st, revs)
+	engine, err := routes(logger, g, server, middlewares, specJSON, m, cfg.MetricsAddr != "", proxies, st, feed)
 	if err != nil {
 		return nil, err
 	}
@@ -134,5 +135,45 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 			MaxAge:         600,
 		}).Handler(engine)
 	}
-	return &app{handler: handler, accounts: accounts, tokens: tokens, revocations: revs, throttle: throttle}, nil
+	return &app{handler: handler, accounts: accounts, tokens: tokens, feed: feed, throttle: throttle, logger: logger}, nil
+}
+
+// runBackground follows the change feed every auth.SyncInterval, and keeps
+// house every hour (pruning what the feed and the login counters no longer
+// need), off every request's path, until ctx ends. It returns once both
+// loops have stopped: nothing runs on a store about to close.
+func (a *app) runBackground(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		every(ctx, auth.SyncInterval, func() {
+			if err := a.feed.Sync(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Warn("reading the change feed failed; will retry", "error", err)
+			}
+		})
+	})
+	wg.Go(func() {
+		every(ctx, time.Hour, func() {
+			if err := a.feed.Prune(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Warn("pruning the change feed failed; will retry", "error", err)
+			}
+			if err := a.throttle.Prune(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Warn("pruning login counters failed; will retry", "error", err)
+			}
+		})
+	})
+	wg.Wait()
+}
+
+// every calls fn each period until ctx ends.
+func every(ctx context.Context, period time.Duration, fn func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }

@@ -77,17 +77,10 @@ func runServe(ctx context.Context, in invocation) error {
 		return err
 	}
 	background, stopBackground := context.WithCancel(ctx)
-	defer stopBackground()
-	go every(background, auth.SyncInterval, func() {
-		if err := a.revocations.Sync(background); err != nil && background.Err() == nil {
-			logger.Warn("reading the change feed failed; will retry", "error", err)
-		}
-	})
-	go every(background, time.Hour, func() {
-		if err := a.throttle.Prune(background); err != nil && background.Err() == nil {
-			logger.Warn("pruning login counters failed", "error", err)
-		}
-	})
+	stopped := make(chan struct{})
+	go func() { a.runBackground(background); close(stopped) }()
+	// Deferred after the store's Close, so run before it.
+	defer func() { stopBackground(); <-stopped }()
 
 	srv := &http.Server{
 		Handler:           a.handler,
@@ -140,20 +133,6 @@ func runServe(ctx context.Context, in invocation) error {
 	}
 	logger.Info("stopped")
 	return nil
-}
-
-// every calls fn each period until ctx ends.
-func every(ctx context.Context, period time.Duration, fn func()) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn()
-		}
-	}
 }
 
 // bootstrapAdmin makes sure an enabled account holds users:admin: when

@@ -36,7 +36,7 @@ var unguarded = func() map[string]bool {
 // guard, and the few the spec does not describe. It fails when a route is
 // neither, so no route can slip past the guard.
 func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, middlewares []api.StrictMiddlewareFunc,
-	specJSON []byte, m *metrics, metricsApart bool, trustedProxies []string, st store.Store, feed *auth.Revocations) (*gin.Engine, error) {
+	specJSON []byte, m *metrics, metricsApart bool, trustedProxies []string, st store.Store, feed *auth.Feed) (*gin.Engine, error) {
 	engine := gin.New()
 	engine.ContextWithFallback = true
 	engine.RedirectTrailingSlash = false

@@ -22,26 +22,26 @@ type Accounts struct {
 	users    store.Users
 	hasher   Hasher
 	throttle *Throttle
-	revs     *Revocations
+	feed     *Feed
 	events   Events
 	now      func() time.Time
 }
 
 // NewAccounts returns the account service. Checks of a current password
 // are limited by throttle, as logins are. After a change that ends tokens
-// it syncs revs, so the change is in force in this process before the call
-// returns; throttle and revs are nil in a process that checks no password
+// it syncs feed, so the change is in force in this process before the call
+// returns; throttle and feed are nil in a process that checks no password
 // and verifies no tokens (the command line), whose changes servers pick up
 // from the change feed.
 func NewAccounts(
 	users store.Users,
 	hasher Hasher,
 	throttle *Throttle,
-	revs *Revocations,
+	feed *Feed,
 	events Events,
 	now func() time.Time,
 ) *Accounts {
-	return &Accounts{users: users, hasher: hasher, throttle: throttle, revs: revs, events: events, now: now}
+	return &Accounts{users: users, hasher: hasher, throttle: throttle, feed: feed, events: events, now: now}
 }
 
 // NewAccount describes an account to create.
@@ -167,7 +167,7 @@ func (a *Accounts) Update(ctx context.Context, username string, c Change) (store
 		return store.User{}, notFound(err)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.updated", Target: u.Username, Detail: c.describe()})
-	a.revs.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: u.ID})
+	a.feed.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: u.ID})
 	return u, nil
 }
 
@@ -244,7 +244,7 @@ func (a *Accounts) LogoutEverywhere(ctx context.Context, p *Principal) error {
 		return notFound(err)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.logged_out_everywhere", Target: p.Username})
-	a.revs.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: p.UserID})
+	a.feed.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: p.UserID})
 	return nil
 }
 
@@ -263,7 +263,7 @@ func (a *Accounts) Delete(ctx context.Context, username string) error {
 		return notFound(err)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.deleted", Target: name})
-	a.revs.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: u.ID})
+	a.feed.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: u.ID})
 	return nil
 }
 
@@ -372,7 +372,7 @@ func (a *Accounts) Bootstrap(ctx context.Context, password string) (store.Bootst
 		a.events.Change(ctx, ChangeEvent{Action: "user.updated", Target: u.Username, Detail: "disabled=false scopes=" + strings.Join(u.Scopes, ","), Actor: ActorStartup})
 		existing, err := a.users.UserByUsername(ctx, u.Username)
 		if err == nil {
-			a.revs.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: existing.ID})
+			a.feed.Applied(ctx, store.Change{Kind: store.ChangeUser, Subject: existing.ID})
 		}
 	}
 	return did, nil

@@ -29,13 +29,11 @@ type Grants struct {
 	hasher     Hasher
 	tokens     *Tokens
 	clients    *Clients
-	revs       *Revocations
+	feed       *Feed
 	throttle   *Throttle
 	events     Events
-	refreshTTL time.Duration
-	// passwordGrant switches the password grant on.
-	passwordGrant bool
-	now           func() time.Time
+	cfg        GrantConfig
+	now        func() time.Time
 	// dummyHash is verified against when the username is unknown, so an
 	// unknown name costs the same hash work as a wrong password.
 	dummyHash string
@@ -47,21 +45,26 @@ type grantStore interface {
 	store.Changes
 }
 
-// NewGrants returns the grants service; refresh tokens live for
-// refreshTTL from their own issue, and passwordGrant switches the password
-// grant on. It hashes a random password once, to have a dummy hash with
-// the current parameters.
+// GrantConfig says which grants the token endpoint offers, and how.
+type GrantConfig struct {
+	// RefreshTTL is how long a refresh token lives from its own issue.
+	RefreshTTL time.Duration
+	// PasswordGrant switches the password grant on.
+	PasswordGrant bool
+}
+
+// NewGrants returns the grants service. It hashes a random password once,
+// to have a dummy hash with the current parameters.
 func NewGrants(
+	cfg GrantConfig,
 	logger *slog.Logger,
 	st grantStore,
 	hasher Hasher,
 	tokens *Tokens,
 	clients *Clients,
-	revs *Revocations,
+	feed *Feed,
 	throttle *Throttle,
 	events Events,
-	refreshTTL time.Duration,
-	passwordGrant bool,
 	now func() time.Time,
 ) (*Grants, error) {
 	pw, err := GeneratePassword()
@@ -73,15 +76,14 @@ func NewGrants(
 		return nil, fmt.Errorf("auth: dummy hash: %w", err)
 	}
 	return &Grants{
-		logger: logger, st: st, hasher: hasher, tokens: tokens, clients: clients, revs: revs,
-		throttle: throttle, events: events,
-		refreshTTL: refreshTTL, passwordGrant: passwordGrant, now: now, dummyHash: dummy,
+		logger: logger, st: st, hasher: hasher, tokens: tokens, clients: clients, feed: feed,
+		throttle: throttle, events: events, cfg: cfg, now: now, dummyHash: dummy,
 	}, nil
 }
 
 // GrantTypes lists the grant types the token endpoint accepts.
 func (g *Grants) GrantTypes() []string {
-	if g.passwordGrant {
+	if g.cfg.PasswordGrant {
 		return GrantTypes()
 	}
 	return []string{GrantRefreshToken}
@@ -129,7 +131,7 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 		g.events.Login(ctx, LoginEvent{Outcome: outcome, Username: u.Username, UserID: u.ID, ClientID: req.Client.ID, ClientIP: req.ClientIP})
 	}()
 	switch {
-	case !g.passwordGrant:
+	case !g.cfg.PasswordGrant:
 		return Grant{}, fault.New(fault.UnsupportedGrantType, "the password grant is switched off")
 	case req.Username == "":
 		return Grant{}, fault.New(fault.InvalidRequest, "missing parameter: username")
@@ -170,7 +172,7 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 	if err != nil {
 		return Grant{}, err
 	}
-	first := store.RefreshToken{Hash: hash, IssuedAt: now, ExpiresAt: now.Add(g.refreshTTL)}
+	first := store.RefreshToken{Hash: hash, IssuedAt: now, ExpiresAt: now.Add(g.cfg.RefreshTTL)}
 	if err := g.st.CreateRefreshFamily(ctx, fam, first); err != nil {
 		return Grant{}, err
 	}
@@ -340,12 +342,12 @@ func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 	}
 	now := g.now()
 	_, err = g.st.RotateRefreshToken(ctx, hash,
-		store.RefreshToken{Hash: next, IssuedAt: now, ExpiresAt: now.Add(g.refreshTTL)}, now, g.accessUntil(now))
+		store.RefreshToken{Hash: next, IssuedAt: now, ExpiresAt: now.Add(g.cfg.RefreshTTL)}, now, g.tokens.DeadAfter(now))
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
 		g.logger.Warn("refresh token reused: its family is revoked", "family", fam.ID, "subject", fam.UserID)
 		// End the family's access tokens here before answering.
-		g.revs.Applied(ctx, store.Change{Kind: store.ChangeFamily, Subject: fam.ID, ExpiresAt: g.accessUntil(now)})
+		g.feed.Applied(ctx, store.Change{Kind: store.ChangeFamily, Subject: fam.ID, ExpiresAt: g.tokens.DeadAfter(now)})
 		return Grant{}, fault.New(fault.InvalidGrant, "refresh token was already used; every token of its login is now revoked")
 	case errors.Is(err, store.ErrRefreshRevoked):
 		return Grant{}, fault.New(fault.InvalidGrant, "refresh token has been revoked")
@@ -357,11 +359,6 @@ func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 		return Grant{}, err
 	}
 	return g.issue(u, fam, scopes, refresh)
-}
-
-// accessUntil is when every access token issued by now is dead.
-func (g *Grants) accessUntil(now time.Time) time.Time {
-	return now.Add(g.tokens.TTL() + g.tokens.leeway)
 }
 
 // RevokeRequest is an RFC 7009 §2.1 revocation request.
@@ -430,10 +427,10 @@ func (g *Grants) revokeRefresh(ctx context.Context, caller Client, token string)
 		return false, err
 	}
 	now := g.now()
-	if err := g.st.RevokeRefreshFamily(ctx, fam.ID, now, g.accessUntil(now)); err != nil {
+	if err := g.st.RevokeRefreshFamily(ctx, fam.ID, now, g.tokens.DeadAfter(now)); err != nil {
 		return false, err
 	}
-	g.revs.Applied(ctx, store.Change{Kind: store.ChangeFamily, Subject: fam.ID, ExpiresAt: g.accessUntil(now)})
+	g.feed.Applied(ctx, store.Change{Kind: store.ChangeFamily, Subject: fam.ID, ExpiresAt: g.tokens.DeadAfter(now)})
 	return true, nil
 }
 
@@ -446,13 +443,13 @@ func (g *Grants) revokeAccess(ctx context.Context, caller Client, token string) 
 	if err := g.mayRevoke(ctx, caller, p.ClientID); err != nil {
 		return false, err
 	}
-	until := p.ExpiresAt.Add(g.tokens.leeway)
+	until := g.tokens.expiry(p)
 	added, err := g.st.RevokeAccessToken(ctx, p.TokenID, until)
 	if err != nil {
 		return false, err
 	}
 	if added {
-		g.revs.Applied(ctx, store.Change{Kind: store.ChangeAccessToken, Subject: p.TokenID, ExpiresAt: until})
+		g.feed.Applied(ctx, store.Change{Kind: store.ChangeAccessToken, Subject: p.TokenID, ExpiresAt: until})
 	}
 	return true, nil
 }

@@ -84,21 +84,21 @@ func newLoginEnv(t testing.TB, params Argon2idParams, tc ThrottleConfig) *loginE
 	if err != nil {
 		t.Fatal(err)
 	}
-	revs, err := NewRevocations(ctx, slog.New(slog.DiscardHandler), st, keys, 10, time.Now)
+	feed, err := NewFeed(ctx, slog.New(slog.DiscardHandler), st, keys, 10, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := NewTokens("https://p.test", time.Minute, 0, keys, revs, ev, 10, time.Now)
+	tokens, err := NewTokens(TokenConfig{Issuer: "https://p.test", TTL: time.Minute, CacheSize: 10}, keys, feed, ev, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	throttle := NewThrottle(st, tc, time.Now)
-	accounts := NewAccounts(st, rec, throttle, revs, ev, time.Now)
+	accounts := NewAccounts(st, rec, throttle, feed, ev, time.Now)
 	if _, err := accounts.Create(ctx, NewAccount{Username: "known", Password: "the-right-password", Scopes: []string{store.ScopeDataRead}}); err != nil {
 		t.Fatal(err)
 	}
-	grants, err := NewGrants(slog.New(slog.DiscardHandler), st, rec, tokens,
-		NewClients(st, rec, throttle, true, ev, time.Now), revs, throttle, ev, time.Hour, true, time.Now)
+	grants, err := NewGrants(GrantConfig{RefreshTTL: time.Hour, PasswordGrant: true}, slog.New(slog.DiscardHandler), st, rec, tokens,
+		NewClients(st, rec, throttle, true, ev, time.Now), feed, throttle, ev, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,17 +41,40 @@ func (p *Principal) HasScopes(required []string) bool {
 	return true
 }
 
-type principalKey struct{}
+// Caller is what the request gate learnt of a request's sender, for the
+// handlers: its address (the connection's, or what trusted proxies say),
+// and, for a protected operation, the principal its token speaks for.
+type Caller struct {
+	ClientIP  string
+	Principal *Principal
+}
 
-// WithPrincipal returns a context carrying p.
+type callerKey struct{}
+
+// WithCaller returns a context carrying c.
+func WithCaller(ctx context.Context, c *Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller the request gate found. Every request that
+// passed the gate has one.
+func CallerFrom(ctx context.Context) (*Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(*Caller)
+	return c, ok && c != nil
+}
+
+// WithPrincipal returns a context carrying p as its caller's principal.
 func WithPrincipal(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	return WithCaller(ctx, &Caller{Principal: p})
 }
 
 // PrincipalFrom returns the principal the request was authenticated as.
 // Handlers of operations that require a bearer token can rely on it being
 // there: the guard refuses the request otherwise.
 func PrincipalFrom(ctx context.Context) (*Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(*Principal)
-	return p, ok && p != nil
+	c, ok := CallerFrom(ctx)
+	if !ok || c.Principal == nil {
+		return nil, false
+	}
+	return c.Principal, true
 }

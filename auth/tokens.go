@@ -78,7 +78,7 @@ type Tokens struct {
 	ttl    time.Duration
 	leeway time.Duration
 	keys   *KeySet
-	revs   *Revocations
+	feed   *Feed
 	events Events
 	now    func() time.Time
 	parser *jwt.Parser
@@ -88,29 +88,39 @@ type Tokens struct {
 	cache *lru.Cache[[sha256.Size]byte, *Principal]
 }
 
-// NewTokens returns a token service for issuer (the iss and aud of every
-// token), signing with keys. Tokens live for ttl; verification tolerates
-// clock skew up to leeway and asks revs whether a token was revoked. Up to
-// cacheSize verified tokens are remembered.
+// TokenConfig says how access tokens are made and checked.
+type TokenConfig struct {
+	// Issuer is the iss and aud of every token.
+	Issuer string
+	// TTL is how long a token lives.
+	TTL time.Duration
+	// Leeway is the clock skew verification tolerates.
+	Leeway time.Duration
+	// CacheSize is how many verified tokens are remembered, so that a
+	// token's signature is checked once.
+	CacheSize int
+}
+
+// NewTokens returns a token service signing with keys, which asks feed
+// whether a token was revoked.
 func NewTokens(
-	issuer string,
-	ttl, leeway time.Duration,
+	cfg TokenConfig,
 	keys *KeySet,
-	revs *Revocations,
+	feed *Feed,
 	events Events,
-	cacheSize int,
 	now func() time.Time,
 ) (*Tokens, error) {
-	cache, err := lru.New[[sha256.Size]byte, *Principal](cacheSize)
+	cache, err := lru.New[[sha256.Size]byte, *Principal](cfg.CacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("auth: token cache: %w", err)
 	}
+	issuer, leeway := cfg.Issuer, cfg.Leeway
 	return &Tokens{
 		issuer: issuer,
-		ttl:    ttl,
+		ttl:    cfg.TTL,
 		leeway: leeway,
 		keys:   keys,
-		revs:   revs,
+		feed:   feed,
 		events: events,
 		now:    now,
 		cache:  cache,
@@ -132,6 +142,13 @@ func NewTokens(
 
 // TTL is how long new access tokens live.
 func (t *Tokens) TTL() time.Duration { return t.ttl }
+
+// DeadAfter is when every access token issued by now is dead, clock skew
+// allowed for.
+func (t *Tokens) DeadAfter(now time.Time) time.Time { return now.Add(t.ttl + t.leeway) }
+
+// expiry is when a verified token is dead, clock skew allowed for.
+func (t *Tokens) expiry(p *Principal) time.Time { return p.ExpiresAt.Add(t.leeway) }
 
 // Issue signs a new access token for s.
 func (t *Tokens) Issue(s Subject) (AccessToken, error) {
@@ -177,7 +194,7 @@ func (t *Tokens) Issue(s Subject) (AccessToken, error) {
 func (t *Tokens) Verify(ctx context.Context, raw string) (*Principal, error) {
 	p, err := t.parse(ctx, raw)
 	if err == nil {
-		err = t.revs.Check(ctx, p)
+		err = t.feed.Check(ctx, p)
 	}
 	if err != nil {
 		if fe := fault.As(err); fe.Code == fault.InvalidToken {

@@ -41,11 +41,11 @@ func newTokens(t testing.TB, c *clock) (*Tokens, *KeySet) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	revs, err := NewRevocations(context.Background(), slog.New(slog.DiscardHandler), st, keys, 100, c.now)
+	feed, err := NewFeed(context.Background(), slog.New(slog.DiscardHandler), st, keys, 100, c.now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := NewTokens(issuer, 10*time.Minute, 5*time.Second, keys, revs, NoEvents{}, 100, c.now)
+	tokens, err := NewTokens(TokenConfig{Issuer: issuer, TTL: 10 * time.Minute, Leeway: 5 * time.Second, CacheSize: 100}, keys, feed, NoEvents{}, c.now)
 	if err != nil {
 		t.Fatal(err)
 	}

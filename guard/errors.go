@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -120,16 +121,15 @@ func (g *Guard) WriteError(c *gin.Context, err error) {
 		return
 	}
 
-	switch fe.Code {
-	case fault.Unauthorized:
-		c.Header("WWW-Authenticate", `Bearer realm="`+Realm+`"`)
-	case fault.InvalidToken, fault.InvalidRequest, fault.InsufficientScope:
-		if fe.Code == fault.InvalidRequest && fe != errManyAuthorizations {
-			break
-		}
-		challenge := `Bearer realm="` + Realm + `", error="` + string(fe.Code) + `", error_description="` + quotable(desc) + `"`
-		if fe.Scope != "" {
-			challenge += `, scope="` + quotable(fe.Scope) + `"`
+	var ch challenged
+	if errors.As(err, &ch) {
+		challenge := `Bearer realm="` + Realm + `"`
+		// No credentials at all: a challenge without an error code.
+		if ch.fe.Code != fault.Unauthorized {
+			challenge += `, error="` + string(ch.fe.Code) + `", error_description="` + quotable(desc) + `"`
+			if ch.fe.Scope != "" {
+				challenge += `, scope="` + quotable(ch.fe.Scope) + `"`
+			}
 		}
 		c.Header("WWW-Authenticate", challenge)
 	}

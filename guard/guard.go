@@ -199,12 +199,12 @@ func (g *Guard) Middleware() gin.HandlerFunc {
 		v.reset()
 		g.checks.Put(v)
 		if err != nil {
-			g.WriteError(c, g.classify(op, err))
+			g.WriteError(c, g.classify(op, r, err))
 			return
 		}
-		if p != nil {
-			c.Request = r.WithContext(auth.WithPrincipal(r.Context(), p))
-		}
+		// What handlers may know of the sender, as plain values: they
+		// never look at HTTP.
+		c.Request = r.WithContext(auth.WithCaller(r.Context(), &auth.Caller{ClientIP: c.ClientIP(), Principal: p}))
 		c.Next()
 	}
 }
@@ -239,34 +239,56 @@ func (v *check) reset() {
 }
 
 // authenticate is kin's AuthenticationFunc: it checks the bearer token of
-// one security requirement and the scopes it names.
+// one security requirement and the scopes it names. Its failures are
+// challenges: the error writer answers them per RFC 6750 §3.
 func (v *check) authenticate(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
 	if in.SecurityScheme.Type != "oauth2" {
 		return fmt.Errorf("guard: security scheme %q of type %q is not supported", in.SecuritySchemeName, in.SecurityScheme.Type)
 	}
 	raw, err := bearerToken(in.RequestValidationInput.Request.Header)
 	if err != nil {
-		return err
+		return challenge(err)
 	}
 	p, err := v.g.verifier.Verify(ctx, raw)
 	if err != nil {
-		return err
+		return challenge(err)
 	}
 	if !p.HasScopes(in.Scopes) {
-		return &fault.Error{
+		return challenge(&fault.Error{
 			Code:        fault.InsufficientScope,
 			Description: "the token lacks a scope this operation requires",
 			Scope:       strings.Join(in.Scopes, " "),
-		}
+		})
 	}
 	v.principal = p
 	return nil
 }
 
+// challenged is a failure of a bearer token check: the error writer
+// answers it with an RFC 6750 §3 WWW-Authenticate challenge.
+type challenged struct{ fe *fault.Error }
+
+func (c challenged) Error() string { return c.fe.Error() }
+func (c challenged) Unwrap() error { return c.fe }
+
+// challenge marks a credentials failure (no token, a bad one, too few
+// scopes, a malformed request) as one to answer with a challenge; any other
+// failure (the store is down) is left as it is.
+func challenge(err error) error {
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		switch fe.Code {
+		case fault.Unauthorized, fault.InvalidToken, fault.InsufficientScope, fault.InvalidRequest:
+			return challenged{fe}
+		}
+	}
+	return err
+}
+
 var (
 	errNoCredentials = fault.New(fault.Unauthorized, "a bearer token is required")
 	// errManyAuthorizations is a malformed request (RFC 6750 §3.1
-	// invalid_request), answered with a challenge on protected operations.
+	// invalid_request).
 	errManyAuthorizations = fault.New(fault.InvalidRequest, "more than one Authorization header")
 )
 
@@ -365,7 +387,7 @@ func bodyReadError(err error) error {
 
 // classify turns a validation error into a fault.Error whose description
 // names the problem and never the submitted value.
-func (g *Guard) classify(op *operation, err error) error {
+func (g *Guard) classify(op *operation, r *http.Request, err error) error {
 	// kin reads the whole body before it checks security, so an oversized
 	// body surfaces first, even wrapped in a security error.
 	var tooBig *http.MaxBytesError
@@ -389,7 +411,7 @@ func (g *Guard) classify(op *operation, err error) error {
 		return fault.Wrap(fault.InvalidRequest,
 			fmt.Sprintf("%s parameter %q: %s", re.Parameter.In, re.Parameter.Name, reason(re.Err)), err)
 	case re.RequestBody != nil:
-		if strings.HasPrefix(re.Reason, "header Content-Type has unexpected value") {
+		if re.Err == nil && len(re.RequestBody.Content) > 0 && re.RequestBody.Content.Get(r.Header.Get("Content-Type")) == nil {
 			types := make([]string, 0, len(re.RequestBody.Content))
 			for t := range re.RequestBody.Content {
 				types = append(types, t)
@@ -404,7 +426,8 @@ func (g *Guard) classify(op *operation, err error) error {
 		if errors.As(re.Err, &se) {
 			return bodySchemaError(op, se, err)
 		}
-		if re.Reason == "failed to decode request body" {
+		var pe *openapi3filter.ParseError
+		if errors.As(re.Err, &pe) {
 			return fault.Wrap(fault.InvalidRequest, "the request body is malformed", err)
 		}
 	}
@@ -462,9 +485,9 @@ func jsonPointer(parts []string) string {
 // a valid token lacking scope (403) beats an invalid token (401), which
 // beats no token at all (401 without an error code).
 func securityError(sec *openapi3filter.SecurityRequirementsError) error {
-	var best *fault.Error
-	rank := func(e *fault.Error) int {
-		switch e.Code {
+	var best *challenged
+	rank := func(c challenged) int {
+		switch c.fe.Code {
 		case fault.InsufficientScope:
 			return 3
 		case fault.InvalidToken, fault.InvalidRequest:
@@ -475,17 +498,17 @@ func securityError(sec *openapi3filter.SecurityRequirementsError) error {
 		return 0
 	}
 	for _, err := range sec.Errors {
-		var fe *fault.Error
-		if !errors.As(err, &fe) {
-			// Not a credentials problem: a misconfigured scheme.
+		var c challenged
+		if !errors.As(err, &c) {
+			// Not a credentials problem: the store, or a misconfigured scheme.
 			return err
 		}
-		if best == nil || rank(fe) > rank(best) {
-			best = fe
+		if best == nil || rank(c) > rank(*best) {
+			best = &c
 		}
 	}
 	if best == nil {
-		return errNoCredentials
+		return challenged{errNoCredentials}
 	}
-	return best
+	return *best
 }

@@ -103,10 +103,14 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 			slog.Int("status", c.Writer.Status()),
 			slog.Duration("duration", time.Since(start)),
 			slog.Int("bytes", c.Writer.Size()),
-			slog.String("remote", c.ClientIP()),
 		)
-		if p, ok := auth.PrincipalFrom(c.Request.Context()); ok {
-			attrs = append(attrs, slog.String("subject", p.UserID), slog.String("client_id", p.ClientID))
+		if caller, ok := auth.CallerFrom(c.Request.Context()); ok {
+			attrs = append(attrs, slog.String("remote", caller.ClientIP))
+			if p := caller.Principal; p != nil {
+				attrs = append(attrs, slog.String("subject", p.UserID), slog.String("client_id", p.ClientID))
+			}
+		} else {
+			attrs = append(attrs, slog.String("remote", c.ClientIP()))
 		}
 		logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/gin-gonic/gin"
 
 	"github.com/passflow/passflow/auth"
 	"github.com/passflow/passflow/fault"
@@ -43,15 +42,24 @@ func NewServer(
 	return &Server{accounts: accounts, items: items, grants: grants, clients: clients, keys: keys, issuer: issuer}
 }
 
-var (
+// Caching headers of the answers (RFC 6749 §5.1 for the token endpoint).
+const (
 	noStore = "no-store"
 	noCache = "no-cache"
+	// metadataMaxAge lets clients cache the metadata: it changes only
+	// when the server restarts with other settings.
+	metadataMaxAge = "public, max-age=3600"
+	jwksMaxAge     = "public, max-age=300"
 )
 
 // IssueToken is POST /token.
 func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject) (api.IssueTokenResponseObject, error) {
 	b := req.Body
 	client, err := auth.MergeClientCredentials(auth.ClientCredentialsFrom(ctx), deref(b.ClientId), deref(b.ClientSecret))
+	if err != nil {
+		return nil, err
+	}
+	ip, err := clientIP(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -63,14 +71,14 @@ func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject
 			Password: deref(b.Password),
 			Scope:    deref(b.Scope),
 			Client:   client,
-			ClientIP: clientIP(ctx),
+			ClientIP: ip,
 		})
 	case api.TokenRequestGrantTypeRefreshToken:
 		g, err = s.grants.Refresh(ctx, auth.RefreshRequest{
 			RefreshToken: deref(b.RefreshToken),
 			Scope:        deref(b.Scope),
 			Client:       client,
-			ClientIP:     clientIP(ctx),
+			ClientIP:     ip,
 		})
 	default:
 		// The guard refuses grant types the spec does not list.
@@ -87,7 +95,7 @@ func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject
 			Scope:        strings.Join(g.Scopes, " "),
 			RefreshToken: optional(g.RefreshToken),
 		},
-		Headers: api.IssueToken200ResponseHeaders{CacheControl: &noStore, Pragma: &noCache},
+		Headers: api.IssueToken200ResponseHeaders{CacheControl: ptr(noStore), Pragma: ptr(noCache)},
 	}, nil
 }
 
@@ -98,15 +106,15 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 	if err != nil {
 		return nil, err
 	}
-	if err := s.grants.Revoke(ctx, auth.RevokeRequest{Token: b.Token, Hint: deref(b.TokenTypeHint), Client: client, ClientIP: clientIP(ctx)}); err != nil {
+	ip, err := clientIP(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return api.RevokeToken200Response{Headers: api.RevokeToken200ResponseHeaders{CacheControl: &noStore, Pragma: &noCache}}, nil
+	if err := s.grants.Revoke(ctx, auth.RevokeRequest{Token: b.Token, Hint: deref(b.TokenTypeHint), Client: client, ClientIP: ip}); err != nil {
+		return nil, err
+	}
+	return api.RevokeToken200Response{Headers: api.RevokeToken200ResponseHeaders{CacheControl: ptr(noStore), Pragma: ptr(noCache)}}, nil
 }
-
-// metadataMaxAge lets clients cache the metadata: it changes only when
-// the server is restarted with other settings.
-var metadataMaxAge = "public, max-age=3600"
 
 // GetServerMetadata is GET /.well-known/oauth-authorization-server (RFC 8414).
 func (s *Server) GetServerMetadata(_ context.Context, _ api.GetServerMetadataRequestObject) (api.GetServerMetadataResponseObject, error) {
@@ -124,20 +132,20 @@ func (s *Server) GetServerMetadata(_ context.Context, _ api.GetServerMetadataReq
 			// No authorization endpoint: none of its response types.
 			ResponseTypesSupported: []string{"none"},
 		},
-		Headers: api.GetServerMetadata200ResponseHeaders{CacheControl: &metadataMaxAge},
+		Headers: api.GetServerMetadata200ResponseHeaders{CacheControl: ptr(metadataMaxAge)},
 	}, nil
 }
 
-// clientIP is the address the request came from: the connection's, or
-// what trusted proxies say it is (gin's ClientIP).
-func clientIP(ctx context.Context) string {
-	if c, ok := ctx.(*gin.Context); ok {
-		return c.ClientIP()
+// clientIP is the address the request came from, as the request gate
+// found it. A request that reached a handler without one is a bug, never
+// an empty address: per-address limits would count every client as one.
+func clientIP(ctx context.Context) (string, error) {
+	c, ok := auth.CallerFrom(ctx)
+	if !ok || c.ClientIP == "" {
+		return "", errors.New("impl: no client address on the request")
 	}
-	return ""
+	return c.ClientIP, nil
 }
-
-var jwksMaxAge = "public, max-age=300"
 
 // GetJWKS is GET /.well-known/jwks.json (RFC 7517).
 func (s *Server) GetJWKS(_ context.Context, _ api.GetJWKSRequestObject) (api.GetJWKSResponseObject, error) {
@@ -149,12 +157,16 @@ func (s *Server) GetJWKS(_ context.Context, _ api.GetJWKSRequestObject) (api.Get
 			Crv: optional(k["crv"]), X: optional(k["x"]), Y: optional(k["y"]), N: optional(k["n"]), E: optional(k["e"]),
 		}
 	}
-	return api.GetJWKS200JSONResponse{Body: out, Headers: api.GetJWKS200ResponseHeaders{CacheControl: &jwksMaxAge}}, nil
+	return api.GetJWKS200JSONResponse{Body: out, Headers: api.GetJWKS200ResponseHeaders{CacheControl: ptr(jwksMaxAge)}}, nil
 }
 
 // ChangeMyPassword is POST /users/me/password.
 func (s *Server) ChangeMyPassword(ctx context.Context, req api.ChangeMyPasswordRequestObject) (api.ChangeMyPasswordResponseObject, error) {
-	if err := s.accounts.ChangePassword(ctx, principal(ctx), deref(req.Body.CurrentPassword), deref(req.Body.NewPassword), clientIP(ctx)); err != nil {
+	ip, err := clientIP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.accounts.ChangePassword(ctx, principal(ctx), deref(req.Body.CurrentPassword), deref(req.Body.NewPassword), ip); err != nil {
 		return nil, err
 	}
 	return api.ChangeMyPassword204Response{}, nil
@@ -312,6 +324,10 @@ func optional(s string) *string {
 	}
 	return &s
 }
+
+// ptr returns a pointer to a copy of v, for the generated types' optional
+// fields.
+func ptr[T any](v T) *T { return &v }
 
 func deref(s *string) string {
 	if s == nil {

@@ -23,14 +23,16 @@ const SyncInterval = 250 * time.Millisecond
 // not read the feed for half of it forgets all it knows and starts afresh.
 const changeRetention = 24 * time.Hour
 
-// Revocations keeps in memory what this process needs to refuse a token
-// without a store round-trip on every request: the token version and state
-// of each account it has seen tokens of, and the revoked access tokens. It
-// follows the store's change feed: call Sync every SyncInterval, and after
-// a change of this process's own.
-type Revocations struct {
+// Feed follows the store's change feed, and keeps in memory what it brings
+// that this process needs to refuse a token without a store round-trip on
+// every request: the token version and state of each account it has seen
+// tokens of, the revoked access tokens and refresh families, the deleted
+// clients. A change of the signing keys makes it read them again. Call
+// Sync every SyncInterval, and Applied after a change of this process's
+// own; Prune, off the request path, drops what the feed no longer needs.
+type Feed struct {
 	logger *slog.Logger
-	st     revocationStore
+	st     feedStore
 	keys   *KeySet
 	now    func() time.Time
 
@@ -38,7 +40,6 @@ type Revocations struct {
 	sync    sync.Mutex
 	lastSeq int64
 	lastOK  atomic.Int64 // Unix nanoseconds of the last complete read
-	pruned  time.Time
 	// keysErr is set while a change to the signing keys could not be
 	// applied; every later change still is, and the keys are read again
 	// on each sync until they can be.
@@ -55,7 +56,7 @@ type Revocations struct {
 	clients  map[string]bool      // deleted clients, whose tokens all die
 }
 
-type revocationStore interface {
+type feedStore interface {
 	store.Users
 	store.Clients
 	store.RefreshTokens
@@ -68,21 +69,22 @@ type accountState struct {
 	gone     bool
 }
 
-// NewRevocations reads where the change feed stands and the revoked access
-// tokens still alive, and remembers the state of up to size accounts.
-func NewRevocations(
+// NewFeed reads where the change feed stands, the revoked tokens still
+// alive and the deleted clients, and remembers the state of up to size
+// accounts.
+func NewFeed(
 	ctx context.Context,
 	logger *slog.Logger,
-	st revocationStore,
+	st feedStore,
 	keys *KeySet,
 	size int,
 	now func() time.Time,
-) (*Revocations, error) {
+) (*Feed, error) {
 	accounts, err := lru.New[string, accountState](size)
 	if err != nil {
 		return nil, err
 	}
-	r := &Revocations{logger: logger, st: st, keys: keys, now: now, accounts: accounts}
+	r := &Feed{logger: logger, st: st, keys: keys, now: now, accounts: accounts}
 	if err := r.reset(ctx); err != nil {
 		return nil, err
 	}
@@ -93,7 +95,7 @@ func NewRevocations(
 }
 
 // reset forgets everything and reads the current state.
-func (r *Revocations) reset(ctx context.Context) error {
+func (r *Feed) reset(ctx context.Context) error {
 	seq, err := r.st.LatestChange(ctx)
 	if err != nil {
 		return err
@@ -126,7 +128,7 @@ func (r *Revocations) reset(ctx context.Context) error {
 // reloadKeys reads the signing keys again. When that fails, the keys stay
 // as they were, the failure is logged once, and the process reports not
 // ready until a later reload succeeds.
-func (r *Revocations) reloadKeys(ctx context.Context) {
+func (r *Feed) reloadKeys(ctx context.Context) {
 	err := r.keys.Reload(ctx)
 	was := r.keysErr.Load()
 	switch {
@@ -143,7 +145,7 @@ func (r *Revocations) reloadKeys(ctx context.Context) {
 	}
 }
 
-func (r *Revocations) keysBehind() error {
+func (r *Feed) keysBehind() error {
 	if p := r.keysErr.Load(); p != nil {
 		return *p
 	}
@@ -155,7 +157,7 @@ const MaxFeedLag = 5 * time.Second
 
 // Ready reports whether this process is in step with the change feed: it
 // has read it lately, and applied every change it read.
-func (r *Revocations) Ready() error {
+func (r *Feed) Ready() error {
 	if err := r.keysBehind(); err != nil {
 		return fmt.Errorf("a change to the signing keys cannot be applied: %w", err)
 	}
@@ -165,10 +167,9 @@ func (r *Revocations) Ready() error {
 	return nil
 }
 
-// Sync applies every change in the feed not yet applied. A process calls it
-// after its own change, so the change is in force before it answers. On a
-// nil *Revocations it does nothing.
-func (r *Revocations) Sync(ctx context.Context) error {
+// Sync applies every change in the feed not yet applied. On a nil *Feed it
+// does nothing. It never prunes: a request may be waiting on it.
+func (r *Feed) Sync(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
@@ -194,15 +195,19 @@ func (r *Revocations) Sync(ctx context.Context) error {
 	}
 	r.lastOK.Store(now.UnixNano())
 	r.expire(now)
-	if now.Sub(r.pruned) > time.Hour {
-		// Housekeeping, once an hour: drop what nothing needs any more.
-		r.pruned = now
-		if err := r.st.PruneChanges(ctx, now.Add(-changeRetention)); err != nil {
-			return fmt.Errorf("prune changes: %w", err)
-		}
-		if err := r.st.PruneRefreshFamilies(ctx, now.Add(-changeRetention)); err != nil {
-			return fmt.Errorf("prune refresh families: %w", err)
-		}
+	return nil
+}
+
+// Prune drops from the store what no process needs any more: changes past
+// their retention, refresh families long expired or revoked. It belongs in
+// a housekeeping loop, never on a request's path.
+func (r *Feed) Prune(ctx context.Context) error {
+	cutoff := r.now().Add(-changeRetention)
+	if err := r.st.PruneChanges(ctx, cutoff); err != nil {
+		return fmt.Errorf("prune changes: %w", err)
+	}
+	if err := r.st.PruneRefreshFamilies(ctx, cutoff); err != nil {
+		return fmt.Errorf("prune refresh families: %w", err)
 	}
 	return nil
 }
@@ -210,8 +215,8 @@ func (r *Revocations) Sync(ctx context.Context) error {
 // Applied puts changes this process has just committed in force here at
 // once, then reads the feed. The changes are committed: a failure to read
 // the feed is logged, never returned, and the feed brings them again.
-// On a nil *Revocations it does nothing.
-func (r *Revocations) Applied(ctx context.Context, changes ...store.Change) {
+// On a nil *Feed it does nothing.
+func (r *Feed) Applied(ctx context.Context, changes ...store.Change) {
 	if r == nil {
 		return
 	}
@@ -227,14 +232,14 @@ func (r *Revocations) Applied(ctx context.Context, changes ...store.Change) {
 // apply applies changes read from the feed, in order. A change that cannot
 // be applied (only a change of keys can fail) leaves the keys as they were,
 // and every later change is still applied.
-func (r *Revocations) apply(ctx context.Context, changes []store.Change) {
+func (r *Feed) apply(ctx context.Context, changes []store.Change) {
 	for _, c := range changes {
 		r.applyOne(ctx, c)
 		r.lastSeq = max(r.lastSeq, c.Seq)
 	}
 }
 
-func (r *Revocations) applyOne(ctx context.Context, c store.Change) {
+func (r *Feed) applyOne(ctx context.Context, c store.Change) {
 	switch c.Kind {
 	case store.ChangeUser:
 		r.generation.Add(1)
@@ -257,7 +262,7 @@ func (r *Revocations) applyOne(ctx context.Context, c store.Change) {
 }
 
 // expire forgets revocations whose tokens have expired anyway.
-func (r *Revocations) expire(now time.Time) {
+func (r *Feed) expire(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range []map[string]time.Time{r.revoked, r.families} {
@@ -272,7 +277,7 @@ func (r *Revocations) expire(now time.Time) {
 // Check refuses a principal whose token was revoked, whose account has
 // been disabled or deleted, or whose token predates the account's current
 // token version.
-func (r *Revocations) Check(ctx context.Context, p *Principal) error {
+func (r *Feed) Check(ctx context.Context, p *Principal) error {
 	r.mu.RLock()
 	_, revoked := r.revoked[p.TokenID]
 	_, loggedOut := r.families[p.SessionID]
@@ -301,7 +306,7 @@ func (r *Revocations) Check(ctx context.Context, p *Principal) error {
 
 // account returns an account's state, reading it from the store the first
 // time and after each change to it.
-func (r *Revocations) account(ctx context.Context, id string) (accountState, error) {
+func (r *Feed) account(ctx context.Context, id string) (accountState, error) {
 	if st, ok := r.accounts.Get(id); ok {
 		return st, nil
 	}

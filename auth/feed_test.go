@@ -12,10 +12,10 @@ import (
 	"github.com/passflow/passflow/store/sqlite"
 )
 
-// TestRevocationsFollowTheFeed runs two "processes" on one store: a change
+// TestFeedFollowsChanges runs two "processes" on one store: a change
 // made through one is in force there at once and in the other after it
 // syncs.
-func TestRevocationsFollowTheFeed(t *testing.T) {
+func TestFeedFollowsChanges(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
@@ -29,12 +29,12 @@ func TestRevocationsFollowTheFeed(t *testing.T) {
 	}
 	stA, stB := open(), open()
 	now := time.Now
-	newRevs := func(st *sqlite.Store) *Revocations {
+	newRevs := func(st *sqlite.Store) *Feed {
 		keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, slog.New(slog.DiscardHandler), now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := NewRevocations(ctx, slog.New(slog.DiscardHandler), st, keys, 10, now)
+		r, err := NewFeed(ctx, slog.New(slog.DiscardHandler), st, keys, 10, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func TestRevocationsFollowTheFeed(t *testing.T) {
 		}
 		return &Principal{UserID: u.ID, TokenID: jti, Version: u.TokenVersion}
 	}
-	check := func(r *Revocations, p *Principal, ok bool, what string) {
+	check := func(r *Feed, p *Principal, ok bool, what string) {
 		t.Helper()
 		err := r.Check(ctx, p)
 		if ok && err != nil {
