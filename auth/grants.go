@@ -24,16 +24,16 @@ const MaxFamilyLifetime = 90 * 24 * time.Hour
 
 // Grants carries out the token endpoint's grants and revocation.
 type Grants struct {
-	logger     *slog.Logger
-	st         grantStore
-	hasher     Hasher
-	tokens     *Tokens
-	clients    *Clients
-	feed       *Feed
-	throttle   *Throttle
-	events     Events
-	cfg        GrantConfig
-	now        func() time.Time
+	logger   *slog.Logger
+	st       grantStore
+	hasher   Hasher
+	tokens   *Tokens
+	clients  *Clients
+	feed     *Feed
+	throttle *Throttle
+	events   Events
+	cfg      GrantConfig
+	now      func() time.Time
 	// dummyHash is verified against when the username is unknown, so an
 	// unknown name costs the same hash work as a wrong password.
 	dummyHash string

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"strings"
 
-
 	"github.com/passflow/passflow/auth"
 	"github.com/passflow/passflow/fault"
 	"github.com/passflow/passflow/generated/api"
