@@ -275,11 +275,17 @@ func notFound(err error) error {
 	return err
 }
 
+// withField returns err naming field as the part of the request at fault,
+// unless it names one already. It never changes the error it was given,
+// which may be shared.
 func withField(err error, field string) error {
-	if fe := fault.As(err); fe.Field == "" && fe.Code != fault.Internal {
-		fe.Field = field
+	var fe *fault.Error
+	if !errors.As(err, &fe) || fe.Field != "" {
+		return err
 	}
-	return err
+	named := *fe
+	named.Field = field
+	return &named
 }
 
 // ImportedUser is an account brought from elsewhere with its password hash.

@@ -138,14 +138,7 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 	case req.Password == "":
 		return Grant{}, fault.New(fault.InvalidRequest, "missing parameter: password")
 	}
-	client, err := g.clients.Authenticate(ctx, req.Client, req.ClientIP)
-	if err != nil {
-		return Grant{}, err
-	}
-	if !client.Allows(GrantPassword) {
-		return Grant{}, fault.New(fault.UnauthorizedClient, "this client may not use the password grant")
-	}
-	requested, err := ParseScopes(req.Scope, fault.InvalidScope)
+	client, requested, err := g.preamble(ctx, GrantPassword, req.Client, req.ClientIP, req.Scope)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -177,6 +170,23 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 		return Grant{}, err
 	}
 	return g.issue(u, fam, scopes, refresh)
+}
+
+// preamble is what every grant does first: authenticate the client, check
+// that it may use grant, and read the scopes requested.
+func (g *Grants) preamble(ctx context.Context, grant string, creds ClientCredentials, ip, scope string) (Client, []string, error) {
+	client, err := g.clients.Authenticate(ctx, creds, ip)
+	if err != nil {
+		return Client{}, nil, err
+	}
+	if !client.Allows(grant) {
+		return Client{}, nil, fault.New(fault.UnauthorizedClient, "this client may not use the "+grant+" grant")
+	}
+	requested, err := ParseScopes(scope, fault.InvalidScope)
+	if err != nil {
+		return Client{}, nil, err
+	}
+	return client, requested, nil
 }
 
 // checkPassword returns the account whose username and password these
@@ -296,14 +306,7 @@ func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 	if req.RefreshToken == "" {
 		return Grant{}, fault.New(fault.InvalidRequest, "missing parameter: refresh_token")
 	}
-	client, err := g.clients.Authenticate(ctx, req.Client, req.ClientIP)
-	if err != nil {
-		return Grant{}, err
-	}
-	if !client.Allows(GrantRefreshToken) {
-		return Grant{}, fault.New(fault.UnauthorizedClient, "this client may not use the refresh_token grant")
-	}
-	requested, err := ParseScopes(req.Scope, fault.InvalidScope)
+	client, requested, err := g.preamble(ctx, GrantRefreshToken, req.Client, req.ClientIP, req.Scope)
 	if err != nil {
 		return Grant{}, err
 	}

@@ -43,8 +43,9 @@ type Client struct {
 	// HTTP is the authenticated *http.Client, for calls of your own.
 	HTTP   *http.Client
 	source oauth2.TokenSource
-	conf   *oauth2.Config
-	ctx    context.Context
+	cfg    Config
+	base   string
+	plain  *http.Client // without the bearer token: for revocation
 }
 
 // Error is an OAuth2 error from the token endpoint, such as invalid_grant
@@ -60,14 +61,18 @@ func (e *Error) Error() string {
 }
 
 // Login logs in with the password grant and returns a client for the API.
+// ctx bounds the login only: the client refreshes its token later on its
+// own, whatever becomes of ctx.
 func Login(ctx context.Context, cfg Config, username, password string) (*Client, error) {
 	base := strings.TrimSuffix(cfg.BaseURL, "/")
-	if _, err := url.Parse(base); err != nil || base == "" {
-		return nil, fmt.Errorf("passflow: BaseURL %q is not a URL", cfg.BaseURL)
+	if u, err := url.Parse(base); err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("passflow: BaseURL %q is not a URL such as https://login.example.com", cfg.BaseURL)
 	}
-	if cfg.HTTPClient != nil {
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, cfg.HTTPClient)
+	plain := cfg.HTTPClient
+	if plain == nil {
+		plain = http.DefaultClient
 	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, plain)
 	conf := &oauth2.Config{
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
@@ -78,13 +83,16 @@ func Login(ctx context.Context, cfg Config, username, password string) (*Client,
 	if err != nil {
 		return nil, oauthError(err)
 	}
-	source := conf.TokenSource(ctx, tok)
-	httpClient := oauth2.NewClient(ctx, source)
+	// x/oauth2 refreshes with the context it is given: one that outlives
+	// the login's, keeping its values (the HTTP client) but not its end.
+	refreshCtx := context.WithoutCancel(ctx)
+	source := conf.TokenSource(refreshCtx, tok)
+	httpClient := oauth2.NewClient(refreshCtx, source)
 	api, err := gen.NewClientWithResponses(base, gen.WithHTTPClient(httpClient))
 	if err != nil {
 		return nil, err
 	}
-	return &Client{ClientWithResponses: api, HTTP: httpClient, source: source, conf: conf, ctx: ctx}, nil
+	return &Client{ClientWithResponses: api, HTTP: httpClient, source: source, cfg: cfg, base: base, plain: plain}, nil
 }
 
 // Token returns the current token, refreshing it first when it is about
@@ -108,11 +116,11 @@ func (c *Client) Logout(ctx context.Context) error {
 	hint := "refresh_token"
 	body.TokenTypeHint = &hint
 	// Revocation authenticates the client, not the user: no bearer token.
-	plain, err := gen.NewClientWithResponses(strings.TrimSuffix(c.conf.Endpoint.TokenURL, "/token"),
-		gen.WithHTTPClient(httpClientOf(c.ctx)),
+	plain, err := gen.NewClientWithResponses(c.base,
+		gen.WithHTTPClient(c.plain),
 		gen.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
-			if c.conf.ClientID != "" {
-				req.SetBasicAuth(url.QueryEscape(c.conf.ClientID), url.QueryEscape(c.conf.ClientSecret))
+			if c.cfg.ClientID != "" {
+				req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret))
 			}
 			return nil
 		}))
@@ -127,13 +135,6 @@ func (c *Client) Logout(ctx context.Context) error {
 		return fmt.Errorf("passflow: revoke: HTTP %d: %s", res.StatusCode(), res.Body)
 	}
 	return nil
-}
-
-func httpClientOf(ctx context.Context) *http.Client {
-	if c, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok {
-		return c
-	}
-	return http.DefaultClient
 }
 
 func oauthError(err error) error {

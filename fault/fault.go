@@ -72,8 +72,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Is reports whether target is an *Error with the same code, so that
-// errors.Is(err, fault.ErrNotFound) holds for every not_found error.
+// Is reports whether target is a sentinel of e's code: an *Error with the
+// same Code and neither a Description nor a Field, such as ErrNotFound. So
+// errors.Is(err, fault.ErrNotFound) holds for every not_found error, while
+// two errors that say different things of one code do not match.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Code == e.Code && t.Description == "" && t.Field == ""
