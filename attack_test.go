@@ -3,140 +3,26 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/passflow/passflow/auth"
-	"github.com/passflow/passflow/generated/api"
 	"github.com/passflow/passflow/store"
-	"github.com/passflow/passflow/store/sqlite"
 )
-
-// inproc is the whole program in this process on an httptest server, with
-// a strict middleware counting the requests that reach a handler.
-type inproc struct {
-	t       testing.TB
-	url     string
-	st      *sqlite.Store
-	app     *app
-	reached atomic.Int64
-	logs    *logBuffer
-}
-
-// cheapHasher keeps in-process tests fast; the real parameters are
-// exercised through run.
-var cheapHasher = auth.NewPasswords(auth.Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32})
-
-func newInproc(t testing.TB, configure func(*config), extra ...api.StrictMiddlewareFunc) *inproc {
-	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	cfg := benchConfig()
-	if configure != nil {
-		configure(&cfg)
-	}
-	doc, err := loadSpec(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &inproc{t: t, st: st, logs: &logBuffer{addrC: make(chan string, 1)}}
-	count := func(f api.StrictHandlerFunc, _ string) api.StrictHandlerFunc {
-		return func(c *gin.Context, req any) (any, error) {
-			e.reached.Add(1)
-			return f(c, req)
-		}
-	}
-	var logs io.Writer = e.logs
-	if _, fuzzing := t.(*testing.F); fuzzing {
-		logs = io.Discard // millions of requests: keep no log
-	}
-	e.app, err = newApp(ctx, slog.New(slog.NewTextHandler(logs, nil)), cfg, st, cheapHasher, doc,
-		newMetrics(func() int { return 0 }), append([]api.StrictMiddlewareFunc{count}, extra...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e.app.handler)
-	t.Cleanup(srv.Close)
-	e.url = srv.URL
-	return e
-}
-
-func (e *inproc) addUser(name string, scopes ...string) {
-	e.t.Helper()
-	if _, err := e.app.accounts.Create(context.Background(), auth.NewAccount{Username: name, Password: name + "-password", Scopes: scopes}); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-func (e *inproc) get(path string, header http.Header) *http.Response {
-	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	return res
-}
-
-func (e *inproc) login(name string) string {
-	e.t.Helper()
-	res, err := http.PostForm(e.url+"/token", url.Values{"grant_type": {"password"}, "username": {name}, "password": {name + "-password"}})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var body struct {
-		AccessToken string `json:"access_token"`
-	}
-	if res.StatusCode != 200 || json.NewDecoder(res.Body).Decode(&body) != nil {
-		e.t.Fatalf("login %s: %d", name, res.StatusCode)
-	}
-	return body.AccessToken
-}
-
-// signingKey reads the server's Ed25519 key straight from the database.
-func (e *inproc) signingKey() (string, ed25519.PrivateKey) {
-	e.t.Helper()
-	keys, err := e.st.SigningKeys(context.Background())
-	if err != nil || len(keys) == 0 {
-		e.t.Fatal(err)
-	}
-	priv, err := x509.ParsePKCS8PrivateKey(keys[0].Private)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return keys[0].ID, priv.(ed25519.PrivateKey)
-}
 
 // TestJWTAttacks: a table of forged, broken and out-of-date tokens. Each
 // is refused with 401 (invalid_token, or no error code where RFC 6750
 // says so), and none reaches a handler.
 func TestJWTAttacks(t *testing.T) {
 	t.Parallel()
-	e := newInproc(t, nil)
+	e := newInproc(t)
 	e.addUser("uma", store.ScopeDataRead)
 	e.addUser("gone", store.ScopeDataRead)
 	e.addUser("off", store.ScopeDataRead)
@@ -280,7 +166,7 @@ func TestJWTAttacks(t *testing.T) {
 // refused once it has expired, from the verified-token cache too.
 func TestExpiredRealToken(t *testing.T) {
 	t.Parallel()
-	e := newInproc(t, func(c *config) { c.AccessTokenTTL, c.ClockLeeway = time.Second, 0 })
+	e := newInproc(t, withSettings(func(c *config) { c.AccessTokenTTL, c.ClockLeeway = time.Second, 0 }))
 	e.addUser("vic", store.ScopeDataRead)
 	tok := e.login("vic")
 	if res := e.get("/my_data", bearer(tok)); res.StatusCode != 200 {

@@ -3,67 +3,44 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
 
 	"github.com/passflow/passflow/auth"
 	"github.com/passflow/passflow/generated/api"
 	"github.com/passflow/passflow/store"
-	"github.com/passflow/passflow/store/sqlite"
 )
 
-// benchEnv is the whole program in process, on a real SQLite file, with a
-// user holding three items. Hashing is cheap here: no benchmark logs in
-// inside its loop.
+// benchEnv is the whole program in process (newInproc), called directly,
+// with a user holding three items. No benchmark logs in inside its loop.
 type benchEnv struct {
-	handler http.Handler
-	st      store.Store
-	app     *app
-	userID  string
+	*inproc
+	userID string
 }
 
-func newBenchEnv(b *testing.B, doc *openapi3.T) *benchEnv {
+func newBenchEnv(b *testing.B, opts ...inprocOption) *benchEnv {
 	b.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	if doc == nil {
-		if doc, err = loadSpec(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cfg := benchConfig()
-	hasher := auth.NewPasswords(auth.Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32})
-	a, err := newApp(ctx, slog.New(slog.DiscardHandler), cfg, st, hasher, doc, newMetrics(func() int { return 0 }), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	u, err := a.accounts.Create(ctx, auth.NewAccount{Username: "bench", Password: "bench-password", Scopes: store.AllScopes})
+	e := newInproc(b, opts...)
+	u, err := e.app.accounts.Create(ctx, auth.NewAccount{Username: "bench", Password: "bench-password", Scopes: store.AllScopes})
 	if err != nil {
 		b.Fatal(err)
 	}
 	for i, v := range []string{"one", "two", "three"} {
-		if _, err := st.PutItem(ctx, u.ID, fmt.Sprintf("key-%d", i), v); err != nil {
+		if _, err := e.st.PutItem(ctx, u.ID, fmt.Sprintf("key-%d", i), v); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return &benchEnv{handler: a.handler, st: st, app: a, userID: u.ID}
+	return &benchEnv{inproc: e, userID: u.ID}
 }
 
-// login gets a fresh access token through POST /token.
-func (e *benchEnv) login(b *testing.B) string {
+// token gets a fresh access token through POST /token.
+func (e *benchEnv) token(b *testing.B) string {
 	b.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader("grant_type=password&username=bench&password=bench-password"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -92,12 +69,12 @@ func serve(b *testing.B, h http.Handler, req *http.Request) {
 // openapi3filter and the bearer check, the generated wrapper, the handler,
 // the store) with a token already verified once.
 func BenchmarkPipelineCacheHit(b *testing.B) {
-	benchCacheHit(b, newBenchEnv(b, nil))
+	benchCacheHit(b, newBenchEnv(b))
 }
 
 func benchCacheHit(b *testing.B, e *benchEnv) {
 	req := httptest.NewRequest(http.MethodGet, "/my_data", nil)
-	req.Header.Set("Authorization", "Bearer "+e.login(b))
+	req.Header.Set("Authorization", "Bearer "+e.token(b))
 	serve(b, e.handler, req)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -108,7 +85,7 @@ func benchCacheHit(b *testing.B, e *benchEnv) {
 // BenchmarkPipelineCacheMiss is the same with a fresh token every request:
 // every signature is checked.
 func BenchmarkPipelineCacheMiss(b *testing.B) {
-	e := newBenchEnv(b, nil)
+	e := newBenchEnv(b)
 	// Mint b.N tokens ahead, outside the timed loop.
 	tokens := make([]string, b.N)
 	for i := range tokens {
@@ -130,7 +107,7 @@ func BenchmarkPipelineCacheMiss(b *testing.B) {
 // BenchmarkBareRoute is the baseline: a bare gin route doing the same store
 // read and returning the same JSON, with no middleware, validation or auth.
 func BenchmarkBareRoute(b *testing.B) {
-	e := newBenchEnv(b, nil)
+	e := newBenchEnv(b)
 	engine := gin.New()
 	engine.GET("/my_data", func(c *gin.Context) {
 		items, err := e.st.ListItems(c, e.userID)
@@ -166,18 +143,5 @@ func BenchmarkPipelineBigSpec(b *testing.B) {
 	if doc.Paths.Len() < 300 {
 		b.Fatal("the extra operations were not added")
 	}
-	benchCacheHit(b, newBenchEnv(b, doc))
-}
-
-// benchConfig is serve's defaults, as parsing no flags gives them.
-func benchConfig() config {
-	var cfg config
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	bindServe(fs, &cfg)
-	if _, err := parse(fs, nil, func(string) string { return "" }); err != nil {
-		panic(err)
-	}
-	// No listener to follow: an issuer of its own.
-	cfg.Issuer = "http://passflow.test"
-	return cfg
+	benchCacheHit(b, newBenchEnv(b, withSpec(doc)))
 }

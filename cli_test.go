@@ -1,21 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-// runCLI runs passflow with args, stdin and env, and returns its output.
-func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
-	t.Helper()
-	var out bytes.Buffer
-	err := run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &out)
-	return out.String(), err
-}
 
 func TestUserAdd(t *testing.T) {
 	t.Parallel()

@@ -13,8 +13,12 @@ import (
 )
 
 // clients is the client service of a command-line process.
-func clients(in invocation) *auth.Clients {
-	return auth.NewClients(in.st, auth.NewPasswords(auth.OWASPArgon2id), nil, true, cliEvents(in.stderr), time.Now)
+func clients(in invocation) (*auth.Clients, error) {
+	hasher, err := in.cfg.hasher()
+	if err != nil {
+		return nil, err
+	}
+	return auth.NewClients(in.st, hasher, nil, true, cliEvents(in.stderr), time.Now), nil
 }
 
 var clientAdd = command{
@@ -23,6 +27,7 @@ var clientAdd = command{
 	summary: "register a client; a secret is generated unless --secret-stdin or --public",
 	store:   true,
 	flags: func(fs *flag.FlagSet, c *config) {
+		bindHashing(fs, c)
 		fs.BoolVar(&c.SecretStdin, "secret-stdin", false, "read the client secret from stdin (one line) instead of generating one")
 		fs.BoolVar(&c.Public, "public", false, "register a public client, which has no secret")
 		fs.StringVar(&c.Scopes, "scopes", "", "comma-separated scopes the client may request (default all)")
@@ -46,7 +51,11 @@ var clientAdd = command{
 			}
 			generated = true
 		}
-		c, err := clients(in).Register(ctx, n)
+		cs, err := clients(in)
+		if err != nil {
+			return err
+		}
+		c, err := cs.Register(ctx, n)
 		if err != nil {
 			return err
 		}
@@ -65,10 +74,15 @@ var clientAdd = command{
 
 var clientList = command{
 	name:    "client list",
+	flags:   bindHashing,
 	summary: "list registered clients",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		all, err := clients(in).List(ctx)
+		cs, err := clients(in)
+		if err != nil {
+			return err
+		}
+		all, err := cs.List(ctx)
 		if err != nil {
 			return err
 		}
@@ -88,11 +102,16 @@ var clientList = command{
 
 var clientDelete = command{
 	name:    "client delete",
+	flags:   bindHashing,
 	args:    []string{"ID"},
 	summary: "delete a client, ending every token it was issued",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		if err := clients(in).Delete(ctx, in.args[0]); err != nil {
+		cs, err := clients(in)
+		if err != nil {
+			return err
+		}
+		if err := cs.Delete(ctx, in.args[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(in.stdout, "deleted client %s\n", in.args[0])

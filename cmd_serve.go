@@ -67,7 +67,14 @@ func runServe(ctx context.Context, in invocation) error {
 	if cfg.Issuer == "" {
 		cfg.Issuer = issuerFor(cfg.Addr, ln.Addr(), cfg.TLSCert != "")
 	}
-	hasher := auth.NewBounded(auth.NewPasswords(auth.OWASPArgon2id), cfg.HashConcurrency, cfg.HashQueue, 2*time.Second)
+	passwords, err := cfg.hasher()
+	if err != nil {
+		return err
+	}
+	if params, _ := auth.ParseArgon2idParams(cfg.Argon2idParams); params.BelowOWASP() {
+		logger.Warn("--argon2id-params are cheaper than every configuration OWASP recommends: fit for tests, not for real passwords", "argon2id_params", params.String())
+	}
+	hasher := auth.NewBounded(passwords, cfg.HashConcurrency, cfg.HashQueue, 2*time.Second)
 	m := newMetrics(hasher.Waiting)
 	a, err := newApp(ctx, logger, cfg, st, hasher, doc, m, nil)
 	if err != nil {

@@ -25,8 +25,12 @@ import (
 // accounts is the account service of a command-line process: it checks no
 // password and verifies no token; running servers apply its changes from
 // the change feed.
-func accounts(in invocation) *auth.Accounts {
-	return auth.NewAccounts(in.st, auth.NewPasswords(auth.OWASPArgon2id), nil, nil, cliEvents(in.stderr), time.Now)
+func accounts(in invocation) (*auth.Accounts, error) {
+	hasher, err := in.cfg.hasher()
+	if err != nil {
+		return nil, err
+	}
+	return auth.NewAccounts(in.st, hasher, nil, nil, cliEvents(in.stderr), time.Now), nil
 }
 
 var userAdd = command{
@@ -35,6 +39,7 @@ var userAdd = command{
 	summary: "add a user; the password is read from stdin",
 	store:   true,
 	flags: func(fs *flag.FlagSet, c *config) {
+		bindHashing(fs, c)
 		fs.StringVar(&c.Scopes, "scopes", "data:read,data:write", "comma-separated scopes the user may be granted")
 	},
 	run: func(ctx context.Context, in invocation) error {
@@ -42,7 +47,11 @@ var userAdd = command{
 		if err != nil {
 			return err
 		}
-		u, err := accounts(in).Create(ctx, auth.NewAccount{Username: in.args[0], Password: password, Scopes: splitList(in.cfg.Scopes)})
+		a, err := accounts(in)
+		if err != nil {
+			return err
+		}
+		u, err := a.Create(ctx, auth.NewAccount{Username: in.args[0], Password: password, Scopes: splitList(in.cfg.Scopes)})
 		if err != nil {
 			return err
 		}
@@ -53,10 +62,14 @@ var userAdd = command{
 
 var userList = command{
 	name:    "user list",
+	flags:   bindHashing,
 	summary: "list users",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		a := accounts(in)
+		a, err := accounts(in)
+		if err != nil {
+			return err
+		}
 		w := tabwriter.NewWriter(in.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "USERNAME\tSCOPES\tDISABLED\tCREATED")
 		after := ""
@@ -78,6 +91,7 @@ var userList = command{
 
 var userDisable = command{
 	name:    "user disable",
+	flags:   bindHashing,
 	args:    []string{"NAME"},
 	summary: "disable a user, ending its tokens",
 	store:   true,
@@ -88,6 +102,7 @@ var userDisable = command{
 
 var userEnable = command{
 	name:    "user enable",
+	flags:   bindHashing,
 	args:    []string{"NAME"},
 	summary: "enable a disabled user",
 	store:   true,
@@ -97,7 +112,11 @@ var userEnable = command{
 }
 
 func setDisabled(ctx context.Context, in invocation, disabled bool) error {
-	u, err := accounts(in).Update(ctx, in.args[0], auth.Change{Disabled: &disabled})
+	a, err := accounts(in)
+	if err != nil {
+		return err
+	}
+	u, err := a.Update(ctx, in.args[0], auth.Change{Disabled: &disabled})
 	if err != nil {
 		return err
 	}
@@ -111,6 +130,7 @@ func setDisabled(ctx context.Context, in invocation, disabled bool) error {
 
 var userPasswd = command{
 	name:    "user passwd",
+	flags:   bindHashing,
 	args:    []string{"NAME"},
 	summary: "set a user's password from stdin, ending its tokens",
 	store:   true,
@@ -119,7 +139,11 @@ var userPasswd = command{
 		if err != nil {
 			return err
 		}
-		u, err := accounts(in).Update(ctx, in.args[0], auth.Change{Password: &password})
+		a, err := accounts(in)
+		if err != nil {
+			return err
+		}
+		u, err := a.Update(ctx, in.args[0], auth.Change{Password: &password})
 		if err != nil {
 			return err
 		}
@@ -130,11 +154,16 @@ var userPasswd = command{
 
 var userDelete = command{
 	name:    "user delete",
+	flags:   bindHashing,
 	args:    []string{"NAME"},
 	summary: "delete a user and everything it owns",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		if err := accounts(in).Delete(ctx, in.args[0]); err != nil {
+		a, err := accounts(in)
+		if err != nil {
+			return err
+		}
+		if err := a.Delete(ctx, in.args[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(in.stdout, "deleted user %s and everything it owned\n", in.args[0])
@@ -144,13 +173,18 @@ var userDelete = command{
 
 var userImport = command{
 	name:    "user import",
+	flags:   bindHashing,
 	args:    []string{"FILE"},
 	summary: "import users with password hashes (.jsonl or .csv), all or none",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
+		a, err := accounts(in)
+		if err != nil {
+			return err
+		}
 		users, err := readImport(in.args[0])
 		if err == nil {
-			err = accounts(in).Import(ctx, users)
+			err = a.Import(ctx, users)
 		}
 		if err != nil {
 			return fmt.Errorf("%s; nothing was imported", describe(err))

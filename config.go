@@ -48,6 +48,9 @@ type config struct {
 	MetricsAddr             string
 	DBTimeout               time.Duration
 
+	// How passwords and client secrets are hashed: serve, user, client.
+	Argon2idParams string
+
 	// What user add and client add grant.
 	Scopes      string
 	GrantTypes  string
@@ -73,6 +76,15 @@ func (c *config) keyConfig() (auth.KeyConfig, error) {
 		kc.KEK = kek
 	}
 	return kc, nil
+}
+
+// hasher is the password hasher --argon2id-params describes.
+func (c *config) hasher() (*auth.Passwords, error) {
+	p, err := auth.ParseArgon2idParams(c.Argon2idParams)
+	if err != nil {
+		return nil, fmt.Errorf("--argon2id-params: %w", err)
+	}
+	return auth.NewPasswords(p), nil
 }
 
 // corsOrigins parses --cors-origins.
@@ -140,6 +152,9 @@ func (c *config) validate() error {
 		return errors.New("--tls-cert and --tls-key go together")
 	case c.DBTimeout < 100*time.Millisecond:
 		return errors.New("--db-timeout must be at least 100ms")
+	}
+	if _, err := c.hasher(); err != nil {
+		return err
 	}
 	if _, err := c.trustedProxies(); err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,65 +21,12 @@ import (
 	"github.com/passflow/passflow/store"
 )
 
-// TestMain lets the test binary run as passflow itself, for the tests that
-// need a child process they can signal or kill.
-func TestMain(m *testing.M) {
-	if os.Getenv("PASSFLOW_TEST_CHILD") == "1" {
-		main()
-		os.Exit(0)
-	}
-	// The usual umask, whatever the machine's: with a stricter one a file
-	// created world-readable would pass the file-mode tests unnoticed.
-	syscall.Umask(0o022)
-	os.Exit(m.Run())
-}
-
-// child is passflow running in a process of its own.
-type child struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	URL  string
-	DB   string
-	done chan error
-	logs *logBuffer
-}
-
-func startChild(t *testing.T, db string, args ...string) *child {
-	t.Helper()
-	c := &child{t: t, DB: db, done: make(chan error, 1), logs: &logBuffer{addrC: make(chan string, 1)}}
-	c.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db}, args...)...)
-	c.cmd.Env = append(os.Environ(), "PASSFLOW_TEST_CHILD=1", "PASSFLOW_ADMIN_PASSWORD=admin-password-1")
-	stderr, err := c.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { io.Copy(c.logs, stderr); c.done <- c.cmd.Wait() }()
-	t.Cleanup(func() {
-		c.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("child log:\n%s", c.logs)
-		}
-	})
-	select {
-	case addr := <-c.logs.addrC:
-		c.URL = "http://" + addr
-	case err := <-c.done:
-		t.Fatalf("child exited before serving: %v\n%s", err, c.logs)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("child did not start\n%s", c.logs)
-	}
-	return c
-}
-
 // TestStoreFailureIs503: when the database fails, calls that need it answer
 // 503 with Retry-After and the JSON error body, never a panic or a bare 500;
 // /readyz fails.
 func TestStoreFailureIs503(t *testing.T) {
 	t.Parallel()
-	e := newInproc(t, nil)
+	e := newInproc(t)
 	e.addUser("wyn", store.ScopeDataRead)
 	tok := e.login("wyn")
 	if res := e.get("/my_data", bearer(tok)); res.StatusCode != 200 {
@@ -135,7 +81,7 @@ func TestPanicIsRecovered(t *testing.T) {
 			return f(c, req)
 		}
 	}
-	e := newInproc(t, nil, boom)
+	e := newInproc(t, withMiddleware(boom))
 	e.addUser("xan", store.ScopeDataRead)
 	req, _ := http.NewRequest(http.MethodGet, e.url+"/users/me", nil)
 	req.Header.Set("Authorization", "Bearer "+e.login("xan"))
@@ -155,63 +101,6 @@ func TestPanicIsRecovered(t *testing.T) {
 	}
 	if res := e.get("/my_data", bearer(e.login("xan"))); res.StatusCode != 200 {
 		t.Errorf("after a panic the server answers %d", res.StatusCode)
-	}
-}
-
-// TestSIGTERMDrains: SIGTERM stops accepting, lets in-flight requests
-// finish, and exits 0.
-func TestSIGTERMDrains(t *testing.T) {
-	t.Parallel()
-	// Logins still being checked count against the limits: let 8 through.
-	c := startChild(t, filepath.Join(t.TempDir(), "p.db"), "--login-max-failures", "20")
-	const n = 8
-	results := make(chan int, n)
-	var started sync.WaitGroup
-	for range n {
-		started.Add(1)
-		go func() {
-			started.Done()
-			// A login takes tens of milliseconds of hashing: in flight
-			// when the signal comes.
-			res, err := http.PostForm(c.URL+"/token", map[string][]string{"grant_type": {"password"}, "username": {"admin"}, "password": {"admin-password-1"}})
-			if err != nil {
-				results <- -1
-				return
-			}
-			io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			results <- res.StatusCode
-		}()
-	}
-	started.Wait()
-	time.Sleep(20 * time.Millisecond)
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-c.done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v, want status 0", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no exit within 15s of SIGTERM")
-	}
-	completed := 0
-	for range n {
-		switch s := <-results; s {
-		case 200:
-			completed++
-		case -1:
-			// Sent after the listener closed: refused, never cut off.
-		default:
-			t.Errorf("a request in flight got %d", s)
-		}
-	}
-	if completed == 0 {
-		t.Error("no request in flight completed")
-	}
-	if !strings.Contains(c.logs.String(), "msg=stopped") {
-		t.Errorf("no clean stop in the log:\n%s", c.logs)
 	}
 }
 
@@ -360,10 +249,4 @@ func TestBackup(t *testing.T) {
 	if !strings.Contains(string(res.Body), "in the copy") {
 		t.Errorf("the copy lacks the item: %s", res.Body)
 	}
-}
-
-func readAll(res *http.Response) string {
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return string(b)
 }

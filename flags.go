@@ -20,6 +20,11 @@ func bindStore(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 10, "most connections this process opens to PostgreSQL (a pool_max_conns in the --db URL takes precedence)")
 }
 
+func bindHashing(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.Argon2idParams, "argon2id-params", auth.OWASPArgon2id().String(),
+		"argon2id cost of new password and client secret hashes: memory in KiB, passes, lanes (default: OWASP's first recommendation)")
+}
+
 func bindKeys(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.SigningAlg, "signing-alg", auth.AlgEdDSA,
 		"JWS algorithm of a new store's signing key, or of the key keys rotate adds (default there: the one in use): EdDSA, ES256, RS256, or HS256 (symmetric: never published)")
@@ -29,6 +34,7 @@ func bindKeys(fs *flag.FlagSet, c *config) {
 
 func bindServe(fs *flag.FlagSet, c *config) {
 	bindKeys(fs, c)
+	bindHashing(fs, c)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.Issuer, "issuer", "", "issuer URL: the iss and aud of every token, and the base of every URL in the server metadata (default http:// or https:// and the --addr listened on; required when --addr is a wildcard)")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password for the admin account created when no account holds users:admin (prefer the env)")
@@ -44,7 +50,7 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.LoginMaxFailuresPerIP, "login-max-failures-per-ip", 100, "failed logins per client IP, across usernames, within --login-window before it is blocked")
 	fs.DurationVar(&c.LoginWindow, "login-window", 15*time.Minute, "the window failed logins are counted in")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client IP (default none)")
-	fs.IntVar(&c.HashConcurrency, "hash-concurrency", runtime.NumCPU(), "password hashes run at once (each holds 19 MiB while it runs)")
+	fs.IntVar(&c.HashConcurrency, "hash-concurrency", runtime.NumCPU(), "password hashes run at once (each holds its argon2id memory, 19 MiB by default, while it runs)")
 	fs.IntVar(&c.HashQueue, "hash-queue", 64, "logins that may wait (at most 2s) for a hashing slot; more get 503")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")

@@ -13,7 +13,7 @@ import (
 // FuzzTokenForm throws arbitrary bodies and query strings at POST /token:
 // no panic, no 500, and no long submitted password ever comes back.
 func FuzzTokenForm(f *testing.F) {
-	e := newInproc(f, nil)
+	e := newInproc(f)
 	e.addUser("fuzz", store.ScopeDataRead)
 	for _, seed := range []struct{ query, contentType, body string }{
 		{"", "application/x-www-form-urlencoded", "grant_type=password&username=fuzz&password=fuzz-password"},
@@ -56,7 +56,7 @@ func FuzzTokenForm(f *testing.F) {
 // FuzzAuthorization throws arbitrary Authorization headers at a protected
 // operation: no panic, and only the answers the spec allows.
 func FuzzAuthorization(f *testing.F) {
-	e := newInproc(f, nil)
+	e := newInproc(f)
 	e.addUser("fuzz", store.ScopeDataRead)
 	good := e.login("fuzz")
 	for _, seed := range []string{

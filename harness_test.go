@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -11,20 +12,34 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/gin-gonic/gin"
+	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/generated/api"
+	"github.com/passflow/passflow/store/sqlite"
 )
 
 // testServer is the whole program, started through run on 127.0.0.1:0.
@@ -84,6 +99,15 @@ func startServer(t *testing.T, args ...string) *testServer {
 	return startServerOn(t, db, map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1"}, args...)
 }
 
+// startServerHashingForReal is startServer with the real argon2id cost,
+// for the tests about what hashing costs.
+func startServerHashingForReal(t *testing.T, args ...string) *testServer {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "passflow.db")
+	return startServerOn(t, db, map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1",
+		"PASSFLOW_ARGON2ID_PARAMS": auth.OWASPArgon2id().String()}, args...)
+}
+
 func startServerOn(t *testing.T, db string, env map[string]string, args ...string) *testServer {
 	t.Helper()
 	ts, err := launch(t, db, env, args...)
@@ -96,6 +120,13 @@ func startServerOn(t *testing.T, db string, env map[string]string, args ...strin
 // launch is startServerOn for any goroutine: it reports a failure to
 // start instead of ending the test.
 func launch(t *testing.T, db string, env map[string]string, args ...string) (*testServer, error) {
+	env = maps.Clone(env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	if _, ok := env["PASSFLOW_ARGON2ID_PARAMS"]; !ok {
+		env["PASSFLOW_ARGON2ID_PARAMS"] = cheapParams
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testServer{
 		t: t, DB: db, Admin: env["PASSFLOW_ADMIN_PASSWORD"], env: env,
@@ -141,12 +172,11 @@ func (ts *testServer) stop() {
 
 func (ts *testServer) getenv(k string) string { return ts.env[k] }
 
-// cli runs a passflow command against the server's database.
+// cli runs a passflow command against the server's database, with the
+// server's hashing cost.
 func (ts *testServer) cli(stdin string, args ...string) (string, error) {
-	var out, errOut bytes.Buffer
-	args = append(args, "--db", ts.DB)
-	err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(stdin), &out, &errOut)
-	return out.String() + errOut.String(), err
+	env := map[string]string{"PASSFLOW_DB": ts.DB, "PASSFLOW_ARGON2ID_PARAMS": ts.env["PASSFLOW_ARGON2ID_PARAMS"]}
+	return runCLI(ts.t, env, stdin, args...)
 }
 
 // addUser adds a user through the CLI, as an operator would.
@@ -305,4 +335,345 @@ func python(t *testing.T, script string, modules []string, args ...string) strin
 		t.Fatalf("python: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+// TestMain lets the test binary run as passflow itself, for the tests that
+// need a child process they can signal or kill.
+func TestMain(m *testing.M) {
+	if os.Getenv("PASSFLOW_TEST_CHILD") == "1" {
+		main()
+		os.Exit(0)
+	}
+	// The usual umask, whatever the machine's: with a stricter one a file
+	// created world-readable would pass the file-mode tests unnoticed.
+	syscall.Umask(0o022)
+	// These tests mostly wait on the servers they start, not on a CPU:
+	// run more of them at once than -parallel's default (GOMAXPROCS),
+	// unless -parallel says otherwise.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", strconv.Itoa(max(4, 2*runtime.GOMAXPROCS(0))))
+	}
+	os.Exit(m.Run())
+}
+
+// child is passflow running in a process of its own.
+type child struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	URL  string
+	DB   string
+	done chan error
+	logs *logBuffer
+}
+
+func startChild(t *testing.T, db string, args ...string) *child {
+	t.Helper()
+	c := &child{t: t, DB: db, done: make(chan error, 1), logs: &logBuffer{addrC: make(chan string, 1)}}
+	c.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db}, args...)...)
+	c.cmd.Env = append(os.Environ(), "PASSFLOW_TEST_CHILD=1", "PASSFLOW_ADMIN_PASSWORD=admin-password-1")
+	stderr, err := c.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { io.Copy(c.logs, stderr); c.done <- c.cmd.Wait() }()
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("child log:\n%s", c.logs)
+		}
+	})
+	select {
+	case addr := <-c.logs.addrC:
+		c.URL = "http://" + addr
+	case err := <-c.done:
+		t.Fatalf("child exited before serving: %v\n%s", err, c.logs)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("child did not start\n%s", c.logs)
+	}
+	return c
+}
+
+func readAll(res *http.Response) string {
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// inproc is the whole program in this process on an httptest server, with
+// a strict middleware counting the requests that reach a handler.
+type inproc struct {
+	t       testing.TB
+	url     string       // behind an httptest server
+	handler http.Handler // or called directly
+	st      *sqlite.Store
+	app     *app
+	reached atomic.Int64
+	logs    *logBuffer
+}
+
+// inprocOption changes what newInproc builds.
+type inprocOption func(*inprocSetup)
+
+type inprocSetup struct {
+	cfg         config
+	doc         *openapi3.T
+	middlewares []api.StrictMiddlewareFunc
+}
+
+// withSettings changes the settings, serve's defaults otherwise.
+func withSettings(f func(*config)) inprocOption { return func(s *inprocSetup) { f(&s.cfg) } }
+
+// withSpec serves doc instead of openapi.yaml.
+func withSpec(doc *openapi3.T) inprocOption { return func(s *inprocSetup) { s.doc = doc } }
+
+// withMiddleware wraps every handler in m, after the counting one.
+func withMiddleware(m api.StrictMiddlewareFunc) inprocOption {
+	return func(s *inprocSetup) { s.middlewares = append(s.middlewares, m) }
+}
+
+// cheapParams keeps tests that are not about hashing cost fast: still
+// argon2id, still real, at 64 KiB and one pass. Servers started through
+// run get them as PASSFLOW_ARGON2ID_PARAMS unless a test sets its own.
+const cheapParams = "m=64,t=1,p=1"
+
+func newInproc(t testing.TB, opts ...inprocOption) *inproc {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	setup := inprocSetup{cfg: defaultConfig()}
+	setup.cfg.Argon2idParams = cheapParams
+	for _, o := range opts {
+		o(&setup)
+	}
+	if setup.doc == nil {
+		if setup.doc, err = loadSpec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hasher, err := setup.cfg.hasher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &inproc{t: t, st: st, logs: &logBuffer{addrC: make(chan string, 1)}}
+	count := func(f api.StrictHandlerFunc, _ string) api.StrictHandlerFunc {
+		return func(c *gin.Context, req any) (any, error) {
+			e.reached.Add(1)
+			return f(c, req)
+		}
+	}
+	var logs io.Writer = e.logs
+	switch t.(type) {
+	case *testing.F, *testing.B:
+		logs = io.Discard // millions of requests: keep no log
+	}
+	e.app, err = newApp(ctx, slog.New(slog.NewTextHandler(logs, nil)), setup.cfg, st, hasher, setup.doc,
+		newMetrics(func() int { return 0 }), append([]api.StrictMiddlewareFunc{count}, setup.middlewares...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler = e.app.handler
+	srv := httptest.NewServer(e.handler)
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	return e
+}
+
+func (e *inproc) addUser(name string, scopes ...string) {
+	e.t.Helper()
+	if _, err := e.app.accounts.Create(context.Background(), auth.NewAccount{Username: name, Password: name + "-password", Scopes: scopes}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *inproc) get(path string, header http.Header) *http.Response {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res
+}
+
+func (e *inproc) login(name string) string {
+	e.t.Helper()
+	res, err := http.PostForm(e.url+"/token", url.Values{"grant_type": {"password"}, "username": {name}, "password": {name + "-password"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if res.StatusCode != 200 || json.NewDecoder(res.Body).Decode(&body) != nil {
+		e.t.Fatalf("login %s: %d", name, res.StatusCode)
+	}
+	return body.AccessToken
+}
+
+// signingKey reads the server's Ed25519 key straight from the database.
+func (e *inproc) signingKey() (string, ed25519.PrivateKey) {
+	e.t.Helper()
+	keys, err := e.st.SigningKeys(context.Background())
+	if err != nil || len(keys) == 0 {
+		e.t.Fatal(err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(keys[0].Private)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return keys[0].ID, priv.(ed25519.PrivateKey)
+}
+
+// runCLI runs passflow with args, stdin and env, and returns its output.
+func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &out)
+	return out.String(), err
+}
+
+var adminEnv = map[string]string{"PASSFLOW_ADMIN_PASSWORD": "admin-password-1"}
+
+// within polls cond until it holds or d has passed.
+func within(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// tokenPair is a successful token response.
+type tokenPair struct {
+	Access, Refresh, Scope string
+}
+
+func (ts *testServer) grant(form url.Values) (tokenPair, response) {
+	ts.t.Helper()
+	res := ts.postForm("/token", form.Encode(), nil)
+	if res.Status != http.StatusOK {
+		return tokenPair{}, res
+	}
+	body := res.JSON(ts.t)
+	p := tokenPair{}
+	p.Access, _ = body["access_token"].(string)
+	p.Refresh, _ = body["refresh_token"].(string)
+	p.Scope, _ = body["scope"].(string)
+	if p.Access == "" || p.Refresh == "" {
+		ts.t.Fatalf("token response without both tokens: %s", res.Body)
+	}
+	return p, res
+}
+
+func (ts *testServer) passwordGrant(username, password string, extra ...string) tokenPair {
+	ts.t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	p, res := ts.grant(form)
+	if p.Access == "" {
+		ts.t.Fatalf("login %s: %d %s", username, res.Status, res.Body)
+	}
+	return p
+}
+
+func (ts *testServer) refresh(rt string, extra ...string) (tokenPair, response) {
+	ts.t.Helper()
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	return ts.grant(form)
+}
+
+// works reports whether an access token is accepted by a protected call.
+func (ts *testServer) works(access string) bool {
+	ts.t.Helper()
+	res := ts.do(http.MethodGet, "/users/me", bearer(access), nil)
+	switch res.Status {
+	case http.StatusOK:
+		return true
+	case http.StatusUnauthorized:
+		return false
+	}
+	ts.t.Fatalf("GET /users/me = %d %s", res.Status, res.Body)
+	return false
+}
+
+// post sends a form from a goroutine: unlike ts.do it never stops the
+// test, so many may run at once.
+func (ts *testServer) post(path, form string, header http.Header) response {
+	req, err := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(form))
+	if err != nil {
+		ts.t.Error(err)
+		return response{}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ts.t.Error(err)
+		return response{}
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return response{Status: res.StatusCode, Header: res.Header, Body: b}
+}
+
+// burst sends n requests at once and counts the answers by status.
+func burst(n int, send func(i int) response) map[int]int {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res := send(i)
+			mu.Lock()
+			statuses[res.Status]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return statuses
+}
+
+// defaultConfig is serve's defaults, as parsing no flags gives them, with
+// an issuer of its own (no listener to follow).
+func defaultConfig() config {
+	var cfg config
+	fs := flag.NewFlagSet("defaults", flag.ContinueOnError)
+	bindStore(fs, &cfg)
+	bindServe(fs, &cfg)
+	if _, err := parse(fs, nil, func(string) string { return "" }); err != nil {
+		panic(err)
+	}
+	cfg.Issuer = "http://passflow.test"
+	return cfg
 }

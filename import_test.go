@@ -49,7 +49,7 @@ func storedHash(t *testing.T, db, username string) string {
 // login re-hashes to argon2id.
 func TestImportFromFastAPI(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t)
+	ts := startServerHashingForReal(t)
 	out, err := ts.cli("", "user", "import", writeFile(t, "users.jsonl", fastapiUsersJSONL))
 	if err != nil || !strings.Contains(out, "imported 2 users") {
 		t.Fatalf("user import = %v %q", err, out)
@@ -77,7 +77,7 @@ func TestImportFromFastAPI(t *testing.T) {
 
 func TestImportCSV(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t)
+	ts := startServerHashingForReal(t)
 	csv := "username,hashed_password,scopes,disabled\n" +
 		"JohnDoe," + johndoeHash + ",data:read data:write,false\n" +
 		"\"carla\"," + aliceHash + ",,\n"
@@ -95,7 +95,7 @@ func TestImportCSV(t *testing.T) {
 // imported.
 func TestImportIsAllOrNothing(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t)
+	ts := startServerHashingForReal(t)
 	good := `{"username": "ok1", "hashed_password": "` + johndoeHash + `"}` + "\n"
 	tests := map[string]struct{ file, content, want string }{
 		"bad hash":        {"u.jsonl", good + `{"username": "ok2", "hashed_password": "5f4dcc3b5aa765d61d8327deb882cf99"}`, "line 2: hashed_password: not an argon2id or bcrypt hash"},

@@ -8,64 +8,6 @@ import (
 	"testing"
 )
 
-// tokenPair is a successful token response.
-type tokenPair struct {
-	Access, Refresh, Scope string
-}
-
-func (ts *testServer) grant(form url.Values) (tokenPair, response) {
-	ts.t.Helper()
-	res := ts.postForm("/token", form.Encode(), nil)
-	if res.Status != http.StatusOK {
-		return tokenPair{}, res
-	}
-	body := res.JSON(ts.t)
-	p := tokenPair{}
-	p.Access, _ = body["access_token"].(string)
-	p.Refresh, _ = body["refresh_token"].(string)
-	p.Scope, _ = body["scope"].(string)
-	if p.Access == "" || p.Refresh == "" {
-		ts.t.Fatalf("token response without both tokens: %s", res.Body)
-	}
-	return p, res
-}
-
-func (ts *testServer) passwordGrant(username, password string, extra ...string) tokenPair {
-	ts.t.Helper()
-	form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
-	for i := 0; i+1 < len(extra); i += 2 {
-		form.Set(extra[i], extra[i+1])
-	}
-	p, res := ts.grant(form)
-	if p.Access == "" {
-		ts.t.Fatalf("login %s: %d %s", username, res.Status, res.Body)
-	}
-	return p
-}
-
-func (ts *testServer) refresh(rt string, extra ...string) (tokenPair, response) {
-	ts.t.Helper()
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
-	for i := 0; i+1 < len(extra); i += 2 {
-		form.Set(extra[i], extra[i+1])
-	}
-	return ts.grant(form)
-}
-
-// works reports whether an access token is accepted by a protected call.
-func (ts *testServer) works(access string) bool {
-	ts.t.Helper()
-	res := ts.do(http.MethodGet, "/users/me", bearer(access), nil)
-	switch res.Status {
-	case http.StatusOK:
-		return true
-	case http.StatusUnauthorized:
-		return false
-	}
-	ts.t.Fatalf("GET /users/me = %d %s", res.Status, res.Body)
-	return false
-}
-
 func wantGrantError(t *testing.T, res response, code string) {
 	t.Helper()
 	if res.Status != http.StatusBadRequest || res.JSON(t)["error"] != code {

@@ -1,57 +1,16 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"net/url"
+	runtimemetrics "runtime/metrics"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
-
-// post sends a form from a goroutine: unlike ts.do it never stops the
-// test, so many may run at once.
-func (ts *testServer) post(path, form string, header http.Header) response {
-	req, err := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(form))
-	if err != nil {
-		ts.t.Error(err)
-		return response{}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		ts.t.Error(err)
-		return response{}
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return response{Status: res.StatusCode, Header: res.Header, Body: b}
-}
-
-// burst sends n requests at once and counts the answers by status.
-func burst(n int, send func(i int) response) map[int]int {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	statuses := map[int]int{}
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			res := send(i)
-			mu.Lock()
-			statuses[res.Status]++
-			mu.Unlock()
-		}()
-	}
-	close(start)
-	wg.Wait()
-	return statuses
-}
 
 // TestConcurrentGuessesAtTheTokenEndpoint: twenty wrong passwords sent at
 // once for one account from one address are each counted before they are
@@ -199,5 +158,162 @@ func TestDisabledAccountLooksLikeAWrongPassword(t *testing.T) {
 	// three failures, so the pair is backing off.
 	if res := ts.postForm("/token", "grant_type=password&username=jan&password=jan-password", nil); res.Status != 429 {
 		t.Errorf("after a wrong guess and two logins while disabled = %d, want 429", res.Status)
+	}
+}
+
+// TestLoginThrottling: past the limits, logins get 429 slow_down with
+// Retry-After, counted per (username, IP), per username and per IP; the
+// client IP comes from X-Forwarded-For only behind a trusted proxy.
+func TestLoginThrottling(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--login-max-failures", "3", "--login-max-failures-per-user", "6",
+		"--login-max-failures-per-ip", "9", "--trusted-proxies", "127.0.0.1")
+	ts.addUser("ned", "ned-password", "data:read")
+	ts.addUser("ora", "ora-password", "data:read")
+	from := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+	attempt := func(user, pw, ip string) response {
+		return ts.postForm("/token", "grant_type=password&username="+user+"&password="+pw, from(ip))
+	}
+	for range 3 {
+		if res := attempt("ned", "wrong", "192.0.2.1"); res.Status != 400 {
+			t.Fatalf("failure = %d %s", res.Status, res.Body)
+		}
+	}
+	res := attempt("ned", "ned-password", "192.0.2.1")
+	if res.Status != http.StatusTooManyRequests || string(res.Body) != `{"error":"slow_down","error_description":"too many attempts"}` {
+		t.Fatalf("throttled = %d %s", res.Status, res.Body)
+	}
+	if ra, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+		t.Errorf("Retry-After = %q, want 1", res.Header.Get("Retry-After"))
+	}
+	if res.Header.Get("Cache-Control") != "no-store" {
+		t.Error("a 429 from /token without Cache-Control: no-store")
+	}
+	// Another address is not held back by this pair's back-off.
+	if res := attempt("ned", "ned-password", "192.0.2.2"); res.Status != 200 {
+		t.Errorf("ned from another address = %d %s", res.Status, res.Body)
+	}
+	// After the back-off, the right password works and clears the pair.
+	time.Sleep(1100 * time.Millisecond)
+	if res := attempt("ned", "ned-password", "192.0.2.1"); res.Status != 200 {
+		t.Fatalf("after the back-off = %d %s", res.Status, res.Body)
+	}
+
+	// Per username across addresses: 3 more failures reach 6 for ned.
+	for i := range 3 {
+		attempt("ned", "wrong", "198.51.100."+strconv.Itoa(i+1))
+	}
+	if res := attempt("ned", "ned-password", "203.0.113.50"); res.Status != 429 {
+		t.Errorf("ned after the per-user limit, from a fresh address = %d", res.Status)
+	}
+	// Per address across usernames: 9 failures from one address.
+	for i := range 9 {
+		attempt("user"+strconv.Itoa(i), "wrong", "203.0.113.9")
+	}
+	if res := attempt("ora", "ora-password", "203.0.113.9"); res.Status != 429 {
+		t.Errorf("ora from a guessing address = %d", res.Status)
+	}
+	if res := attempt("ora", "ora-password", "203.0.113.10"); res.Status != 200 {
+		t.Errorf("ora from elsewhere = %d", res.Status)
+	}
+}
+
+// TestForwardedForIgnoredWithoutTrustedProxy: by default the connection's
+// address counts, whatever X-Forwarded-For claims.
+func TestForwardedForIgnoredWithoutTrustedProxy(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--login-max-failures", "2")
+	ts.addUser("pam", "pam-password")
+	for i := range 2 {
+		ts.postForm("/token", "grant_type=password&username=pam&password=wrong",
+			http.Header{"X-Forwarded-For": {"192.0.2." + strconv.Itoa(i+1)}})
+	}
+	res := ts.postForm("/token", "grant_type=password&username=pam&password=pam-password",
+		http.Header{"X-Forwarded-For": {"192.0.2.99"}})
+	if res.Status != 429 {
+		t.Errorf("a forged X-Forwarded-For escaped the throttle: %d", res.Status)
+	}
+}
+
+// TestLoginFlood: 200 concurrent logins against 2 hashing slots and a
+// queue of 8. Memory stays bounded, the overflow gets 503 with
+// Retry-After, and protected reads keep being served throughout.
+func TestLoginFlood(t *testing.T) {
+	// Not parallel: it measures this process's memory, of real hashes.
+	ts := startServerHashingForReal(t, "--hash-concurrency", "2", "--hash-queue", "8",
+		"--login-max-failures", "100000", "--login-max-failures-per-user", "100000", "--login-max-failures-per-ip", "100000")
+	ts.addUser("quinn", "quinn-password", "data:read")
+	reader := ts.login("quinn", "quinn-password")
+
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		sample := []runtimemetrics.Sample{{Name: "/memory/classes/total:bytes"}}
+		for {
+			runtimemetrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	retryAfter := true
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := ts.postForm("/token", "grant_type=password&username=quinn&password=wrong-password", nil)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[res.Status]++
+			if res.Status == 503 && (res.Header.Get("Retry-After") == "" || !strings.Contains(string(res.Body), "temporarily_unavailable")) {
+				retryAfter = false
+			}
+		}()
+	}
+	var reads, readsOK atomic.Int64
+	readersDone := make(chan struct{})
+	go func() {
+		defer close(readersDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			reads.Add(1)
+			if ts.do(http.MethodGet, "/my_data", bearer(reader), nil).Status == 200 {
+				readsOK.Add(1)
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	<-sampled
+	<-readersDone
+
+	t.Logf("statuses %v; %d of %d protected reads served during the flood; peak memory %d MiB", statuses, readsOK.Load(), reads.Load(), peak.Load()>>20)
+	if statuses[400]+statuses[503] != 200 || statuses[503] == 0 {
+		t.Errorf("statuses %v: want only 400 (bad credentials) and some 503", statuses)
+	}
+	if !retryAfter {
+		t.Error("a 503 lacked Retry-After or temporarily_unavailable")
+	}
+	if reads.Load() < 10 || readsOK.Load() != reads.Load() {
+		t.Errorf("protected reads during the flood: %d of %d served", readsOK.Load(), reads.Load())
+	}
+	// Unbounded, 200 argon2id hashes would hold 200 × 19 MiB at once.
+	if peak.Load() > 600<<20 {
+		t.Errorf("peak memory %d MiB: hashing is not bounded", peak.Load()>>20)
 	}
 }

@@ -373,7 +373,7 @@ func TestBounded(t *testing.T) {
 func BenchmarkLogin(b *testing.B) {
 	for _, who := range []string{"known", "unknown"} {
 		b.Run(who, func(b *testing.B) {
-			env := newLoginEnv(b, OWASPArgon2id, looseThrottle)
+			env := newLoginEnv(b, OWASPArgon2id(), looseThrottle)
 			name := map[string]string{"known": "known", "unknown": "nobody"}[who]
 			ctx := context.Background()
 			lat := make([]time.Duration, 0, b.N)

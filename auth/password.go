@@ -65,7 +65,49 @@ type Argon2idParams struct {
 
 // OWASPArgon2id is the OWASP Password Storage Cheat Sheet's first
 // recommended configuration: 19 MiB, two passes, one lane.
-var OWASPArgon2id = Argon2idParams{MemoryKiB: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+func OWASPArgon2id() Argon2idParams {
+	return Argon2idParams{MemoryKiB: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+}
+
+// String is the parameters as ParseArgon2idParams reads them.
+func (p Argon2idParams) String() string {
+	return fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Iterations, p.Parallelism)
+}
+
+// ParseArgon2idParams reads "m=KiB,t=passes,p=lanes", as a PHC string
+// writes them; salts are 16 bytes and keys 32.
+func ParseArgon2idParams(s string) (Argon2idParams, error) {
+	p := Argon2idParams{SaltLen: 16, KeyLen: 32}
+	var par uint32
+	// Read, then written back: anything else in s (a suffix, a leading
+	// zero) makes the two differ.
+	if _, err := fmt.Sscanf(s, "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &par); err != nil ||
+		fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Iterations, par) != s {
+		return p, fmt.Errorf("%q is not argon2id parameters such as m=19456,t=2,p=1", s)
+	}
+	switch {
+	case par < 1 || par > 255:
+		return p, errors.New("argon2id lanes (p) must be 1 to 255")
+	case p.Iterations < 1 || p.Iterations > maxArgonTime:
+		return p, fmt.Errorf("argon2id passes (t) must be 1 to %d", maxArgonTime)
+	case p.MemoryKiB < 8*par || p.MemoryKiB > maxArgonMemoryKiB:
+		return p, fmt.Errorf("argon2id memory (m) must be 8 KiB per lane to %d KiB", maxArgonMemoryKiB)
+	}
+	p.Parallelism = uint8(par)
+	return p, nil
+}
+
+// BelowOWASP reports whether p is cheaper than every configuration the
+// OWASP Password Storage Cheat Sheet recommends: fit for tests, not for
+// passwords anyone uses.
+func (p Argon2idParams) BelowOWASP() bool {
+	for _, min := range []struct{ m, t uint32 }{{47104, 1}, {19456, 2}, {12288, 3}, {9216, 4}, {7168, 5}} {
+		if p.MemoryKiB >= min.m && p.Iterations >= min.t {
+			return false
+		}
+	}
+	return true
+}
 
 // Argon2id hashes with argon2id and encodes hashes as PHC strings:
 // $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>, base64 without padding.
