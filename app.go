@@ -57,6 +57,26 @@ func loadSpec(ctx context.Context) (*openapi3.T, error) {
 	return doc, nil
 }
 
+// specScopes lists the spec's scopes, for help texts.
+func specScopes() string {
+	doc, err := loadSpec(context.Background())
+	if err != nil {
+		return "(openapi.yaml does not load: " + err.Error() + ")"
+	}
+	return strings.Join(guard.Scopes(doc), ", ")
+}
+
+// apiRules reads from the spec what accounts and clients follow: the one
+// list of scopes (the password flow's), and the usernames its paths
+// reserve.
+func apiRules(doc *openapi3.T) (auth.AccountConfig, error) {
+	scopes, err := auth.NewScopes(guard.Scopes(doc))
+	if err != nil {
+		return auth.AccountConfig{}, fmt.Errorf("openapi.yaml: %w", err)
+	}
+	return auth.AccountConfig{Scopes: scopes, ReservedUsernames: guard.Reserved(doc)["username"]}, nil
+}
+
 // app is the wired program: what serve runs and what tests drive in process.
 type app struct {
 	handler  http.Handler
@@ -98,10 +118,14 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 	if err != nil {
 		return nil, err
 	}
+	rules, err := apiRules(doc)
+	if err != nil {
+		return nil, err
+	}
 	throttle := auth.NewThrottle(st, cfg.throttleConfig(), time.Now)
-	accounts := auth.NewAccounts(st, hasher, throttle, feed, ev, time.Now)
-	clients := auth.NewClients(st, hasher, throttle, cfg.PublicClients, ev, time.Now)
-	grants, err := auth.NewGrants(auth.GrantConfig{RefreshTTL: cfg.RefreshTokenTTL, PasswordGrant: cfg.PasswordGrant},
+	accounts := auth.NewAccounts(rules, st, hasher, throttle, feed, ev, time.Now)
+	clients := auth.NewClients(auth.ClientConfig{AllowPublic: cfg.PublicClients, Scopes: rules.Scopes}, st, hasher, throttle, ev, time.Now)
+	grants, err := auth.NewGrants(auth.GrantConfig{RefreshTTL: cfg.RefreshTokenTTL, PasswordGrant: cfg.PasswordGrant, Scopes: rules.Scopes},
 		logger, st, hasher, tokens, clients, feed, throttle, ev, time.Now)
 	if err != nil {
 		return nil, err
@@ -114,7 +138,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 	if err != nil {
 		return nil, err
 	}
-	server := impl.NewServer(accounts, st, grants, clients, keys, cfg.Issuer)
+	server := impl.NewServer(accounts, st, grants, clients, keys, rules.Scopes, cfg.Issuer)
 	engine, err := routes(logger, g, server, middlewares, specJSON, m, cfg.MetricsAddr != "", proxies, st, feed)
 	if err != nil {
 		return nil, err

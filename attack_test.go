@@ -14,7 +14,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/passflow/passflow/auth"
-	"github.com/passflow/passflow/store"
 )
 
 // TestJWTAttacks: a table of forged, broken and out-of-date tokens. Each
@@ -23,10 +22,10 @@ import (
 func TestJWTAttacks(t *testing.T) {
 	t.Parallel()
 	e := newInproc(t)
-	e.addUser("uma", store.ScopeDataRead)
-	e.addUser("gone", store.ScopeDataRead)
-	e.addUser("off", store.ScopeDataRead)
-	e.addUser("revoked", store.ScopeDataRead)
+	e.addUser("uma", "data:read")
+	e.addUser("gone", "data:read")
+	e.addUser("off", "data:read")
+	e.addUser("revoked", "data:read")
 	good := e.login("uma")
 	goneTok, offTok, revokedTok := e.login("gone"), e.login("off"), e.login("revoked")
 
@@ -167,7 +166,7 @@ func TestJWTAttacks(t *testing.T) {
 func TestExpiredRealToken(t *testing.T) {
 	t.Parallel()
 	e := newInproc(t, withSettings(func(c *config) { c.AccessTokenTTL, c.ClockLeeway = time.Second, 0 }))
-	e.addUser("vic", store.ScopeDataRead)
+	e.addUser("vic", "data:read")
 	tok := e.login("vic")
 	if res := e.get("/my_data", bearer(tok)); res.StatusCode != 200 {
 		t.Fatalf("fresh = %d", res.StatusCode)

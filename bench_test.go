@@ -13,7 +13,6 @@ import (
 
 	"github.com/passflow/passflow/auth"
 	"github.com/passflow/passflow/generated/api"
-	"github.com/passflow/passflow/store"
 )
 
 // benchEnv is the whole program in process (newInproc), called directly,
@@ -27,7 +26,7 @@ func newBenchEnv(b *testing.B, opts ...inprocOption) *benchEnv {
 	b.Helper()
 	ctx := context.Background()
 	e := newInproc(b, opts...)
-	u, err := e.app.accounts.Create(ctx, auth.NewAccount{Username: "bench", Password: "bench-password", Scopes: store.AllScopes})
+	u, err := e.app.accounts.Create(ctx, auth.NewAccount{Username: "bench", Password: "bench-password", Scopes: []string{"data:read", "data:write", "users:admin"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,7 +88,7 @@ func BenchmarkPipelineCacheMiss(b *testing.B) {
 	// Mint b.N tokens ahead, outside the timed loop.
 	tokens := make([]string, b.N)
 	for i := range tokens {
-		at, err := e.app.tokens.Issue(auth.Subject{UserID: e.userID, Username: "bench", ClientID: "passflow", Scopes: store.AllScopes})
+		at, err := e.app.tokens.Issue(auth.Subject{UserID: e.userID, Username: "bench", ClientID: "passflow", Scopes: []string{"data:read", "data:write", "users:admin"}})
 		if err != nil {
 			b.Fatal(err)
 		}

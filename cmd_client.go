@@ -13,12 +13,20 @@ import (
 )
 
 // clients is the client service of a command-line process.
-func clients(in invocation) (*auth.Clients, error) {
+func clients(ctx context.Context, in invocation) (*auth.Clients, error) {
 	hasher, err := in.cfg.hasher()
 	if err != nil {
 		return nil, err
 	}
-	return auth.NewClients(in.st, hasher, nil, true, cliEvents(in.stderr), time.Now), nil
+	doc, err := loadSpec(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := apiRules(doc)
+	if err != nil {
+		return nil, err
+	}
+	return auth.NewClients(auth.ClientConfig{AllowPublic: true, Scopes: rules.Scopes}, in.st, hasher, nil, cliEvents(in.stderr), time.Now), nil
 }
 
 var clientAdd = command{
@@ -30,7 +38,7 @@ var clientAdd = command{
 		bindHashing(fs, c)
 		fs.BoolVar(&c.SecretStdin, "secret-stdin", false, "read the client secret from stdin (one line) instead of generating one")
 		fs.BoolVar(&c.Public, "public", false, "register a public client, which has no secret")
-		fs.StringVar(&c.Scopes, "scopes", "", "comma-separated scopes the client may request (default all)")
+		fs.StringVar(&c.Scopes, "scopes", "", "comma-separated scopes the client may request, of the spec's: "+specScopes()+" (default all)")
 		fs.StringVar(&c.GrantTypes, "grant-types", "", "comma-separated grant types the client may use (default password,refresh_token)")
 	},
 	run: func(ctx context.Context, in invocation) error {
@@ -51,7 +59,7 @@ var clientAdd = command{
 			}
 			generated = true
 		}
-		cs, err := clients(in)
+		cs, err := clients(ctx, in)
 		if err != nil {
 			return err
 		}
@@ -78,7 +86,7 @@ var clientList = command{
 	summary: "list registered clients",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		cs, err := clients(in)
+		cs, err := clients(ctx, in)
 		if err != nil {
 			return err
 		}
@@ -107,7 +115,7 @@ var clientDelete = command{
 	summary: "delete a client, ending every token it was issued",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		cs, err := clients(in)
+		cs, err := clients(ctx, in)
 		if err != nil {
 			return err
 		}

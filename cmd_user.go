@@ -25,12 +25,20 @@ import (
 // accounts is the account service of a command-line process: it checks no
 // password and verifies no token; running servers apply its changes from
 // the change feed.
-func accounts(in invocation) (*auth.Accounts, error) {
+func accounts(ctx context.Context, in invocation) (*auth.Accounts, error) {
 	hasher, err := in.cfg.hasher()
 	if err != nil {
 		return nil, err
 	}
-	return auth.NewAccounts(in.st, hasher, nil, nil, cliEvents(in.stderr), time.Now), nil
+	doc, err := loadSpec(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := apiRules(doc)
+	if err != nil {
+		return nil, err
+	}
+	return auth.NewAccounts(rules, in.st, hasher, nil, nil, cliEvents(in.stderr), time.Now), nil
 }
 
 var userAdd = command{
@@ -40,14 +48,14 @@ var userAdd = command{
 	store:   true,
 	flags: func(fs *flag.FlagSet, c *config) {
 		bindHashing(fs, c)
-		fs.StringVar(&c.Scopes, "scopes", "data:read,data:write", "comma-separated scopes the user may be granted")
+		fs.StringVar(&c.Scopes, "scopes", "", "comma-separated scopes the user may be granted, of the spec's: "+specScopes()+" (default none)")
 	},
 	run: func(ctx context.Context, in invocation) error {
 		password, err := readPassword(in.stdin, in.stderr)
 		if err != nil {
 			return err
 		}
-		a, err := accounts(in)
+		a, err := accounts(ctx, in)
 		if err != nil {
 			return err
 		}
@@ -66,7 +74,7 @@ var userList = command{
 	summary: "list users",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		a, err := accounts(in)
+		a, err := accounts(ctx, in)
 		if err != nil {
 			return err
 		}
@@ -112,7 +120,7 @@ var userEnable = command{
 }
 
 func setDisabled(ctx context.Context, in invocation, disabled bool) error {
-	a, err := accounts(in)
+	a, err := accounts(ctx, in)
 	if err != nil {
 		return err
 	}
@@ -139,7 +147,7 @@ var userPasswd = command{
 		if err != nil {
 			return err
 		}
-		a, err := accounts(in)
+		a, err := accounts(ctx, in)
 		if err != nil {
 			return err
 		}
@@ -159,7 +167,7 @@ var userDelete = command{
 	summary: "delete a user and everything it owns",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		a, err := accounts(in)
+		a, err := accounts(ctx, in)
 		if err != nil {
 			return err
 		}
@@ -178,7 +186,7 @@ var userImport = command{
 	summary: "import users with password hashes (.jsonl or .csv), all or none",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
-		a, err := accounts(in)
+		a, err := accounts(ctx, in)
 		if err != nil {
 			return err
 		}

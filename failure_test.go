@@ -18,7 +18,6 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/passflow/passflow/generated/api"
-	"github.com/passflow/passflow/store"
 )
 
 // TestStoreFailureIs503: when the database fails, calls that need it answer
@@ -27,7 +26,7 @@ import (
 func TestStoreFailureIs503(t *testing.T) {
 	t.Parallel()
 	e := newInproc(t)
-	e.addUser("wyn", store.ScopeDataRead)
+	e.addUser("wyn", "data:read")
 	tok := e.login("wyn")
 	if res := e.get("/my_data", bearer(tok)); res.StatusCode != 200 {
 		t.Fatalf("before = %d", res.StatusCode)
@@ -82,7 +81,7 @@ func TestPanicIsRecovered(t *testing.T) {
 		}
 	}
 	e := newInproc(t, withMiddleware(boom))
-	e.addUser("xan", store.ScopeDataRead)
+	e.addUser("xan", "data:read")
 	req, _ := http.NewRequest(http.MethodGet, e.url+"/users/me", nil)
 	req.Header.Set("Authorization", "Bearer "+e.login("xan"))
 	req.Header.Set("X-Request-ID", "panic-req-1")

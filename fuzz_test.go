@@ -6,15 +6,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-
-	"github.com/passflow/passflow/store"
 )
 
 // FuzzTokenForm throws arbitrary bodies and query strings at POST /token:
 // no panic, no 500, and no long submitted password ever comes back.
 func FuzzTokenForm(f *testing.F) {
 	e := newInproc(f)
-	e.addUser("fuzz", store.ScopeDataRead)
+	e.addUser("fuzz", "data:read")
 	for _, seed := range []struct{ query, contentType, body string }{
 		{"", "application/x-www-form-urlencoded", "grant_type=password&username=fuzz&password=fuzz-password"},
 		{"", "application/x-www-form-urlencoded", "grant_type=password&username=fuzz&password=wrong-password-123"},
@@ -57,7 +55,7 @@ func FuzzTokenForm(f *testing.F) {
 // operation: no panic, and only the answers the spec allows.
 func FuzzAuthorization(f *testing.F) {
 	e := newInproc(f)
-	e.addUser("fuzz", store.ScopeDataRead)
+	e.addUser("fuzz", "data:read")
 	good := e.login("fuzz")
 	for _, seed := range []string{
 		"Bearer " + good, "bearer " + good, "Bearer  " + good, "Bearer " + good + "x", "Bearer",

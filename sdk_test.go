@@ -22,7 +22,7 @@ func TestGoSDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scopes := []gen.Scope{gen.ScopeDataRead, gen.ScopeDataWrite}
+	scopes := []gen.Scope{"data:read", "data:write"}
 	pw := "sdk-user-password"
 	created, err := admin.CreateUserWithResponse(ctx, gen.NewUser{Username: "SdkUser", Password: &pw, Scopes: &scopes})
 	if err != nil || created.JSON201 == nil || created.JSON201.Username != "sdkuser" {

@@ -35,7 +35,7 @@ func TestUsersAdminAPI(t *testing.T) {
 	}{
 		{`{"username":"NORA","password":"other-password"}`, "conflict", "/username", 409},
 		{`{"username":"oli","password":"short"}`, "invalid_request", "/password", 400},
-		{`{"username":"oli","password":"oli-password","scopes":["root"]}`, "invalid_request", "/scopes/0", 400},
+		{`{"username":"oli","password":"oli-password","scopes":["root"]}`, "invalid_request", "/scopes", 400},
 		{`{"username":"a b","password":"oli-password"}`, "invalid_request", "/username", 400},
 		{`{"username":"oli","password":"oli-password","admin":true}`, "invalid_request", "", 400},
 		{`{"username":"oli"}`, "invalid_request", "", 400},
@@ -214,5 +214,25 @@ func TestUserCommands(t *testing.T) {
 	}
 	if _, err := ts.cli("", "user", "list", "extra"); err == nil {
 		t.Error("user list with an argument succeeded")
+	}
+}
+
+// TestReservedUsernames: no account may be called what a fixed path
+// segment is where a username stands (me: /users/me beside
+// /users/{username}), through the API, the command line or an import.
+func TestReservedUsernames(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	admin := jsonBody(bearer(ts.login("admin", ts.Admin)))
+	res := ts.do(http.MethodPost, "/users", admin, strings.NewReader(`{"username":"ME","password":"me-password"}`))
+	if res.Status != 400 || res.JSON(t)["field"] != "/username" || !strings.Contains(string(res.Body), "username me is reserved") {
+		t.Errorf("POST /users for me = %d %s", res.Status, res.Body)
+	}
+	if _, err := ts.cli("me-password\n", "user", "add", "me"); err == nil || !strings.Contains(describe(err), "reserved") {
+		t.Errorf("user add me: %v", err)
+	}
+	file := writeFile(t, "u.jsonl", `{"username": "me", "hashed_password": "`+johndoeHash+`"}`)
+	if _, err := ts.cli("", "user", "import", file); err == nil || !strings.Contains(describe(err), "line 1: username me is reserved") {
+		t.Errorf("importing me: %v", err)
 	}
 }

@@ -19,12 +19,23 @@ import (
 // Accounts manages users: the one place their rules live, for the HTTP API
 // and the command line alike.
 type Accounts struct {
+	cfg      AccountConfig
 	users    store.Users
 	hasher   Hasher
 	throttle *Throttle
 	feed     *Feed
 	events   Events
 	now      func() time.Time
+}
+
+// AccountConfig is the rules accounts follow that come from the API.
+type AccountConfig struct {
+	// Scopes are the scopes an account may hold.
+	Scopes Scopes
+	// ReservedUsernames are names no account may take: the fixed path
+	// segments that stand where a username would (me, as in /users/me
+	// beside /users/{username}).
+	ReservedUsernames []string
 }
 
 // NewAccounts returns the account service. Checks of a current password
@@ -34,6 +45,7 @@ type Accounts struct {
 // and verifies no tokens (the command line), whose changes servers pick up
 // from the change feed.
 func NewAccounts(
+	cfg AccountConfig,
 	users store.Users,
 	hasher Hasher,
 	throttle *Throttle,
@@ -41,7 +53,7 @@ func NewAccounts(
 	events Events,
 	now func() time.Time,
 ) *Accounts {
-	return &Accounts{users: users, hasher: hasher, throttle: throttle, feed: feed, events: events, now: now}
+	return &Accounts{cfg: cfg, users: users, hasher: hasher, throttle: throttle, feed: feed, events: events, now: now}
 }
 
 // NewAccount describes an account to create.
@@ -54,14 +66,14 @@ type NewAccount struct {
 // Create adds an account: the username is normalised, the password checked
 // and hashed, the scopes checked. A taken username is fault.ErrConflict.
 func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error) {
-	name, err := NormalizeUsername("/username", n.Username)
+	name, err := a.newUsername("/username", n.Username)
 	if err != nil {
 		return store.User{}, err
 	}
 	if err := CheckPassword("/password", n.Password); err != nil {
 		return store.User{}, err
 	}
-	scopes, err := CheckScopes(n.Scopes, fault.InvalidRequest)
+	scopes, err := a.cfg.Scopes.Check(n.Scopes, fault.InvalidRequest)
 	if err != nil {
 		return store.User{}, withField(err, "/scopes")
 	}
@@ -86,6 +98,19 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.created", Target: u.Username, Detail: "scopes=" + strings.Join(u.Scopes, ",")})
 	return u, nil
+}
+
+// newUsername is the normalised name of a new account: one PRECIS allows
+// and no path of the API reserves.
+func (a *Accounts) newUsername(field, username string) (string, error) {
+	name, err := NormalizeUsername(field, username)
+	if err != nil {
+		return "", err
+	}
+	if slices.Contains(a.cfg.ReservedUsernames, name) {
+		return "", fault.Invalid(field, fmt.Sprintf("username %s is reserved: the API has a path where it would stand for a username", name))
+	}
+	return name, nil
 }
 
 // ByID returns the account whose immutable id is id.
@@ -137,7 +162,7 @@ func (a *Accounts) Update(ctx context.Context, username string, c Change) (store
 	}
 	var scopes []string
 	if c.Scopes != nil {
-		if scopes, err = CheckScopes(c.Scopes, fault.InvalidRequest); err != nil {
+		if scopes, err = a.cfg.Scopes.Check(c.Scopes, fault.InvalidRequest); err != nil {
 			return store.User{}, withField(err, "/scopes")
 		}
 	}
@@ -310,7 +335,7 @@ func (a *Accounts) Import(ctx context.Context, users []ImportedUser) error {
 	batch := make([]store.User, len(users))
 	seen := map[string]int{}
 	for i, in := range users {
-		name, err := NormalizeUsername("", in.Username)
+		name, err := a.newUsername("", in.Username)
 		if err != nil {
 			return lineErr(in, err)
 		}
@@ -321,7 +346,7 @@ func (a *Accounts) Import(ctx context.Context, users []ImportedUser) error {
 		if err := a.hasher.Accept(in.HashedPassword); err != nil {
 			return lineErr(in, fmt.Errorf("hashed_password: %w", err))
 		}
-		scopes, err := CheckScopes(in.Scopes, fault.InvalidRequest)
+		scopes, err := a.cfg.Scopes.Check(in.Scopes, fault.InvalidRequest)
 		if err != nil {
 			return lineErr(in, err)
 		}
@@ -367,7 +392,7 @@ func (a *Accounts) Bootstrap(ctx context.Context, password string) (store.Bootst
 		return store.BootstrapNone, err
 	}
 	now := a.now().UTC()
-	u := store.User{ID: uuid.NewString(), Username: "admin", PasswordHash: hash, Scopes: store.AllScopes, CreatedAt: now, UpdatedAt: now}
+	u := store.User{ID: uuid.NewString(), Username: "admin", PasswordHash: hash, Scopes: a.cfg.Scopes.All(), CreatedAt: now, UpdatedAt: now}
 	did, err := a.users.BootstrapAdmin(ctx, u)
 	switch {
 	case err != nil:

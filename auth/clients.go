@@ -116,33 +116,40 @@ func (c Client) Limit(allowed []string) []string {
 // without a secret is a public client naming itself, while those are
 // allowed.
 type Clients struct {
-	st          store.Clients
-	hasher      Hasher
-	throttle    *Throttle
-	allowPublic bool
-	events      Events
-	now         func() time.Time
+	cfg      ClientConfig
+	st       store.Clients
+	hasher   Hasher
+	throttle *Throttle
+	events   Events
+	now      func() time.Time
+}
+
+// ClientConfig says which clients may call.
+type ClientConfig struct {
+	// AllowPublic lets unregistered public clients in.
+	AllowPublic bool
+	// Scopes are the scopes a registered client may be limited to.
+	Scopes Scopes
 }
 
 // NewClients returns the client authenticator. Secrets are hashed with
-// hasher, and attempts at them limited by throttle; allowPublic lets
-// unregistered public clients in.
+// hasher, and attempts at them limited by throttle.
 func NewClients(
+	cfg ClientConfig,
 	st store.Clients,
 	hasher Hasher,
 	throttle *Throttle,
-	allowPublic bool,
 	events Events,
 	now func() time.Time,
 ) *Clients {
-	return &Clients{st: st, hasher: hasher, throttle: throttle, allowPublic: allowPublic, events: events, now: now}
+	return &Clients{cfg: cfg, st: st, hasher: hasher, throttle: throttle, events: events, now: now}
 }
 
 // AuthMethods lists the token endpoint authentication methods clients may
 // use (RFC 8414 token_endpoint_auth_methods_supported).
 func (c *Clients) AuthMethods() []string {
 	methods := []string{"client_secret_basic", "client_secret_post"}
-	if c.allowPublic {
+	if c.cfg.AllowPublic {
 		methods = append([]string{"none"}, methods...)
 	}
 	return methods
@@ -159,7 +166,7 @@ var errClientAuth = fault.New(fault.InvalidClient, "client authentication failed
 // address, and the pair.
 func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials, ip string) (Client, error) {
 	if creds.ID == "" && creds.Secret == "" {
-		if !c.allowPublic {
+		if !c.cfg.AllowPublic {
 			return Client{}, fault.New(fault.InvalidClient, "client authentication is required")
 		}
 		return Client{ID: DefaultClientID, Public: true}, nil
@@ -183,7 +190,7 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials, ip 
 		case creds.Secret != "":
 			c.failed(ctx, creds.ID, ip)
 			return Client{}, errClientAuth
-		case !c.allowPublic:
+		case !c.cfg.AllowPublic:
 			return Client{}, fault.New(fault.InvalidClient, "unknown client; only registered clients may call")
 		}
 		return Client{ID: creds.ID, Public: true}, nil
@@ -274,9 +281,9 @@ func (c *Clients) Register(ctx context.Context, n NewClient) (store.Client, erro
 	}
 	scopes := n.Scopes
 	if len(scopes) == 0 {
-		scopes = store.AllScopes
+		scopes = c.cfg.Scopes.All()
 	}
-	scopes, err := CheckScopes(scopes, fault.InvalidRequest)
+	scopes, err := c.cfg.Scopes.Check(scopes, fault.InvalidRequest)
 	if err != nil {
 		return store.Client{}, err
 	}

@@ -55,7 +55,7 @@ func TestClientRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	public := NewClients(st, NewPasswords(cheap), nil, true, NoEvents{}, time.Now)
+	public := NewClients(ClientConfig{AllowPublic: true, Scopes: testScopes}, st, NewPasswords(cheap), nil, NoEvents{}, time.Now)
 	for creds, want := range map[ClientCredentials]string{
 		{}:                       DefaultClientID,
 		{ID: "spa"}:              "spa",
@@ -70,7 +70,7 @@ func TestClientRules(t *testing.T) {
 			t.Errorf("Authenticate(%+v) = %v, want invalid_client", creds, err)
 		}
 	}
-	if _, err := NewClients(st, NewPasswords(cheap), nil, false, NoEvents{}, time.Now).Authenticate(ctx, ClientCredentials{}, "192.0.2.1"); fault.As(err).Code != fault.InvalidClient {
+	if _, err := NewClients(ClientConfig{Scopes: testScopes}, st, NewPasswords(cheap), nil, NoEvents{}, time.Now).Authenticate(ctx, ClientCredentials{}, "192.0.2.1"); fault.As(err).Code != fault.InvalidClient {
 		t.Errorf("no client with public clients off: %v, want invalid_client", err)
 	}
 }

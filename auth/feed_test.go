@@ -41,7 +41,7 @@ func TestFeedFollowsChanges(t *testing.T) {
 		return r
 	}
 	a, b := newRevs(stA), newRevs(stB)
-	accounts := NewAccounts(stA, NewArgon2id(cheap), nil, a, NoEvents{}, now)
+	accounts := NewAccounts(AccountConfig{Scopes: testScopes}, stA, NewArgon2id(cheap), nil, a, NoEvents{}, now)
 	for _, name := range []string{"root", "ann", "bo"} {
 		scopes := []string{"data:read"}
 		if name == "root" {

@@ -51,6 +51,8 @@ type GrantConfig struct {
 	RefreshTTL time.Duration
 	// PasswordGrant switches the password grant on.
 	PasswordGrant bool
+	// Scopes are the scopes a token may be asked for.
+	Scopes Scopes
 }
 
 // NewGrants returns the grants service. It hashes a random password once,
@@ -182,7 +184,7 @@ func (g *Grants) preamble(ctx context.Context, grant string, creds ClientCredent
 	if !client.Allows(grant) {
 		return Client{}, nil, fault.New(fault.UnauthorizedClient, "this client may not use the "+grant+" grant")
 	}
-	requested, err := ParseScopes(scope, fault.InvalidScope)
+	requested, err := g.cfg.Scopes.Parse(scope, fault.InvalidScope)
 	if err != nil {
 		return Client{}, nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/passflow/passflow/fault"
-	"github.com/passflow/passflow/store"
 	"github.com/passflow/passflow/store/sqlite"
 )
 
@@ -93,18 +92,21 @@ func newLoginEnv(t testing.TB, params Argon2idParams, tc ThrottleConfig) *loginE
 		t.Fatal(err)
 	}
 	throttle := NewThrottle(st, tc, time.Now)
-	accounts := NewAccounts(st, rec, throttle, feed, ev, time.Now)
-	if _, err := accounts.Create(ctx, NewAccount{Username: "known", Password: "the-right-password", Scopes: []string{store.ScopeDataRead}}); err != nil {
+	accounts := NewAccounts(AccountConfig{Scopes: testScopes}, st, rec, throttle, feed, ev, time.Now)
+	if _, err := accounts.Create(ctx, NewAccount{Username: "known", Password: "the-right-password", Scopes: []string{"data:read"}}); err != nil {
 		t.Fatal(err)
 	}
-	grants, err := NewGrants(GrantConfig{RefreshTTL: time.Hour, PasswordGrant: true}, slog.New(slog.DiscardHandler), st, rec, tokens,
-		NewClients(st, rec, throttle, true, ev, time.Now), feed, throttle, ev, time.Now)
+	grants, err := NewGrants(GrantConfig{RefreshTTL: time.Hour, PasswordGrant: true, Scopes: testScopes}, slog.New(slog.DiscardHandler), st, rec, tokens,
+		NewClients(ClientConfig{AllowPublic: true, Scopes: testScopes}, st, rec, throttle, ev, time.Now), feed, throttle, ev, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.take()
 	return &loginEnv{grants: grants, hasher: rec, events: ev}
 }
+
+// testScopes are the scopes of passflow's own spec.
+var testScopes, _ = NewScopes([]string{"data:read", "data:write", "users:admin"})
 
 var looseThrottle = ThrottleConfig{MaxFailures: 1000, MaxPerUser: 1000, MaxPerIP: 1000, Window: time.Minute, MaxBackoff: time.Minute}
 

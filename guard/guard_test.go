@@ -277,3 +277,27 @@ func TestOAuthFormRules(t *testing.T) {
 		t.Errorf("the handler saw %q", a.body["body"])
 	}
 }
+
+// TestScopesAndReservedNames reads the spec's one list of scopes, and the
+// path segments that collide with a parameter.
+func TestScopesAndReservedNames(t *testing.T) {
+	t.Parallel()
+	doc, err := spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(Scopes(doc), " "); got != "data:read data:write users:admin" {
+		t.Errorf("Scopes = %s", got)
+	}
+	if got := Reserved(doc); len(got) != 1 || strings.Join(got["username"], " ") != "me" {
+		t.Errorf("Reserved = %v, want username: me", got)
+	}
+	extra := openapi3.NewPaths()
+	for _, p := range []string{"/a/{x}", "/a/b", "/a/c/d", "/e/{y}/f", "/e/g/f", "/e/h/i"} {
+		extra.Set(p, &openapi3.PathItem{})
+	}
+	got := Reserved(&openapi3.T{Paths: extra})
+	if strings.Join(got["x"], " ") != "b" || strings.Join(got["y"], " ") != "g" || len(got) != 2 {
+		t.Errorf("Reserved of made-up paths = %v, want x: b, y: g", got)
+	}
+}

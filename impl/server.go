@@ -24,6 +24,7 @@ type Server struct {
 	grants   *auth.Grants
 	clients  *auth.Clients
 	keys     *auth.KeySet
+	scopes   auth.Scopes
 	// issuer is the iss of every token, and the base of every URL the
 	// metadata names: never the request's Host.
 	issuer string
@@ -36,9 +37,10 @@ func NewServer(
 	grants *auth.Grants,
 	clients *auth.Clients,
 	keys *auth.KeySet,
+	scopes auth.Scopes,
 	issuer string,
 ) *Server {
-	return &Server{accounts: accounts, items: items, grants: grants, clients: clients, keys: keys, issuer: issuer}
+	return &Server{accounts: accounts, items: items, grants: grants, clients: clients, keys: keys, scopes: scopes, issuer: issuer}
 }
 
 // Caching headers of the answers (RFC 6749 §5.1 for the token endpoint).
@@ -127,7 +129,7 @@ func (s *Server) GetServerMetadata(_ context.Context, _ api.GetServerMetadataReq
 			GrantTypesSupported:                    s.grants.GrantTypes(),
 			TokenEndpointAuthMethodsSupported:      s.clients.AuthMethods(),
 			RevocationEndpointAuthMethodsSupported: s.clients.AuthMethods(),
-			ScopesSupported:                        store.AllScopes,
+			ScopesSupported:                        s.scopes.All(),
 			// No authorization endpoint: none of its response types.
 			ResponseTypesSupported: []string{"none"},
 		},

@@ -48,13 +48,17 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	throttle := auth.NewThrottle(st, auth.ThrottleConfig{MaxFailures: 5, MaxPerUser: 50, MaxPerIP: 100, Window: time.Minute, MaxBackoff: time.Minute}, time.Now)
-	accounts := auth.NewAccounts(st, hasher, throttle, feed, auth.NoEvents{}, time.Now)
-	clients := auth.NewClients(st, hasher, throttle, true, auth.NoEvents{}, time.Now)
-	grants, err := auth.NewGrants(auth.GrantConfig{RefreshTTL: time.Hour, PasswordGrant: true}, logger, st, hasher, tokens, clients, feed, throttle, auth.NoEvents{}, time.Now)
+	scopes, err := auth.NewScopes([]string{"data:read", "data:write", "users:admin"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{server: impl.NewServer(accounts, st, grants, clients, keys, "https://id.example.test"), accounts: accounts, st: st}
+	accounts := auth.NewAccounts(auth.AccountConfig{Scopes: scopes, ReservedUsernames: []string{"me"}}, st, hasher, throttle, feed, auth.NoEvents{}, time.Now)
+	clients := auth.NewClients(auth.ClientConfig{AllowPublic: true, Scopes: scopes}, st, hasher, throttle, auth.NoEvents{}, time.Now)
+	grants, err := auth.NewGrants(auth.GrantConfig{RefreshTTL: time.Hour, PasswordGrant: true, Scopes: scopes}, logger, st, hasher, tokens, clients, feed, throttle, auth.NoEvents{}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{server: impl.NewServer(accounts, st, grants, clients, keys, scopes, "https://id.example.test"), accounts: accounts, st: st}
 }
 
 // as is a context as the request gate leaves it: the caller's address and,

@@ -22,27 +22,6 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
-// Defines values for Scope.
-const (
-	ScopeDataRead   Scope = "data:read"
-	ScopeDataWrite  Scope = "data:write"
-	ScopeUsersAdmin Scope = "users:admin"
-)
-
-// Valid indicates whether the value is a known member of the Scope enum.
-func (e Scope) Valid() bool {
-	switch e {
-	case ScopeDataRead:
-		return true
-	case ScopeDataWrite:
-		return true
-	case ScopeUsersAdmin:
-		return true
-	default:
-		return false
-	}
-}
-
 // Defines values for TokenRequestGrantType.
 const (
 	TokenRequestGrantTypePassword     TokenRequestGrantType = "password"
@@ -161,8 +140,10 @@ type RevocationRequest struct {
 	TokenTypeHint *string `json:"token_type_hint,omitempty"`
 }
 
-// Scope defines model for Scope.
-type Scope string
+// Scope One of the scopes the `OAuth2PasswordBearer` password flow declares: that list
+// is the API's one list of scopes, and the server refuses any other (400
+// `invalid_request`, naming them).
+type Scope = string
 
 // ServerMetadata RFC 8414 authorization server metadata.
 type ServerMetadata struct {
@@ -2819,90 +2800,92 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Dzrbhs3l69yMPsBsbEjWXYubRXsDzdt8aVtmiBxEGCjrETNHEmsZ0iV5FjRF3hfp+/RJ1vwkHMVZcn+",
-	"bCdt95flGV4Oz/3G+RQlMl9KgcLoaPgpWiBLUdHPZyxZ4DMpjJKZ/T9FnSi+NFyKaBidZiu21jARsqeN",
-	"VDiBg9c/PIMnXz36Bv74/XH/+LAfxZFOFpgzOxtFkUfD91E5PvoQR2a9xGgYaaO4mEeXl3H0SrG5G791",
-	"t8SCdY3daHx4t9do1Pp0ZlBt7vgGEylSDUbCinEDU5xJhWDUmos5sDnjor1lzgXP7a7H1VZcGJyjor3e",
-	"vXt3WpgFCsMTZnBzw7MFgjvT4wH88ftDmCJTqCBZsCxDMcf2dt3TXMbRkimWo/Hke24w/wnX4Y24wfyB",
-	"hnNc21W5fbxkZhHFkWC5Xfcc11EcKfyt4ArTaGhUga3Tso8/o5ibRTQ8Pvk6tqev/reQGIPKrvo/7097",
-	"/816/xr0vumP/7f34T//EYUo8VajcjuHoGVJIgthHmgo/Dg4yJlJFphCwjT2uNAoNDf8ArN1DEwDM5DJ",
-	"OReHW85XLrTvIU8eP+keMkABhXophUYiwLcsfY2/FaiN/S+RwqCgn2y5zCwTcCmOftX2lJ8am/5D4Swa",
-	"Rv9xVAvmkXurj75XSiq31SaWlNsMUokahDRAKAKz4BpSmRQ5CgMHEy4uWMbTsR8+OexHl3H0TIpZxpN7",
-	"BjXJmF6ghhU3FlCEpFDKgqkNMwgHk8SDNTmMQRfJgkgLhp2jqHlBKlCYywsrmHaRjGkDLM2thF7G0Q9S",
-	"TXmaorifsxlpgctYcm5B1YlcoqOBXKKi3cBznCZq6GI24wlHYcY0eBK31IBXbQ29/O7du15XlYSg9VOO",
-	"upqH4H4urICyzB3lXhCjUV2gghnjGaZ0dAfCGO2syeFTSNEwnmlgCq30zjGNQaCdpNAUSmBKBP1Fmh9k",
-	"IdK7B/sX6bhOoZaFSixHCmnGM7u7F5yXFrd3IOq07h6MVorSimlQOCu0xW3LNp50GYgMe69h2a/inpYX",
-	"0LLQV83yowhyOskrts4kS8+k/JmpOd4jmkoETWW6Bm4NuoTMwhDWhZ8dU29ITG5XLndjqSuc7v9SNL8A",
-	"tJxJ+YKJtRczfV+okRJyJtYlYqxfky8N+Rek1GvXZMm0XkmVWnNEr5LMKvUHGjQmCk08EjMlcz8tTRVq",
-	"bcdyASzLLMozuRqnciWsKjRq7ZxMYNY/hQn5qj1yVid2Reuc9kfisxHGe8+9yn2+alLD0a4p+lawwiyk",
-	"4v/C9J7I+YxIAqw2h9YcNyySUweOcl8E278V7ILxjE2z+9SZKTNsyjRCylNyJZnQK1RwwAUYnuNhTFxe",
-	"Cgd52s5sT9F6YckCk3MSl5GQguymlRupmOLZelzUh/rr8/pdWb4bG72lA2hspBzTM+/J3JWGvVXluk1N",
-	"jsR1eOffIOedaK2rHFCfBnDe3sGkaOw/iYHV+QGKomRhhRXIbkMiUzy0ksrESHjlBlI0PR9a1kZXS1Tt",
-	"uKOLs1sJO+5Cnd2mJiv5LKDMRoIZ8MrsVhTYjZnwssxR0DKVp7h5eJJ+OQMbQq1BSNE7+fgRfnzz8hco",
-	"MxUgC6N5ihQ4k2E4ARTpUnJhtLV/S2XjVsNdTgPDm51CzpIFF9hTyFKLFuK9IWx42DF0ObjDivFIhIPi",
-	"RuQVwyRHs5Dp2D5jWSZXbqkqXWBX2dRzMTS0h4OkIqNlg25I6kjWyfPEDgnjFgY2EbIociZqdODHZcYE",
-	"sXcfnpsqrF0iM5QnKKY5NwZTuGBZQbm+jX1nHLM0tBdRlEhGioJouWTKWNqbhjVgBmasyEwMqwUK+0qh",
-	"tQ5ShDa8bKbG3nvSh05f51bl9FdMjIX1ucHcgtpmn3OXj9w4GZ05lNVsg+CSkm7wtk3fKe50E0tTbsFj",
-	"2asGDDOWaexydbV9M6s5GAwGu3CyHZQf3/0UotSymGY8cQR7h1P4CdcuWv/q8fFXh5vyxrJ5EGGJugg+",
-	"x+DTc56Gn5swOUTwaaHDq38MPl3vQU5jyWmBi+mgbost2HwT5Cb6yw3mepeVsAS5rJZmSrF1iL90cP9f",
-	"cPVWOzV9DbYqjYn9PZMqZ4bS0P5h3Oa2k0et/PLXXdaLo5Xl7JciW7tENVkBuXRbBQJ6ekfi790oyNka",
-	"pghzxYTB9Kk1COg0gXS6h3Ll+yDzjV3cIiZnH5+7CcdPusiN6yT7BoS/WHRkXGPqcr+vXn//7PkbKMsA",
-	"z5jGF2y5LHNZX588eXwYg5YwOc14ghOrtSaMfvbbmNwjUd8meqMSUNEmxAONqGlTsAW0U27eASut7N6G",
-	"9KVAq7RDZrMTnDaeEEHJ5DVNa2NgIXSxXEpl0A8e29M1l/BGdiQaBhIOKreo9MyHrhYW9G8O45GwNrSV",
-	"OQImUtga+1VmyJklClSqXNQD/YWZX7dvoXhLnu3/+5nOEFO98hz3bMHE/LpmyxdLxtfWM7s1i8DV+I7V",
-	"VwdHG4fpABHC3mu8kC5kaGTfg5L51WBgJfOkfwyqmlT6RZvS6URn7MxmS7k8DjCGH+3SfDckgjVN1v/d",
-	"WgD12UKFM4V64cNBI+k458SwO3b9+vibk227kj4YL7gIYHDiNvfuObnJHgj/aGjFWKEFJpPyHGZcadOH",
-	"l9a9dOLkoik+F1I5I9MA68mjXdLj8BKivzNDjXK/jfaGVuij2P0mpnOOhdJDqgkGWgHiyCXdX6Bhdtom",
-	"EsgIPTp+BKV+dQzks+a5n7fJSLW21eNKB7d8lk2CdIwo17pwrsfG0F9X57pUSBsvS9sT2r1D4fejyPoC",
-	"o+jDZNjQwLBgGoTsnLmMDskcC1lHknafkXCVOg2JwtTG/izTQHlvG2RAhceqBGq3yzGfoorJWCQyz6UY",
-	"CSdUGg6s2c349NBXt4AbsLZo7azD/nis5X5cHmEL3jbGjS0Gxi7kvDEdnUN209lOTK8EvD3kFmDuyKFn",
-	"xA1YwqhtcGe8RQz2BflaNAkg+gpZCGmVMwvULoPiXb1H/Yf9k1I9twqyO4zKpo6vykWc5GbGrURUDpJ7",
-	"W/d2WEn459nZK/iWaZ50KhobLvFeVusKkHwF698A52YmseabMID03qfpCu1sS2kLGhu17NWm/o+jjz1p",
-	"QT7pebc8CnvM0WXcCuqu6lQqx/XhtZchmFFlEOtkNq18c+y0jxWEJ+AupIh5AKjWYntDRtHWBmC6tMud",
-	"lrolS7CXYsZzbl3tMkSVpcw8LQNRyJEJ7fOWZQtNHcguZJbq/l44Kq7ZWLYXuXZt21GcDQa6Qt84DbU7",
-	"tjwGXZC+mRVZpXK2hZlN3y0UJmk+F5jCj+/OXKD9zeDJ14eWIhpF6pqtmvWHcFz0cWkt+ZiL7V2UhTA8",
-	"K2lY60o/tcVoXJgnj6LNHsqd/H4qQC7Zb0WH6+Oa7V36nhmYHHlvlpIPk5pA/9V2bbdEoFv4m9IuYR73",
-	"OZcg/moPvOnKfktoD/etNpmrReHWYi3KlECHGLBMbXXMlUJm1R9rhzQpM9gznPIlG0dJubbhdjPbOJUy",
-	"QyaiVrpqf7+nKb9753H8Rg144uZxtuHgFXMheBsPAj+aMQs3Cdvw3UrJhLlUCHEaS4nR7TxYsjk+BTbV",
-	"1lpKUbcn2hdBbqBIZe+sJpFul+Pmltx+apMsdmYeci6aT4+7iqZJ+a6SKd9V+jthwjoNmZwDF87t58br",
-	"BA3ayCWspDrnYt5AUYORPlti9TUuM5b4qGVnhvV206mXG/SzgGJSKG7Wb+xKDmJXxCsTS16NbJzkZ8K9",
-	"03+sbqW1pKjsXUNRPnUGYUOBMz0Sk9NmfDgEtyWMisHgYULD6Cd6bTrL5GojPd5AeBXCW3SzFNayUCBX",
-	"gnrWyVQ0Ivth9IzkOgblSEMnSDFDg4GZzTTAMHrBBJuj9zI8CfuVRn6rsmgYufO3sE+eoqs3czGTQUPk",
-	"K6nlEXv20HD66nkfPOItbl+9fHMGLUvUpsRIlPNji3kBCcucEZWUW6kain0D9ZWEaNqJmh4jcdZqDy8z",
-	"sFzMMwTf9CpnYFRhFsNWdhaULAzquHTeRi6VTHs7mbajvfdAnO6I48UGWbIItUQzhcCybCTmKOxL64hR",
-	"+kABiplUCaYwXQM3BP3LGgU5U+eYwqT25X2kOLTQ4wRmMrNUKJ0pOg1XMJUpd/uOxKTZhfCxt1qtela/",
-	"9AqVoUhkiqnLaJOSlyJbg2/p63TcHDD4rUC1HgmnZCxeFVqpxfQwBgbVVQ0gy0AJDSAGJHvi3WA70uWo",
-	"kZihnMN1qEJAsQt5sgTQpC5YTKpOgPLwI0FlCkcnJwBVHidhSlmMTFodVkOobvo4Oc54gt5h9XcqXjw/",
-	"szJGcrMwZqmHR0dyicKxUV+q+ZGfpI/sWCtT3GTolbeVkSiOLlBpJ0eD/nF/YEfZRdiSR8PoYX/Qf0iV",
-	"GrMgdXHUX2GW9c6FXImjX1fnul82j8xDUe3rspHbcbGGC1R8tm4ptfo6gkY4x7UGlvkKecWvz616mqOh",
-	"wmTn3sfJYHBrvS20/pbWllYR+Q2aXd2K7RX+KVeQSX9jQmNlu+i6VLrjrtFlHD12pwwBX2HjqH3LoGmw",
-	"ouH7D3Gkizxnau0P5IvjDuUtglil4EMVok1dMrf+AZtr6+Z4xfzBbtNiC3rRa2Uxe47+W/nkexKJt69/",
-	"trqak16cFjwztby7bFh5P6GrBoYwQ3c/yb4ZiYlTwm6SU797gjiJyTeauKkTp6GZsbA90DBlGkfioEqr",
-	"/vH7w/7DQyegG8zaSXLfIdt2drqy5/yBbuXPb8jB5RKfmY1PryoPQEWnrWybr8dlAcLzZZuKGdfmxfq7",
-	"WyDfXo4pdfFshhdBalrnhKhJK8cgVYrKGWu6ZngZR48Gx7uR3WqwpEkPd0+q73jdkKZ21sO9gKv6Fzt8",
-	"sM3zblalPly2uOVnro1Lp7Zw12AOYoYWaxx9Osf1pZMG6+Vu8oh7vo1LHm2/EEp3iNzs1NNrD0Q27j7d",
-	"H4kfuXNcPaO6J/al8oSLYTpM8Z0LXqTrBNmHO9o3f9+H4a2HHJU3g+2+yyKgZZZFU8kQbb+V6frWzEPd",
-	"p3fZzlX48PvO7JLTZ2H9VUmAjySdCJw4fr6/3X2e6kuXv+M9ZnRvPvypxNDlFVzLhcssXEMirb52jRmU",
-	"6JA6GIpcyHP6lkCnSuMmanL7VguZIcxYzrM1HLhAzY2yi6FIKw+T3HiWo7/2XgXgbUeavEjvRHPz1O1F",
-	"QIjWyJHImYOBLmf4/D03sJJFlsKCXaBP3qd9OBVQCPJj6a5BZk3dGsr7Bn49rn3rPaZwMhiAkTLkprrD",
-	"n/ls9n7KJxio7y+Wm11E+2ulbbdyKd63J0npfsGKuTKpwwgT6xVbf97LZXuplu7d5n31y+b1vn1VRvCu",
-	"sJ188s2ek7u3mPZVOht3b/fVOxvX9K6KD0josSFtGy1dB2W7WihGaFaqq1aQspvuqKqLhRVOs8xVJhYn",
-	"gB8T6j3UW9PAM7pA1FEPdgQLgV43Rhz24RRWSrrafL0w8w/ruiq/wIYC6/S1erXRh5c5N8bqqonrVnVp",
-	"9l1V4pEYie0Fvtbx26ehY4PAVSfjLdKRcM+3n/7J4VOXp83cfStt5FJXNQ14pVCjMC3lPxK+Rm+De6sv",
-	"Sj1KN/pLm7DdAkDbAPRHokSTjYgpVymYUnLli1PtY4VUMdmKe9XErc6be3YN21X4LV5aC2X/r7//fvrb",
-	"V28O2j0hh001fhDopLm+Lq/KwMH05GniawW89Rmc1KrJs1ANOiZtW5WfR6KeNfNfpxHYqGQ/hUld966T",
-	"jtUsagTLpULSLq6yEtIhGdfmLR1lI0jdlC66pKcNiCKforKQsfKcVFg3hRLV55yovlJ/z4n6LVrZvhTp",
-	"UkE0fDygwqr7ONfjwSDe8amuTUfdbuxUaAXQaiE1VvjQoKUy/vZnic5toLpegqu+M9VNVH64Q71XNT4E",
-	"VN5LgcQ9TVJ84YHplxZgthrPA9m/Eq2uKDin7iQGZX+NVxm+geMyrjy7tpS5nAH1gtxNwqa8/7aXTT6+",
-	"Vd68whSTl/cnypkM9rCB1XfY/kJJlitkwGdZXHhh6Rng+socHrk2sLBFFOsyum5669Y6+a4JrmNYLZih",
-	"eh032jciBMu6LzC6Y5W7s4rS7Ee5EYN+YVzQIXzrrHK1L/2PMjmXhemxLGsGuh2ng8ZQCZduJu1VBPm+",
-	"7AKyzON6PJrRXSvx10jv/FXp4xMVzXizcX4KrWOQwg9I8YInuIt2zYavcIri+yu3q/xULpKsSDGN24H1",
-	"U99R6L/OOhJnPtItN36gQRWZbzIqv1FE19Wetr4+WXn3rh1KjEQ5uBApqkaobb1O7fqkKexuNRc3v1Vj",
-	"16RaXx6szrskxIv1q+alhdu3453rpnuZ8y0FwwpHZIBpvXs2wDe0jnuFojeNQj+bvDqKtosTVq02umK3",
-	"y+anMo7p1JVDIZo2gKLdzmvFk/JyDUM/KZt8p1iXlONgpbryW/dhu6bb9xctVV/bT/wT+Xu+uF37e3UD",
-	"ollQo6SxbKvDwc+1qtzVJ6WpzF02ubc56jvXma5dd6n72UghV13FuuEw2rEajXtU3fJyxuZm4lG2x0sF",
-	"maTuTWbcZiFTUSzTuw326ksB95yCvdIvdham4xb/fWX+7xAbOpN2dWx4LWvpen5pnOtSPiLl4BcNXJGY",
-	"k0oSrphOFfR+nccrLwLEn66K46wRPsf1EX0Iob6J4Ndw7ZHxtvxuv/3Beh1dfrj8vwAAAP//",
+	"7Fzrchs3ln4VbM9UWaptUpQsOwld+0NxnBoncayy5XLVml4S7D4kEaEBBkCL4rg0r5P3yJNt4QB9B0VK",
+	"I8lOMr8sNxu3c/nOFf0pSmS2lAKE0dHwU7QAmoLCP5/TZAHPpTBKcvv/FHSi2NIwKaJhdMJXdK3JRMie",
+	"NlLBhOy9+f45efrV8Tfk99+e9A/3+1Ec6WQBGbWjQeRZNPwQFe9HH+PIrJcQDSNtFBPz6Ooqjk4Vnbv3",
+	"N66W2G3dYDV8P7zaGzBqfTIzoLorvoVEilQTI8mKMkOmMJMKiFFrJuaEzikTzSUzJlhmVz0sl2LCwBwU",
+	"rvX+/fuT3CxAGJZQA90FzxZA3JmeDMjvvz0mU6AKFEkWlHMQc2gu1z7NVRwtqaIZGM++lwayH2EdXogZ",
+	"yB5pcg5rOyuzj5fULKI4EjSz857DOoojBb/mTEEaDY3KoXFaevkTiLlZRMPDo69je/ry/3YnxoCys/7f",
+	"h5Pe/9LePwe9b/rjf/U+/vffoxAn3mlQbuXQbmmSyFyYR5rk/j2yl1GTLCAlCdXQY0KD0MywC+DrmFBN",
+	"qCFczpnY33C+YqJdD3n05Gn7kAEOKNBLKTQgA76l6Rv4NQdt7P8SKQwI/JMul9wKAZPi4BdtT/mptujf",
+	"FcyiYfS3g0oxD9yv+uCFUlK5pbpUUm4xkkrQREhDkETELJgmqUzyDIQhexMmLihn6di/PtnvR1dx9FyK",
+	"GWfJA2814VQvQJMVM3ajQJJcKbtNbagBsjdJ/LYm+zHRebJA1hJDz0FUsiAVUZDJC6uYdhJOtSE0zayG",
+	"XsXR91JNWZqCeJizGWk3x2lybreqE7kExwO5BIWrES9xGrmh89mMJQyEGePLk7gBAx7aarj8/v37XhtK",
+	"Qrv1Qw7ayIP7fimsglLujvIghNGgLkCRGWUcUjy628IY7KjJ/jOSgqGMa0IVWO2dQxoTAXaQApMrASky",
+	"9Gdpvpe5SO9/2z9LJ3UKtMxVYiVSSDOe2dW94ry2tL0HVcd5dxC0QpVWVBMFs1xb2jZs41FbgNCw92qW",
+	"/TrpaXgBDQt93Sj/Fu4cT3JK11zS9EzKn6iawwOSqSDQVKZrwqxBl4TbPYSx8LNT6i2qyd3q5XYqtZXT",
+	"/b9QzS+ALGdSvqJi7dVMPxRppCQZFeuCMNavyZYG/QsE9co1WVKtV1Kl1hzhTwm3oP5IEw2JAhOPxEzJ",
+	"zA9LUwVa23eZIJRzS3IuV+NUroSFQqPWzskk1PqnZIK+ag+d1Ymd0Tqn/ZH4bIzx3nOvdJ+vG1RztCuO",
+	"vhM0Nwup2D8hfSB2PkeWEFqZQ2uOaxbJwYHj3Bch9u8EvaCM0yl/SMxMqaFTqoGkLEVXkgq9AkX2mCCG",
+	"ZbAfo5QXyoGetjPbU7BeWLKA5BzVZSSkQLtp9UYqqhhfj/PqUH9+Wb8vy3dro7d0GxobKcf4zHsy94Ww",
+	"dwqum2ByJG4iO/8GO+8Fta5zQH0awHl7e5O8tv4kJrTKD2AUJXOrrATtNklkCvtWU6kYCQ9uRIq654PT",
+	"2uhqCaoZd7Rpdidhx33A2V0iWSFnATAbCWqIB7M7AbBbC+FVkaPAaUpPsXt41H45IzaEWhMhRe/o8pL8",
+	"8Pb1z6TIVBCZG81SwMAZDcMRAZEuJRNGW/u3VDZuNczlNCC82AnJaLJgAnoKaGrJgrI3JB0POyZtCW6J",
+	"YjwS4aC4FnnFZJKBWch0bJ9RzuXKTVWmC+wsXZyLSQ093E5KNloxaIekjmWtPE/siDBuUKBLkEWeUVGR",
+	"Ay6XnAoU7z55acqwdgnUYJ4gn2bMGEjJBeU55vo6684Y8DS0FnIUWYZAgbxcUmUs703NGlBDZjTnJiar",
+	"BQj7kwJrHaQILXhVT4198KwPnb7KrcrpL5AYu9eXBjK71ab4nLt8ZOdkeOZQVrO5BZeUdC9vWvS9Yg6b",
+	"aJoyuz3KT2t7mFGuoS3V5fL1rOZgMBhso8nmrfzw/scQp5b5lLPEMew9TMmPsHbR+ldPDr/a7+ob5fMg",
+	"wRJ1EXwOwafnLA0/N2F2iODTXIdnvww+Xe/ATmPZaTcX40HdEhuo+TYoTfgvM5DpbVbCMuSqnJoqRdch",
+	"+dLB9X+G1TvtYPoGYlUYE/v3TKqMGkxD+4dxU9qOjhv55a/bohdHKyvZrwVfu0Q1WgG5dEsFAnr8DdXf",
+	"u1Eko2syBTJXVBhIn1mDAA4JpMMezJXvQsy3dnJLmIxevnQDDp+2iRtXSfbODn+25OBMQ+pyv6dvXjx/",
+	"+ZYUZYDnVMMrulwWuayvj54+2Y+JlmRywlkCE4taE4p/9puU3CFR32R6rRJQ8iYkA7WoqavYgjRTbt4B",
+	"K6zszob0tQAL2iGz2QpOa0+QoWjy6qa19mIudL5cSmXAvzy2p6tP4Y3sSNQMJNkr3aLCMx+6WljQv9mP",
+	"R8La0EbmiFCRko2xX2mGnFnCQKXMRT3SX5j5devmijX02f5/N9MZEqpTL3HPF1TMb2q2fLFkfGOc2Y4s",
+	"Albje4avFo06h2ltIkS9N3AhXchQy74HNfOrwcBq5lH/kKhyUOEXdbXTqc7Ymc0GuDwJCIZ/26X5bskE",
+	"a5qs/7uxAOqzhQpmCvTCh4NG4nHOUWC3rPr14TdHm1ZFPBgvmAhQcOIW9+45usl+E/7R0KqxArsZLuU5",
+	"mTGlTZ+8tu6lUycXTbG5kMoZmdq2nh5v0x5HlxD/nRnaBKKmaQUnLropNO5bDKsnVWZhxuWKpJBwqkAP",
+	"iVlQQzjTZiQ8LJ2cvnyEvjI+tiu42WMEuQq4fBlGE4ucEqmwdzwYYFzTRnVBM1+1zPYd3O1eWP+vv/VG",
+	"ow+j0cfev4Jl9ThypYRXYKgNg7uEQtN6fHhMCqvh1MIfI/PjuupR2RA9Li1LwxPrilnLNWBa586h6rz6",
+	"y+pcFzDb+bGwqKHVW3L7YRRZD2cUfZwM6+xZUE2EbJ25iHnRyRCyio/tOiPh6o+aJApSEIZRrglm823o",
+	"REo6loVdu1wG2RSUk45EZpkUI+GgQpM9K4ucTfe9sBBmiLWwaycEu9OxQrNxcYQNdOu8N7YUGLtA+tZ8",
+	"dCpw29EOfK7dePOVO9hzC128IHb2EiZtTTrjDWqw65ZvxJMAoa/RhRBWntlNbTOT3oE97j/uHxVGp1Fm",
+	"3mIqu5arLIIx1JsZsxpRun3u16pjxWrCP87OTsm3VLOkVafpOPo72eJrtuTrcv/Gdm5n6Cu5CW8Qf/fJ",
+	"x1w7i1k0tNUWaljhboNbHF32pN3yUc8HG1E4Doiu4kaoel3/VfFen7zxOkRmWO+EypDizLenTvNYwf0E",
+	"nKAUIAtsqjHZzjvDGLKzMR32Nt4uaQK9FDjLmA0gCpdDFjrzrAivSQZUaJ+NLRqDqvB8IXmq+zvRKL9h",
+	"u9xO7Nq2bAs4awJ0Dd44hNoeMR8SnSPezHJeQs6m4LnukYaCP83mAlLyw/szlz74ZvD0633LEQ0idS1k",
+	"9apKONq7XFpLPmZic29oLgzjBQ8rrPRDG4LGhHl6HHU7Q7fK+4kgckl/zVtSH1di74oS1JDJgffRMaUy",
+	"qRj0P02HfUNcvUG+MZkUlnGfSQrSr4or6v24zusOd+PWhavB4cZkDc4Umw4JYJGwa5krBdTCH20Gaik1",
+	"0DMMs0Cdo6RM0ymHeg51KiUHKqJGEm53v6euvztnp/xCtf3E9eNsosEpdYmFJh0EXJoxDbc+2xDJasmE",
+	"ugQPShp1IY4dR5Z0Ds8InWprLaWomi7tD0FpsMfYPVeLrNvmuLkpN5/aJIut+ZSMifrTwzbQ1DnfBpni",
+	"txK/Eyqs08DlnDDh3H5mPCZooo1ckpVU50zMaySqCdJnSxe/gSWniY9atuaN7zZJfNXhn90oJLliZv3W",
+	"zuR2HAreuyf5CWnv8I9WDcKWFaW9qwHlM2cQOgBO9UhMTurx4ZC4JckoHwweJ/ga/gkeTWdcrjpJ/xrB",
+	"qaFDq0RIbpqStcwVkSuBnfhoKvCVlateRc9Rr2OiHGvwBClwMBAYiZowxIbnaBi9ooLOwXsZnoX9EpHf",
+	"KR4NI3f+BvXRU3RVdCZmMmiIfH24OGIPUyYnpy/7xBPe0vb09dsz0rBETU6MRDE+tpQXJKHcGVGXKynb",
+	"pH1b+LWMqNuJih8jcdZoei/yykzMORDfyitnxKjcLIaNnDNRMjeg48J5G7mUDa5dJXq894CS7pjj1QZo",
+	"sgg1elMFhHI+EnMQ9kfriGH6QBEQM6kSSMl0TZjB3b+uSJBRdQ4pmVS+vI8Uh3b3MCEzyS0XCmcKT8MU",
+	"mcqUuXVHYlLvrbjsrVarnsWXXq44iESmkLo8PYK8FHxNfKNiq49oj5Jfc1DrkXAgY+mqwGotpPsxoaS8",
+	"gELQMmBCg6AAoj3xbrB902XeAYWhGMN0qO6BsQt6srUs3gtXXCj6G4rDjwQWXxyfnAKUeZyEKmUpMmn0",
+	"jQ1JeX/J6TFnCXiH1d8UefXyzOoY6s3CmKUeHhzIJQgnRn2p5gd+kD6w71qdYoaDB2+rI1EcXYDSTo8G",
+	"/cP+wL5lJ6FLFg2jx/1B/zHWn8wC4eKgvwLOe+dCrsTBL6tz3S9aYuahqPZN0Z7upFiTC1Bstm6AWnXJ",
+	"QgM5h7UmlPu6fymvLy08zcFgubV1m+VoMLizjh2cf0PDTqM0/hbMth7M5gz/kCvCpb8HoqG0XXgJLN1y",
+	"g+oqjp64U4Y2X1LjoHl3om6wouGHj3Gk8yyjau0P5Ev+juQNhlhQ8KEK8qZqBLD+AZ1r6+Z4YP5ol2mI",
+	"Bf7Qa2Qxe47/G+XkBarEuzc/WaxmiIvTnHFT6bvLhhW3LtowMCQzcLeu7C8jMXEg7AY5+N1xi5MYfaOJ",
+	"GzpxCE2N3dsjTaZUw0jslWnV33973H/s8+MdYW0lue9RbFsrXdtJ/0g38ue3lOBiis8sxifXlQdIyaeN",
+	"Yputx0UBwstlk4ucafNq/d0dsG8nxxR7k7rhRZCb1jlBbuLMMZEqBeWMNV6evIqj48HhdmI32kZx0OPt",
+	"g6qba7fkqR31eKfNlV2ZLTnY5Hl/qLm0H68a0vIT08alUxu0qwkHCkNDNA4+ncP6ymmD9XK7MuKeb5KS",
+	"483XXPFmlBuden7tQMjaja6HY/GxO8f1I8rbb1+qTLgYpiUU37ngRVal2W3S0bzP/CG83+qVg+K+s113",
+	"mQdQZpnXQQZ5+61M13dmHqruw6tmrsKH3/dmlxyehfGr1AAfSToVOHLy/HCr+zzVl65/hzuMaN/n+EOp",
+	"ocsruEYSl1m4gUZavHbtJpjokDoYilzIc/xCQqtK4wZqdPtWC8mBzGjG+JrsuUDNvWUnA5GWHia68TQD",
+	"f5m/DMCbjjR6kd6JZuaZWws3IRpvjkRG3R7wyonP3zNDVjLnKVnQC/DJ+7RPTgTJBfqxeIOCW1O3JsUt",
+	"Cj8f0/5CAaTkaDAgRsqQm+oOf+az2buBTzBQ310tu71Ru6PSprvGGO/bk6R4a2JFXZnUUYSK9YquP++V",
+	"uZ2gpX1je1d86V5a3BUygjeg7eCjb3Yc3L6btSvodG4U74o7ncuH18UHqPRQ07ZOo9pe0YQXihHqleqy",
+	"FaToETwo62JhwKmXuYrE4oTAZYIdlXpjGniG16Ja8GDfoKGtV40R+31yQlZKutp8NTH1D6u6KruAGoC1",
+	"unU9bPTJ64wZY7Fq4npwXZp9W5V4JEZic4GvcfzmafDYRMCqlfEW6Ui455tP/3T/mcvTcneLTBu51GVN",
+	"g5wq0CBMA/xHwtfobXBv8aLAUfxOQWETNlsA0jQA/ZEoyGQjYsxVCqqUXPniVPNYIShGW/GgSNzovHlg",
+	"17BZhd/gpTVI9h/8/uvht6/e7DV7QvbrML4X6KS5OZaXZeBgevIk8bUC1vi4T2ph8ixUg44Rbcvy80hU",
+	"o2b+mzsCapXsZ2RS1b2rpGM5ChvBMqkA0cVVVkIYwpk27/AonSC1q1149VAbIvJsCsrujBbnxMK6yZUo",
+	"P1KF9ZXqK1XYb9HI9qWAVyWi4ZMBFlbdJ8eeDAbxlg+QdR11u7CD0HJDq4XUUNJDEy2V8XdaC3Ju2qrr",
+	"Jbju61ntROXHe8S9svEhAHmvBaD01FnxhQemX1qAWa84h7J/BVldUXCO3UmUFP01HjJ8A8dVXHp2TS1z",
+	"OQPsBbmfhE1xq28nm3x4p7J5jSlGL+8PlDMZ7GADy6/L/YmSLNfogM+yuPDC8jMg9aU5PHBtYGGLKNZF",
+	"dF331q118l0TTMdktaAG63XMaN+IECzrvoLoniF3axWl3o9yKwH9wqSgxfjGWeVqV/4fcDmXuelRzuuB",
+	"bsvpwHewhIv3rXYqgrwouoCs8Lgej3p010j81dI7f1b++ERFPd6snR9D65hI4V9I4YIlsI139YavcIri",
+	"xbXLlX4qEwnPU0jjZmD9zHcU+m/OjsSZj3SLhR9ponLum4yKLy/hJbxnjW9qlt69a4cSI1G8nIsUVC3U",
+	"tl6ndn3SGHY3movrX+Cxc5r67bWWBcckxKv1af3Swt3b8dYl2p3M+YaCYUkjNMA43wMb4Ftax51C0dtG",
+	"oZ9NXx1Hm8UJC6u1rtjNuvmpiGNadeVQiKYNAdFs57XqiXm5mqGfFE2+U6hKynGwUl36rbuIXd3t+5OW",
+	"qm/sJ/6B/D1f3K78vaoB0SywUdJYsdXh4OdGVe7yQ9lY5i6a3JsS9Z3rTNeuu9T9WUshl13FuuYw2nc1",
+	"GPeovOXljM3t1KNoj5eKcIndm9S4xUKmIl+m9xvsVZcCHjgFe61f7CxMyy3+6+r8XyE2dCbt+tjwRtbS",
+	"9fzie65L+QDBwU8auCIxR0gSrpiOFfR+lccrLgLEn66L46wRPof1AX7eobqJ4Odw7ZHxpvxuv/kZfh1d",
+	"fbz6/wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -17,27 +17,6 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
-// Defines values for Scope.
-const (
-	ScopeDataRead   Scope = "data:read"
-	ScopeDataWrite  Scope = "data:write"
-	ScopeUsersAdmin Scope = "users:admin"
-)
-
-// Valid indicates whether the value is a known member of the Scope enum.
-func (e Scope) Valid() bool {
-	switch e {
-	case ScopeDataRead:
-		return true
-	case ScopeDataWrite:
-		return true
-	case ScopeUsersAdmin:
-		return true
-	default:
-		return false
-	}
-}
-
 // Defines values for TokenRequestGrantType.
 const (
 	TokenRequestGrantTypePassword     TokenRequestGrantType = "password"
@@ -156,8 +135,10 @@ type RevocationRequest struct {
 	TokenTypeHint *string `json:"token_type_hint,omitempty"`
 }
 
-// Scope defines model for Scope.
-type Scope string
+// Scope One of the scopes the `OAuth2PasswordBearer` password flow declares: that list
+// is the API's one list of scopes, and the server refuses any other (400
+// `invalid_request`, naming them).
+type Scope = string
 
 // ServerMetadata RFC 8414 authorization server metadata.
 type ServerMetadata struct {

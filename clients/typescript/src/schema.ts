@@ -377,8 +377,12 @@ export interface components {
         ItemWrite: {
             value: string;
         };
-        /** @enum {string} */
-        Scope: "data:read" | "data:write" | "users:admin";
+        /**
+         * @description One of the scopes the `OAuth2PasswordBearer` password flow declares: that list
+         *     is the API's one list of scopes, and the server refuses any other (400
+         *     `invalid_request`, naming them).
+         */
+        Scope: string;
         NewUser: {
             /** @description Normalised with PRECIS UsernameCaseMapped (RFC 8265), so `Alice` is `alice`. */
             username: string;
