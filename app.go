@@ -134,7 +134,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 	if err != nil {
 		return nil, err
 	}
-	g, err := guard.New(logger, doc, tokens, cfg.MaxBodyBytes, aliases)
+	g, err := guard.New(logger, doc, tokens, cfg.MaxBodyBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -17,12 +17,6 @@ import (
 	"github.com/passflow/passflow/swaggerui"
 )
 
-// aliases are gin routes served by a spec operation besides its own path.
-var aliases = []guard.Alias{
-	// The FastAPI seed's trailing-slash path.
-	{Method: http.MethodGet, GinPath: "/my_data/", SpecPath: "/my_data"},
-}
-
 // unguarded are the routes the spec does not describe, served beside it.
 var unguarded = func() map[string]bool {
 	m := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}
@@ -88,8 +82,6 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 	wrapperErr := func(c *gin.Context, err error, _ int) { bindErr(c, err) }
 	gated := engine.Group("", g.Middleware())
 	api.RegisterHandlersWithOptions(gated, strict, api.GinServerOptions{ErrorHandler: wrapperErr})
-	wrapper := api.ServerInterfaceWrapper{Handler: strict, ErrorHandler: wrapperErr}
-	gated.GET("/my_data/", wrapper.ListMyData)
 
 	for _, r := range engine.Routes() {
 		if !unguarded[r.Method+" "+r.Path] && !g.Covers(r.Method, r.Path) {

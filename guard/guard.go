@@ -67,15 +67,6 @@ type Verifier interface {
 	Verify(ctx context.Context, raw string) (*auth.Principal, error)
 }
 
-// Alias serves a spec operation on a second gin route too, such as
-// "/my_data/" beside "/my_data".
-type Alias struct {
-	Method  string
-	GinPath string
-	// SpecPath is the operation's path as the spec writes it.
-	SpecPath string
-}
-
 // Guard is the request gate.
 type Guard struct {
 	logger   *slog.Logger
@@ -100,7 +91,6 @@ func New(
 	doc *openapi3.T,
 	verifier Verifier,
 	maxBody int64,
-	aliases []Alias,
 ) (*Guard, error) {
 	g := &Guard{
 		logger:   logger,
@@ -120,13 +110,6 @@ func New(
 				pathParams: strings.Contains(specPath, "{"),
 			}
 		}
-	}
-	for _, a := range aliases {
-		op, ok := g.routes[routeKey{a.Method, ginPath(a.SpecPath)}]
-		if !ok {
-			return nil, fmt.Errorf("guard: alias %s %s: the spec has no operation %s %s", a.Method, a.GinPath, a.Method, a.SpecPath)
-		}
-		g.routes[routeKey{a.Method, a.GinPath}] = op
 	}
 	return g, nil
 }

@@ -181,46 +181,6 @@ func (s *Server) LogoutEverywhere(ctx context.Context, _ api.LogoutEverywhereReq
 	return api.LogoutEverywhere204Response{}, nil
 }
 
-// ListMyData is GET /my_data (and /my_data/).
-func (s *Server) ListMyData(ctx context.Context, _ api.ListMyDataRequestObject) (api.ListMyDataResponseObject, error) {
-	p := principal(ctx)
-	items, err := s.items.ListItems(ctx, p.UserID)
-	if err != nil {
-		return nil, err
-	}
-	out := make(api.ListMyData200JSONResponse, len(items))
-	for i, it := range items {
-		out[i] = api.Item{Key: it.Key, Value: it.Value}
-	}
-	return out, nil
-}
-
-// PutMyData is PUT /my_data/{key}.
-func (s *Server) PutMyData(ctx context.Context, req api.PutMyDataRequestObject) (api.PutMyDataResponseObject, error) {
-	p := principal(ctx)
-	created, err := s.items.PutItem(ctx, p.UserID, req.Key, req.Body.Value)
-	if err != nil {
-		return nil, err
-	}
-	item := api.Item{Key: req.Key, Value: req.Body.Value}
-	if created {
-		return api.PutMyData201JSONResponse(item), nil
-	}
-	return api.PutMyData200JSONResponse(item), nil
-}
-
-// DeleteMyData is DELETE /my_data/{key}.
-func (s *Server) DeleteMyData(ctx context.Context, req api.DeleteMyDataRequestObject) (api.DeleteMyDataResponseObject, error) {
-	p := principal(ctx)
-	if err := s.items.DeleteItem(ctx, p.UserID, req.Key); err != nil {
-		if errors.Is(err, fault.ErrNotFound) {
-			return nil, fault.Wrap(fault.NotFound, "you have no item with that key", err)
-		}
-		return nil, err
-	}
-	return api.DeleteMyData204Response{}, nil
-}
-
 // GetMe is GET /users/me.
 func (s *Server) GetMe(ctx context.Context, _ api.GetMeRequestObject) (api.GetMeResponseObject, error) {
 	u, err := s.accounts.ByID(ctx, principal(ctx).UserID)

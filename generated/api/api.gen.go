@@ -322,6 +322,11 @@ type ServerInterface interface {
 	// ListMyData List the caller's items
 	// (GET /my_data)
 	ListMyData(c *gin.Context)
+	// ListMyDataWithSlash List the caller's items (the FastAPI seed's path)
+	// (GET /my_data/)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	ListMyDataWithSlash(c *gin.Context)
 	// DeleteMyData Delete one of the caller's items
 	// (DELETE /my_data/{key})
 	DeleteMyData(c *gin.Context, key ItemKey)
@@ -403,6 +408,19 @@ func (siw *ServerInterfaceWrapper) ListMyData(c *gin.Context) {
 	}
 
 	siw.Handler.ListMyData(c)
+}
+
+// ListMyDataWithSlash operation middleware
+func (siw *ServerInterfaceWrapper) ListMyDataWithSlash(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.ListMyDataWithSlash(c)
 }
 
 // DeleteMyData operation middleware
@@ -650,6 +668,7 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.GET(options.BaseURL+"/.well-known/oauth-authorization-server", wrapper.GetServerMetadata)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS)
 	router.GET(options.BaseURL+"/my_data", wrapper.ListMyData)
+	router.GET(options.BaseURL+"/my_data/", wrapper.ListMyDataWithSlash)
 	router.DELETE(options.BaseURL+"/my_data/:key", wrapper.DeleteMyData)
 	router.PUT(options.BaseURL+"/my_data/:key", wrapper.PutMyData)
 	router.GET(options.BaseURL+"/users", wrapper.ListUsers)
@@ -931,6 +950,92 @@ func (response ListMyData500JSONResponse) VisitListMyDataResponse(w http.Respons
 type ListMyData503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListMyData503JSONResponse) VisitListMyDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMyDataWithSlashRequestObject struct {
+}
+
+type ListMyDataWithSlashResponseObject interface {
+	VisitListMyDataWithSlashResponse(w http.ResponseWriter) error
+}
+
+type ListMyDataWithSlash200JSONResponse []Item
+
+func (response ListMyDataWithSlash200JSONResponse) VisitListMyDataWithSlashResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMyDataWithSlash401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListMyDataWithSlash401JSONResponse) VisitListMyDataWithSlashResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMyDataWithSlash403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListMyDataWithSlash403JSONResponse) VisitListMyDataWithSlashResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMyDataWithSlash500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response ListMyDataWithSlash500JSONResponse) VisitListMyDataWithSlashResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMyDataWithSlash503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ListMyDataWithSlash503JSONResponse) VisitListMyDataWithSlashResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -2257,6 +2362,11 @@ type StrictServerInterface interface {
 	// ListMyData List the caller's items
 	// (GET /my_data)
 	ListMyData(ctx context.Context, request ListMyDataRequestObject) (ListMyDataResponseObject, error)
+	// ListMyDataWithSlash List the caller's items (the FastAPI seed's path)
+	// (GET /my_data/)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	ListMyDataWithSlash(ctx context.Context, request ListMyDataWithSlashRequestObject) (ListMyDataWithSlashResponseObject, error)
 	// DeleteMyData Delete one of the caller's items
 	// (DELETE /my_data/{key})
 	DeleteMyData(ctx context.Context, request DeleteMyDataRequestObject) (DeleteMyDataResponseObject, error)
@@ -2414,6 +2524,30 @@ func (sh *strictHandler) ListMyData(ctx *gin.Context) {
 		sh.options.HandlerErrorFunc(ctx, err)
 	} else if validResponse, ok := response.(ListMyDataResponseObject); ok {
 		if err := validResponse.VisitListMyDataResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListMyDataWithSlash operation middleware
+func (sh *strictHandler) ListMyDataWithSlash(ctx *gin.Context) {
+	var request ListMyDataWithSlashRequestObject
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListMyDataWithSlash(ctx, request.(ListMyDataWithSlashRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListMyDataWithSlash")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(ListMyDataWithSlashResponseObject); ok {
+		if err := validResponse.VisitListMyDataWithSlashResponse(ctx.Writer); err != nil {
 			sh.options.ResponseErrorHandlerFunc(ctx, err)
 		}
 	} else if response != nil {
@@ -2800,92 +2934,93 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fzrchs3ln4VbM9UWaptUpQsOwld+0NxnBoncayy5XLVml4S7D4kEaEBBkCL4rg0r5P3yJNt4QB9B0VK",
-	"I8lOMr8sNxu3c/nOFf0pSmS2lAKE0dHwU7QAmoLCP5/TZAHPpTBKcvv/FHSi2NIwKaJhdMJXdK3JRMie",
-	"NlLBhOy9+f45efrV8Tfk99+e9A/3+1Ec6WQBGbWjQeRZNPwQFe9HH+PIrJcQDSNtFBPz6Ooqjk4Vnbv3",
-	"N66W2G3dYDV8P7zaGzBqfTIzoLorvoVEilQTI8mKMkOmMJMKiFFrJuaEzikTzSUzJlhmVz0sl2LCwBwU",
-	"rvX+/fuT3CxAGJZQA90FzxZA3JmeDMjvvz0mU6AKFEkWlHMQc2gu1z7NVRwtqaIZGM++lwayH2EdXogZ",
-	"yB5pcg5rOyuzj5fULKI4EjSz857DOoojBb/mTEEaDY3KoXFaevkTiLlZRMPDo69je/ry/3YnxoCys/7f",
-	"h5Pe/9LePwe9b/rjf/U+/vffoxAn3mlQbuXQbmmSyFyYR5rk/j2yl1GTLCAlCdXQY0KD0MywC+DrmFBN",
-	"qCFczpnY33C+YqJdD3n05Gn7kAEOKNBLKTQgA76l6Rv4NQdt7P8SKQwI/JMul9wKAZPi4BdtT/mptujf",
-	"FcyiYfS3g0oxD9yv+uCFUlK5pbpUUm4xkkrQREhDkETELJgmqUzyDIQhexMmLihn6di/PtnvR1dx9FyK",
-	"GWfJA2814VQvQJMVM3ajQJJcKbtNbagBsjdJ/LYm+zHRebJA1hJDz0FUsiAVUZDJC6uYdhJOtSE0zayG",
-	"XsXR91JNWZqCeJizGWk3x2lybreqE7kExwO5BIWrES9xGrmh89mMJQyEGePLk7gBAx7aarj8/v37XhtK",
-	"Qrv1Qw7ayIP7fimsglLujvIghNGgLkCRGWUcUjy628IY7KjJ/jOSgqGMa0IVWO2dQxoTAXaQApMrASky",
-	"9Gdpvpe5SO9/2z9LJ3UKtMxVYiVSSDOe2dW94ry2tL0HVcd5dxC0QpVWVBMFs1xb2jZs41FbgNCw92qW",
-	"/TrpaXgBDQt93Sj/Fu4cT3JK11zS9EzKn6iawwOSqSDQVKZrwqxBl4TbPYSx8LNT6i2qyd3q5XYqtZXT",
-	"/b9QzS+ALGdSvqJi7dVMPxRppCQZFeuCMNavyZYG/QsE9co1WVKtV1Kl1hzhTwm3oP5IEw2JAhOPxEzJ",
-	"zA9LUwVa23eZIJRzS3IuV+NUroSFQqPWzskk1PqnZIK+ag+d1Ymd0Tqn/ZH4bIzx3nOvdJ+vG1RztCuO",
-	"vhM0Nwup2D8hfSB2PkeWEFqZQ2uOaxbJwYHj3Bch9u8EvaCM0yl/SMxMqaFTqoGkLEVXkgq9AkX2mCCG",
-	"ZbAfo5QXyoGetjPbU7BeWLKA5BzVZSSkQLtp9UYqqhhfj/PqUH9+Wb8vy3dro7d0GxobKcf4zHsy94Ww",
-	"dwqum2ByJG4iO/8GO+8Fta5zQH0awHl7e5O8tv4kJrTKD2AUJXOrrATtNklkCvtWU6kYCQ9uRIq654PT",
-	"2uhqCaoZd7Rpdidhx33A2V0iWSFnATAbCWqIB7M7AbBbC+FVkaPAaUpPsXt41H45IzaEWhMhRe/o8pL8",
-	"8Pb1z6TIVBCZG81SwMAZDcMRAZEuJRNGW/u3VDZuNczlNCC82AnJaLJgAnoKaGrJgrI3JB0POyZtCW6J",
-	"YjwS4aC4FnnFZJKBWch0bJ9RzuXKTVWmC+wsXZyLSQ093E5KNloxaIekjmWtPE/siDBuUKBLkEWeUVGR",
-	"Ay6XnAoU7z55acqwdgnUYJ4gn2bMGEjJBeU55vo6684Y8DS0FnIUWYZAgbxcUmUs703NGlBDZjTnJiar",
-	"BQj7kwJrHaQILXhVT4198KwPnb7KrcrpL5AYu9eXBjK71ab4nLt8ZOdkeOZQVrO5BZeUdC9vWvS9Yg6b",
-	"aJoyuz3KT2t7mFGuoS3V5fL1rOZgMBhso8nmrfzw/scQp5b5lLPEMew9TMmPsHbR+ldPDr/a7+ob5fMg",
-	"wRJ1EXwOwafnLA0/N2F2iODTXIdnvww+Xe/ATmPZaTcX40HdEhuo+TYoTfgvM5DpbVbCMuSqnJoqRdch",
-	"+dLB9X+G1TvtYPoGYlUYE/v3TKqMGkxD+4dxU9qOjhv55a/bohdHKyvZrwVfu0Q1WgG5dEsFAnr8DdXf",
-	"u1Eko2syBTJXVBhIn1mDAA4JpMMezJXvQsy3dnJLmIxevnQDDp+2iRtXSfbODn+25OBMQ+pyv6dvXjx/",
-	"+ZYUZYDnVMMrulwWuayvj54+2Y+JlmRywlkCE4taE4p/9puU3CFR32R6rRJQ8iYkA7WoqavYgjRTbt4B",
-	"K6zszob0tQAL2iGz2QpOa0+QoWjy6qa19mIudL5cSmXAvzy2p6tP4Y3sSNQMJNkr3aLCMx+6WljQv9mP",
-	"R8La0EbmiFCRko2xX2mGnFnCQKXMRT3SX5j5devmijX02f5/N9MZEqpTL3HPF1TMb2q2fLFkfGOc2Y4s",
-	"Albje4avFo06h2ltIkS9N3AhXchQy74HNfOrwcBq5lH/kKhyUOEXdbXTqc7Ymc0GuDwJCIZ/26X5bskE",
-	"a5qs/7uxAOqzhQpmCvTCh4NG4nHOUWC3rPr14TdHm1ZFPBgvmAhQcOIW9+45usl+E/7R0KqxArsZLuU5",
-	"mTGlTZ+8tu6lUycXTbG5kMoZmdq2nh5v0x5HlxD/nRnaBKKmaQUnLropNO5bDKsnVWZhxuWKpJBwqkAP",
-	"iVlQQzjTZiQ8LJ2cvnyEvjI+tiu42WMEuQq4fBlGE4ucEqmwdzwYYFzTRnVBM1+1zPYd3O1eWP+vv/VG",
-	"ow+j0cfev4Jl9ThypYRXYKgNg7uEQtN6fHhMCqvh1MIfI/PjuupR2RA9Li1LwxPrilnLNWBa586h6rz6",
-	"y+pcFzDb+bGwqKHVW3L7YRRZD2cUfZwM6+xZUE2EbJ25iHnRyRCyio/tOiPh6o+aJApSEIZRrglm823o",
-	"REo6loVdu1wG2RSUk45EZpkUI+GgQpM9K4ucTfe9sBBmiLWwaycEu9OxQrNxcYQNdOu8N7YUGLtA+tZ8",
-	"dCpw29EOfK7dePOVO9hzC128IHb2EiZtTTrjDWqw65ZvxJMAoa/RhRBWntlNbTOT3oE97j/uHxVGp1Fm",
-	"3mIqu5arLIIx1JsZsxpRun3u16pjxWrCP87OTsm3VLOkVafpOPo72eJrtuTrcv/Gdm5n6Cu5CW8Qf/fJ",
-	"x1w7i1k0tNUWaljhboNbHF32pN3yUc8HG1E4Doiu4kaoel3/VfFen7zxOkRmWO+EypDizLenTvNYwf0E",
-	"nKAUIAtsqjHZzjvDGLKzMR32Nt4uaQK9FDjLmA0gCpdDFjrzrAivSQZUaJ+NLRqDqvB8IXmq+zvRKL9h",
-	"u9xO7Nq2bAs4awJ0Dd44hNoeMR8SnSPezHJeQs6m4LnukYaCP83mAlLyw/szlz74ZvD0633LEQ0idS1k",
-	"9apKONq7XFpLPmZic29oLgzjBQ8rrPRDG4LGhHl6HHU7Q7fK+4kgckl/zVtSH1di74oS1JDJgffRMaUy",
-	"qRj0P02HfUNcvUG+MZkUlnGfSQrSr4or6v24zusOd+PWhavB4cZkDc4Umw4JYJGwa5krBdTCH20Gaik1",
-	"0DMMs0Cdo6RM0ymHeg51KiUHKqJGEm53v6euvztnp/xCtf3E9eNsosEpdYmFJh0EXJoxDbc+2xDJasmE",
-	"ugQPShp1IY4dR5Z0Ds8InWprLaWomi7tD0FpsMfYPVeLrNvmuLkpN5/aJIut+ZSMifrTwzbQ1DnfBpni",
-	"txK/Eyqs08DlnDDh3H5mPCZooo1ckpVU50zMaySqCdJnSxe/gSWniY9atuaN7zZJfNXhn90oJLliZv3W",
-	"zuR2HAreuyf5CWnv8I9WDcKWFaW9qwHlM2cQOgBO9UhMTurx4ZC4JckoHwweJ/ga/gkeTWdcrjpJ/xrB",
-	"qaFDq0RIbpqStcwVkSuBnfhoKvCVlateRc9Rr2OiHGvwBClwMBAYiZowxIbnaBi9ooLOwXsZnoX9EpHf",
-	"KR4NI3f+BvXRU3RVdCZmMmiIfH24OGIPUyYnpy/7xBPe0vb09dsz0rBETU6MRDE+tpQXJKHcGVGXKynb",
-	"pH1b+LWMqNuJih8jcdZoei/yykzMORDfyitnxKjcLIaNnDNRMjeg48J5G7mUDa5dJXq894CS7pjj1QZo",
-	"sgg1elMFhHI+EnMQ9kfriGH6QBEQM6kSSMl0TZjB3b+uSJBRdQ4pmVS+vI8Uh3b3MCEzyS0XCmcKT8MU",
-	"mcqUuXVHYlLvrbjsrVarnsWXXq44iESmkLo8PYK8FHxNfKNiq49oj5Jfc1DrkXAgY+mqwGotpPsxoaS8",
-	"gELQMmBCg6AAoj3xbrB902XeAYWhGMN0qO6BsQt6srUs3gtXXCj6G4rDjwQWXxyfnAKUeZyEKmUpMmn0",
-	"jQ1JeX/J6TFnCXiH1d8UefXyzOoY6s3CmKUeHhzIJQgnRn2p5gd+kD6w71qdYoaDB2+rI1EcXYDSTo8G",
-	"/cP+wL5lJ6FLFg2jx/1B/zHWn8wC4eKgvwLOe+dCrsTBL6tz3S9aYuahqPZN0Z7upFiTC1Bstm6AWnXJ",
-	"QgM5h7UmlPu6fymvLy08zcFgubV1m+VoMLizjh2cf0PDTqM0/hbMth7M5gz/kCvCpb8HoqG0XXgJLN1y",
-	"g+oqjp64U4Y2X1LjoHl3om6wouGHj3Gk8yyjau0P5Ev+juQNhlhQ8KEK8qZqBLD+AZ1r6+Z4YP5ol2mI",
-	"Bf7Qa2Qxe47/G+XkBarEuzc/WaxmiIvTnHFT6bvLhhW3LtowMCQzcLeu7C8jMXEg7AY5+N1xi5MYfaOJ",
-	"GzpxCE2N3dsjTaZUw0jslWnV33973H/s8+MdYW0lue9RbFsrXdtJ/0g38ue3lOBiis8sxifXlQdIyaeN",
-	"Yputx0UBwstlk4ucafNq/d0dsG8nxxR7k7rhRZCb1jlBbuLMMZEqBeWMNV6evIqj48HhdmI32kZx0OPt",
-	"g6qba7fkqR31eKfNlV2ZLTnY5Hl/qLm0H68a0vIT08alUxu0qwkHCkNDNA4+ncP6ymmD9XK7MuKeb5KS",
-	"483XXPFmlBuden7tQMjaja6HY/GxO8f1I8rbb1+qTLgYpiUU37ngRVal2W3S0bzP/CG83+qVg+K+s113",
-	"mQdQZpnXQQZ5+61M13dmHqruw6tmrsKH3/dmlxyehfGr1AAfSToVOHLy/HCr+zzVl65/hzuMaN/n+EOp",
-	"ocsruEYSl1m4gUZavHbtJpjokDoYilzIc/xCQqtK4wZqdPtWC8mBzGjG+JrsuUDNvWUnA5GWHia68TQD",
-	"f5m/DMCbjjR6kd6JZuaZWws3IRpvjkRG3R7wyonP3zNDVjLnKVnQC/DJ+7RPTgTJBfqxeIOCW1O3JsUt",
-	"Cj8f0/5CAaTkaDAgRsqQm+oOf+az2buBTzBQ310tu71Ru6PSprvGGO/bk6R4a2JFXZnUUYSK9YquP++V",
-	"uZ2gpX1je1d86V5a3BUygjeg7eCjb3Yc3L6btSvodG4U74o7ncuH18UHqPRQ07ZOo9pe0YQXihHqleqy",
-	"FaToETwo62JhwKmXuYrE4oTAZYIdlXpjGniG16Ja8GDfoKGtV40R+31yQlZKutp8NTH1D6u6KruAGoC1",
-	"unU9bPTJ64wZY7Fq4npwXZp9W5V4JEZic4GvcfzmafDYRMCqlfEW6Ui455tP/3T/mcvTcneLTBu51GVN",
-	"g5wq0CBMA/xHwtfobXBv8aLAUfxOQWETNlsA0jQA/ZEoyGQjYsxVCqqUXPniVPNYIShGW/GgSNzovHlg",
-	"17BZhd/gpTVI9h/8/uvht6/e7DV7QvbrML4X6KS5OZaXZeBgevIk8bUC1vi4T2ph8ixUg44Rbcvy80hU",
-	"o2b+mzsCapXsZ2RS1b2rpGM5ChvBMqkA0cVVVkIYwpk27/AonSC1q1149VAbIvJsCsrujBbnxMK6yZUo",
-	"P1KF9ZXqK1XYb9HI9qWAVyWi4ZMBFlbdJ8eeDAbxlg+QdR11u7CD0HJDq4XUUNJDEy2V8XdaC3Ju2qrr",
-	"Jbju61ntROXHe8S9svEhAHmvBaD01FnxhQemX1qAWa84h7J/BVldUXCO3UmUFP01HjJ8A8dVXHp2TS1z",
-	"OQPsBbmfhE1xq28nm3x4p7J5jSlGL+8PlDMZ7GADy6/L/YmSLNfogM+yuPDC8jMg9aU5PHBtYGGLKNZF",
-	"dF331q118l0TTMdktaAG63XMaN+IECzrvoLoniF3axWl3o9yKwH9wqSgxfjGWeVqV/4fcDmXuelRzuuB",
-	"bsvpwHewhIv3rXYqgrwouoCs8Lgej3p010j81dI7f1b++ERFPd6snR9D65hI4V9I4YIlsI139YavcIri",
-	"xbXLlX4qEwnPU0jjZmD9zHcU+m/OjsSZj3SLhR9ponLum4yKLy/hJbxnjW9qlt69a4cSI1G8nIsUVC3U",
-	"tl6ndn3SGHY3movrX+Cxc5r67bWWBcckxKv1af3Swt3b8dYl2p3M+YaCYUkjNMA43wMb4Ftax51C0dtG",
-	"oZ9NXx1Hm8UJC6u1rtjNuvmpiGNadeVQiKYNAdFs57XqiXm5mqGfFE2+U6hKynGwUl36rbuIXd3t+5OW",
-	"qm/sJ/6B/D1f3K78vaoB0SywUdJYsdXh4OdGVe7yQ9lY5i6a3JsS9Z3rTNeuu9T9WUshl13FuuYw2nc1",
-	"GPeovOXljM3t1KNoj5eKcIndm9S4xUKmIl+m9xvsVZcCHjgFe61f7CxMyy3+6+r8XyE2dCbt+tjwRtbS",
-	"9fzie65L+QDBwU8auCIxR0gSrpiOFfR+lccrLgLEn66L46wRPof1AX7eobqJ4Odw7ZHxpvxuv/kZfh1d",
-	"fbz6/wAAAP//",
+	"7H3pchs3tv+rnH/PVFmqf5Oi5CUJXfeD4jh3nMSxypbLVdf0FcHuQxJRN8AAaNEcl+Z18h55sls4QK8E",
+	"RUojyU4ynyI3G9tZfmdF51OUyHwhBQqjo+GnaI4sRUV/PmPJHJ9JYZTM7L9T1IniC8OliIbRcbZkKw1j",
+	"IXvaSIVj2Hv9/TN48tWjb+D33x73D/f7URzpZI45s6NRFHk0fB+V70cf4sisFhgNI20UF7Po8jKOThSb",
+	"ufc3rpbYbV1jNXo/vNprNGp1PDWo1ld8g4kUqQYjYcm4gQlOpUIwasXFDNiMcdFeMueC53bVw2opLgzO",
+	"UNFa7969Oy7MHIXhCTO4vuDpHMGd6fEAfv/tIUyQKVSQzFmWoZhhe7nuaS7jaMEUy9F49r0wmP+Iq/BC",
+	"3GD+QMM5ruys3D5eMDOP4kiw3M57jqsojhT+WnCFaTQ0qsDWadnHn1DMzDwaHh59HdvTV/+2OzEGlZ31",
+	"f98f9/6H9f456H3TP/tX78P//3sU4sRbjcqtHNotSxJZCPNAQ+Hfg72cmWSOKSRMY48LjUJzwy8wW8XA",
+	"NDADmZxxsb/hfOVEux7y6PGT7iEDHFCoF1JoJAZ8y9LX+GuB2th/JVIYFPQnWywyKwRcioNftD3lp8ai",
+	"f1c4jYbR3w5qxTxwv+qD50pJ5ZZap5Jyi0EqUYOQBohEYOZcQyqTIkdhYG/MxQXLeHrmXx/v96PLOHom",
+	"xTTjyT1vNcmYnqOGJTd2owhJoZTdpjbMIOyNE7+t8X4MukjmxFow7BxFLQtSgcJcXljFtJNkTBtgaW41",
+	"9DKOvpdqwtMUxf2czUi7uYwl53arOpELdDyQC1S0GniJ08QNXUynPOEozBm9PI5bMOChrYHL796963Wh",
+	"JLRbP+Sgizy07xfCKijL3FHuhTAa1QUqmDKeYUpHd1s4QztqvP8UUjSMZxqYQqu9M0xjEGgHKTSFEpgS",
+	"Q3+W5ntZiPTut/2zdFKnUMtCJVYihTRnU7u6V5xXlrZ3oOo07w6CVqrSkmlQOC20pW3LNh51BYgMe69h",
+	"2a+SnpYX0LLQV43yb9HO6SQnbJVJlp5K+RNTM7xHMpUEmsh0BdwadAmZ3UMYCz87pd6QmtyuXm6nUlc5",
+	"3b9L1fwCyHIq5UsmVl7N9H2RRkrImViVhLF+Tb4w5F8QqNeuyYJpvZQqteaIfkoyC+oPNGhMFJp4JKZK",
+	"5n5YmirU2r7LBbAssyTP5PIslUthodColXMygVn/FMbkq/bIWR3bGa1z2h+Jz8YY7z33Kvf5qkENR7vm",
+	"6FvBCjOXiv8T03ti5zNiCbDaHFpz3LBIDg4c574IsX8r2AXjGZtk94mZKTNswjRCylNyJZnQS1SwxwUY",
+	"nuN+TFJeKgd52s5sT9B6Yckck3NSl5GQguym1RupmOLZ6qyoD/Xnl/W7snw3NnoLt6EzI+UZPfOezF0h",
+	"7K2C6yaYHInryM6/wc47Qa2rHFCfBnDe3t64aKw/joHV+QGKomRhlRXIbkMiU9y3msrESHhwAymang9N",
+	"a6OrBap23NGl2a2EHXcBZ7eJZKWcBcBsJJgBD2a3AmA3FsLLMkdB01Se4vrhSfvlFGwItQIhRe/o40f4",
+	"4c2rn6HMVIAsjOYpUuBMhuEIUKQLyYXR1v4tlI1bDXc5DQwvdgw5S+ZcYE8hSy1ZSPaGsOZhx9CV4I4o",
+	"xiMRDoobkVcM4xzNXKZn9hnLMrl0U1XpAjvLOs7F0EAPt5OKjVYMuiGpY1knzxM7Ipy1KLBOkHmRM1GT",
+	"Az8uMiZIvPvwwlRh7QKZoTxBMcm5MZjCBcsKyvWtrTvlmKWhtYijxDICCuLlgiljeW8a1oAZmLIiMzEs",
+	"5yjsTwqtdZAitOBlMzX23rM+dPo6tyonv2Bi7F5fGMztVtvic+7ykWsnozOHsprtLbikpHt506LvFHfY",
+	"xNKU2+2x7KSxhynLNHalulq+mdUcDAaDbTTZvJUf3v0Y4tSimGQ8cQx7hxP4EVcuWv/q8eFX++v6xrJZ",
+	"kGCJugg+x+DTc56Gn5swO0TwaaHDs38MPl3twE5j2Wk3F9NB3RIbqPkmKE30X24w19ushGXIZTU1U4qt",
+	"QvKlg+v/jMu32sH0NcSqNCb276lUOTOUhvYP47a0HT1q5Ze/7opeHC2tZL8S2colqskKyIVbKhDQ02+k",
+	"/t6NgpytYIIwU0wYTJ9ag4AOCaTDHsqV70LMN3ZyS5icfXzhBhw+6RI3rpPsazv82ZIj4xpTl/s9ef38",
+	"2Ys3UJYBnjGNL9liUeayvj568ng/Bi1hfJzxBMcWtcaM/uy3KblDor7N9EYloOJNSAYaUdO6Ygtop9y8",
+	"A1Za2Z0N6SuBFrRDZrMTnDaeEEPJ5DVNa+PFQuhisZDKoH/5zJ6uOYU3siPRMJCwV7lFpWc+dLWwoH+z",
+	"H4+EtaGtzBEwkcLG2K8yQ84sUaBS5aIe6C/M/Lp1C8Vb+mz/vZvpDAnViZe4Z3MmZtc1W75YcnZtnNmO",
+	"LAKXZ3cMXx0arR2ms4kQ9V7jhXQhQyP7HtTMrwYDq5lH/UNQ1aDSL1rXTqc6Z85stsDlcUAw/NsuzXdD",
+	"JljTZP3fjQVQny1UOFWo5z4cNJKOc04Cu2XVrw+/Odq0KuHB2ZyLAAXHbnHvnpOb7DfhHw2tGiu0m8mk",
+	"PIcpV9r04ZV1L506uWiKz4RUzsg0tvXk0TbtcXQJ8d+ZoU0gatpWcOyim1LjvqWwelxnFqaZXEKKScYU",
+	"6iGYOTOQcW1GwsPS8cmLB+Qr02O7gps9JpCrgcuXYTRY5JREhb1HgwHFNV1UFyz3Vct838Hd7oX1//e3",
+	"3mj0fjT60PtXsKweR66U8BINs2HwOqHItD46fASl1XBq4Y+R+3Hr6lHbEH1WWZaWJ7YuZh3XgGtdOIdq",
+	"7dVflue6hNm1H0uLGlq9I7fvR5H1cEbRh/GwyZ450yBk58xlzEtOhpB1fGzXGQlXf9SQKExRGM4yDZTN",
+	"t6ETVHSsCrt2uRzzCSonHYnMcylGwkGFhj0rixmf7HthAW7AWtiVE4Ld6Vij2Vl5hA10W3vvzFLgzAXS",
+	"N+ajU4Gbjnbgc+XG26/cwp476OIFcW0vYdI2pDPeoAa7bvlaPAkQ+gpdCGHlqd3UNjPpHdhH/Yf9o9Lo",
+	"tMrMW0zluuWqimCc9GbKrUZUbp/7te5YsZrwj9PTE/iWaZ506jRrjv5OtviKLfm63L+xnZsZ+lpuwhuk",
+	"333ysdDOYpYNbY2FWlZ4vcEtjj72pN3yUc8HG1E4Dogu41aoelX/VfleH157HYIp1TuxNqQ0882p0z5W",
+	"cD8BJyhFzAObak22884ohlzbmA57G28WLMFeihnPuQ0gSpdDljrztAyvIUcmtM/Glo1BdXg+l1mq+zvR",
+	"qLhmu9xO7Nq2bAc4GwJ0Bd44hNoeMR+CLghvpkVWQc6m4LnpkYaCP81nAlP44d2pSx98M3jy9b7liEaR",
+	"uhayZlUlHO19XFhLfsbF5t7QQhielTyssdIPbQkaF+bJo2i9M3SrvB8LkAv2a9GR+rgWe1eUYAbGB95H",
+	"p5TKuGbQf7Ud9g1x9Qb5pmRSWMZ9JilIvzquaPbjOq873I3bFK4Wh1uTtThTbjokgGXCrmOuFDILf6wd",
+	"qKXMYM9wygKtHSXlmk0ybOZQJ1JmyETUSsLt7vc09Xfn7JRfqLGfuHmcTTQ4YS6x0KaDwI/mjIVbn22I",
+	"ZLVkzFyChySNuRDHjoMFm+FTYBNtraUUddOl/SEoDfYYu+dqiXXbHDc35eZTm2S+NZ+Sc9F8etgFmibn",
+	"uyBT/lbhd8KEdRoyOQMunNvPjccEDdrIBSylOudi1iBRQ5A+W7r4NS4ylvioZWve+HaTxJdr/LMbxaRQ",
+	"3Kze2JncjkPB+/pJfiLaO/xjdYOwZUVl7xpA+dQZhDUAZ3okxsfN+HAIbkkYFYPBw4Reoz/Ro+k0k8u1",
+	"pH+D4MywoVUiIjdLYSULBXIpqBOfTAW9snTVq+gZ6XUMyrGGTpBihgYDI0kThtTwHA2jl0ywGXovw7Ow",
+	"XyHyW5VFw8idv0V98hRdFZ2LqQwaIl8fLo/Yo5TJ8cmLPnjCW9qevHpzCi1L1ObESJTjY0t5AQnLnBF1",
+	"uZKqTdq3hV/JiKadqPkxEqetpvcyr8zFLEPwrbxyCkYVZj5s5ZxBycKgjkvnbeRSNrR2nejx3gNJumOO",
+	"VxtkyTzU6M0UAsuykZihsD9aR4zSBwpQTKVKMIXJCrih3b+qSZAzdY4pjGtf3keKQ7t7HMNUZpYLpTNF",
+	"p+EKJjLlbt2RGDd7Kz72lstlz+JLr1AZikSmmLo8PYG8FNkKfKNip49oj8GvBarVSDiQsXRVaLUW0/0Y",
+	"GFQXUIAsAyU0gASQ7Il3g+2bLvOOJAzlGK5DdQ+KXciTbWTxnrviQtnfUB5+JKj44vjkFKDK4yRMKUuR",
+	"catvbAjV/SWnxxlP0Dus/qbIyxenVsdIb+bGLPTw4EAuUDgx6ks1O/CD9IF91+oUNxl68LY6EsXRBSrt",
+	"9GjQP+wP7Ft2Erbg0TB62B/0H1L9ycwJLg76S8yy3rmQS3Hwy/Jc98uWmFkoqn1dtqc7KdZwgYpPVy1Q",
+	"qy9ZaIRzXGlgma/7V/L6wsLTDA2VWzu3WY4Gg1vr2KH5NzTstErjb9Bs68Fsz/APuYRM+nsgGivbRZfA",
+	"0i03qC7j6LE7ZWjzFTUO2ncnmgYrGr7/EEe6yHOmVv5AvuTvSN5iiAUFH6oQb+pGAOsfsJm2bo4H5g92",
+	"mZZY0A+9Vhaz5/i/UU6ek0q8ff2TxWpOuDgpeGZqfXfZsPLWRRcGhjBFd+vK/jISYwfCbpCD3x23OI7J",
+	"Nxq7oWOH0MzYvT3QMGEaR2KvSqv+/tvD/kOfH18T1k6S+w7FtrPSlZ30D3Qrf35DCS6n+MxifHxVeQAq",
+	"Pm0U23x1VhYgvFy2uZhxbV6uvrsF9u3kmFJv0np4EeSmdU6ImzRzDFKlqJyxpsuTl3H0aHC4ndittlEa",
+	"9HD7oPrm2g15akc93GlzVVdmRw42ed7vGy7th8uWtPzEtXHp1BbtGsJBwtASjYMWZi0UJszUNzIDSkbO",
+	"pIbxfz8/hXKScQznuDCufRjBWtOyDvg90+b45AUoTPjCJb/IedWGqdIZWzeFtVy+42b+JmN6/h8B/dMK",
+	"KOw1JUUjppTwNvP9q0X30zmuLp3g2gBtHd7c800A92jzDW261OdGp56TO5C4cRnx/pj/yJ3j6hHVxc0v",
+	"VVpc+N0Rl+9c3C3rroJtwNa+iv8+vN/6lYPyqr5dd1EEDOSiaNpH4u23Ml3dmmdTN85ettNsPnN0Zy6V",
+	"Q7owslUa4JMgTgWOnDzf3+o+xfql69/hDiO6V5H+UGroUmKuB8olxa6hkRavXacU5eikDkbRF/KcPu7R",
+	"KTC6gZoiluVcZghTlvNsBXsux+DespOhSKvgyJRuivsORZU7aseAFAD5+I+bp24t2oRovTkSOXN7oNtS",
+	"vvTEDSxlkaUwZxfo605pH44FFIJCMLr8k1kjuILyApCfj2t/FwZTOBoMwEgZirDc4U99IWY38AnmmHZX",
+	"y/W2vt1RadM1eUpV2ZOkdOFnyVyF31GEidWSrT7vbc+doKX7sYFd8WX9vu2ukBG8vG8HH32z4+DutcJd",
+	"QWftMvyuuLN2b/aq0JaUHhvattZjuVf2j4bC22aTRdXFVLa3HlQl3TDgNCu0ZU58DPgxoWZgvbGCMaUb",
+	"fR14sG+w0Nbrnp79PhzDUknXVlJPzPzDuiWAX2ADwDqN5h42+vAq58ZYrBq79nFXIdrW4DASI7G5Nt06",
+	"fvs0dGwQuOwUa0Q6Eu755tM/2X/qSgyZuwCpjVzoqhwHJwo1CtMC/5Hw7SVz5r6uUeIofWKjtAmbLQC0",
+	"DUB/JEoy5Wzl0uyCKSWXvq7aPlYIislW3CsSt5rG7tk1bDeQbPDSWiT7D37/9fDbFx732u1M+00Y3ws0",
+	"gV0fy6sOhmBm/TjxZS7e+i5VamHyNNQ+ERPaVp0TI1GPmvrPRQlsNGE8hXHdslHny6tR1MOYS4WELq4o",
+	"GMKQjGvzlo6yFqSuaxfdmtUGRJFPUNmdsfKc1BNiCiWq76tRabD+wBq1CrUS1SnSLZ9o+HhAPQHua3mP",
+	"B4N4y7fz1h11u7CD0GpDy7nUWNFDg5bK+OvYJTk3bdW1wVz14bdujv3DHeJe1bMTgLxXAkl6mqz4wgPT",
+	"Ly3AbDZLhPKCJVldPXtGjXUMytYwDxm+9+gyrjy7tpa5nAG1Md1Nwqa8kLqTTT68Vdm8whSTl/cHypkM",
+	"drCB1YcR/0RJlit0wGdZXHhh+RmQ+socHrgOxrBFFKsyum5669Y6+YYfrmNYzpmhUjM32vfQBDsSXmJ0",
+	"x5C7tb7SbKW6kYB+YVLQYXzrrHK5K/8PMjmThemxLGsGuh2ng96h7gO6KrhTEeR52cBmhce1JzWju1bi",
+	"r5He+bPyxycqmvFm4/wUWscghX8hxQue4DbeNXsVwymK51cuV/mpXCRZkWIatwPrp74Z1n8ueSROfaRb",
+	"LvxAgyoy3x9XfjSM7o8+bX0OtvLuXSefGIny5UKkqBqhtvU6tWvxp7C71Rff/HiUndM0L152LDglIV6u",
+	"Tpr3bW7fjnfuf+9kzjcUDCsakQGm+e7ZAN/QOu4Uit40Cv1s+uo42i5OWFhtNHRv1s1PZRzTqSuHQjRt",
+	"AEW7E92qJ+XlGoZ+XPanT7AuKcfBSnXlt+4idk23709aqr62n/gH8vd8cbv29+reWTOnHl9jxVaHg59r",
+	"Vbmrb7xTmbu8n9GWqO/cpQrtGqPdn40UctUQrxsOo31Xo3GPqguKztjcTD3Kmx1SQSap8ZgZt1jIVBSL",
+	"9G6Dvfo+yz2nYK/0i52F6bjFf12d/yvEhs6kXR0bXstaunZ1es812B8QOPhJA7d7ZgRJwhXTqYLer/N4",
+	"5R2W+NNVcZw1wue4OqAvk9SXaPwcrrM33pTf7bf/DxI6uvxw+X8BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -401,6 +401,15 @@ type ClientInterface interface {
 	// Corresponds with GET /my_data (the `ListMyData` operationId).
 	ListMyData(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListMyDataWithSlash List the caller's items (the FastAPI seed's path)
+	//
+	// The same as `GET /my_data`, kept at the path of the FastAPI recipe passflow started from.
+	//
+	// Corresponds with GET /my_data/ (the `ListMyDataWithSlash` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	ListMyDataWithSlash(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DeleteMyData Delete one of the caller's items
 	//
 	// Corresponds with DELETE /my_data/{key} (the `DeleteMyData` operationId).
@@ -601,6 +610,24 @@ func (c *Client) GetServerMetadata(ctx context.Context, reqEditors ...RequestEdi
 // Corresponds with GET /my_data (the `ListMyData` operationId).
 func (c *Client) ListMyData(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListMyDataRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListMyDataWithSlash List the caller's items (the FastAPI seed's path)
+//
+// The same as `GET /my_data`, kept at the path of the FastAPI recipe passflow started from.
+//
+// Corresponds with GET /my_data/ (the `ListMyDataWithSlash` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *Client) ListMyDataWithSlash(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListMyDataWithSlashRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1003,6 +1030,33 @@ func NewListMyDataRequest(server string) (*http.Request, error) {
 	}
 
 	operationPath := fmt.Sprintf("/my_data")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListMyDataWithSlashRequest constructs an http.Request for the ListMyDataWithSlash method
+func NewListMyDataWithSlashRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/my_data/")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -1533,6 +1587,17 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /my_data (the `ListMyData` operationId).
 	ListMyDataWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListMyDataResponse, error)
 
+	// ListMyDataWithSlashWithResponse List the caller's items (the FastAPI seed's path)
+	//
+	// The same as `GET /my_data`, kept at the path of the FastAPI recipe passflow started from.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /my_data/ (the `ListMyDataWithSlash` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	ListMyDataWithSlashWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListMyDataWithSlashResponse, error)
+
 	// DeleteMyDataWithResponse Delete one of the caller's items
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1896,6 +1961,96 @@ func (r ListMyDataResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListMyDataResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListMyDataWithSlashResponse401Headers the declared response headers of an HTTP 401 response for ListMyDataWithSlash
+type ListMyDataWithSlashResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListMyDataWithSlashResponse403Headers the declared response headers of an HTTP 403 response for ListMyDataWithSlash
+type ListMyDataWithSlashResponse403Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListMyDataWithSlashResponse503Headers the declared response headers of an HTTP 503 response for ListMyDataWithSlash
+type ListMyDataWithSlashResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListMyDataWithSlashResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]Item
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *InternalError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListMyDataWithSlashResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListMyDataWithSlashResponse403Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListMyDataWithSlashResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListMyDataWithSlashResponse) GetJSON200() *[]Item {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListMyDataWithSlashResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListMyDataWithSlashResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListMyDataWithSlashResponse) GetJSON500() *InternalError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListMyDataWithSlashResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListMyDataWithSlashResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListMyDataWithSlashResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListMyDataWithSlashResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListMyDataWithSlashResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3102,6 +3257,23 @@ func (c *ClientWithResponses) ListMyDataWithResponse(ctx context.Context, reqEdi
 	return ParseListMyDataResponse(rsp)
 }
 
+// ListMyDataWithSlashWithResponse List the caller's items (the FastAPI seed's path)
+//
+// The same as `GET /my_data`, kept at the path of the FastAPI recipe passflow started from.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /my_data/ (the `ListMyDataWithSlash` operationId).
+//
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *ClientWithResponses) ListMyDataWithSlashWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListMyDataWithSlashResponse, error) {
+	rsp, err := c.ListMyDataWithSlash(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListMyDataWithSlashResponse(rsp)
+}
+
 // DeleteMyDataWithResponse Delete one of the caller's items
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3538,6 +3710,93 @@ func ParseListMyDataResponse(rsp *http.Response) (*ListMyDataResponse, error) {
 		response.Headers403 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListMyDataResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListMyDataWithSlashResponse parses an HTTP response from a ListMyDataWithSlashWithResponse call
+func ParseListMyDataWithSlashResponse(rsp *http.Response) (*ListMyDataWithSlashResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListMyDataWithSlashResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []Item
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListMyDataWithSlashResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListMyDataWithSlashResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListMyDataWithSlashResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -76,8 +76,7 @@ type Store struct {
 	d  Dialect
 	// queries holds each query rebound for the dialect, once.
 	queries sync.Map // string → string
-	// listItems is prepared once: it runs on every GET /my_data.
-	listItems *sql.Stmt
+	items  *itemQueries // the example resource's
 }
 
 // New returns a Store on db, whose schema is migrated, speaking d. The
@@ -85,7 +84,7 @@ type Store struct {
 func New(ctx context.Context, db *sql.DB, d Dialect) (*Store, error) {
 	s := &Store{db: db, d: d}
 	var err error
-	if s.listItems, err = db.PrepareContext(ctx, s.q(`SELECT key, value, updated_at FROM items WHERE user_id = $1 ORDER BY key`)); err != nil {
+	if s.items, err = prepareItems(ctx, s); err != nil {
 		return nil, fmt.Errorf("%s: prepare: %w", d.Name(), err)
 	}
 	return s, nil
@@ -96,7 +95,7 @@ func (s *Store) DB() *sql.DB { return s.db }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.listItems.Close()
+	s.items.close()
 	return s.db.Close()
 }
 
@@ -461,61 +460,6 @@ func (s *Store) BootstrapAdmin(ctx context.Context, u store.User) (store.Bootstr
 		return s.appendChange(ctx, tx, store.ChangeUser, existing.ID, time.Time{})
 	})
 	return did, err
-}
-
-// Items
-
-func scanItem(row scanner) (store.Item, error) {
-	var it store.Item
-	err := row.Scan(&it.Key, &it.Value, timeCol{&it.UpdatedAt})
-	return it, err
-}
-
-// ListItems returns a user's items ordered by key.
-func (s *Store) ListItems(ctx context.Context, userID string) ([]store.Item, error) {
-	rows, err := s.listItems.QueryContext(ctx, userID)
-	if err != nil {
-		return nil, s.unavailable("list items", err)
-	}
-	return scanAll(s, "list items", rows, scanItem)
-}
-
-// PutItem creates or replaces an item: an insert that does nothing when
-// the key is taken, then an update, so that two writers racing for a new
-// key see one creation.
-func (s *Store) PutItem(ctx context.Context, userID, key, value string) (bool, error) {
-	created := false
-	err := s.tx(ctx, "put item", func(tx *sql.Tx) error {
-		now := s.d.Time(time.Now())
-		res, err := s.execTx(ctx, tx, "put item", `INSERT INTO items (user_id, key, value, updated_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (user_id, key) DO NOTHING`, userID, key, value, now)
-		if err != nil {
-			return err
-		}
-		n, err := s.affected("put item", res)
-		if err != nil || n == 1 {
-			created = n == 1
-			return err
-		}
-		_, err = s.execTx(ctx, tx, "put item", `UPDATE items SET value = $1, updated_at = $2 WHERE user_id = $3 AND key = $4`,
-			value, now, userID, key)
-		return err
-	})
-	return created, err
-}
-
-// DeleteItem deletes one of a user's items.
-func (s *Store) DeleteItem(ctx context.Context, userID, key string) error {
-	res, err := s.exec(ctx, "delete item", `DELETE FROM items WHERE user_id = $1 AND key = $2`, userID, key)
-	if err != nil {
-		return err
-	}
-	if n, err := s.affected("delete item", res); err != nil {
-		return err
-	} else if n == 0 {
-		return s.notFound("delete item")
-	}
-	return nil
 }
 
 // Signing keys and settings
