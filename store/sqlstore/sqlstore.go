@@ -75,8 +75,8 @@ type Store struct {
 	db *sql.DB
 	d  Dialect
 	// queries holds each query rebound for the dialect, once.
-	queries sync.Map // string → string
-	items  *itemQueries // the example resource's
+	queries sync.Map     // string → string
+	items   *itemQueries // the example resource's
 }
 
 // New returns a Store on db, whose schema is migrated, speaking d. The
