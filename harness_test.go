@@ -339,6 +339,10 @@ func python(t *testing.T, script string, modules []string, args ...string) strin
 
 // TestMain lets the test binary run as passflow itself, for the tests that
 // need a child process they can signal or kill.
+// afterRun, when set (by the contract test), sees the exit code of the
+// tests and may change it.
+var afterRun func(code int) int
+
 func TestMain(m *testing.M) {
 	if os.Getenv("PASSFLOW_TEST_CHILD") == "1" {
 		main()
@@ -356,7 +360,11 @@ func TestMain(m *testing.M) {
 	if !parallelSet {
 		flag.Set("test.parallel", strconv.Itoa(max(4, 2*runtime.GOMAXPROCS(0))))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if afterRun != nil {
+		code = afterRun(code)
+	}
+	os.Exit(code)
 }
 
 // child is passflow running in a process of its own.

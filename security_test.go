@@ -10,8 +10,9 @@ import (
 
 // TestEverySecuredOperation walks openapi.yaml: every operation with a
 // security requirement must refuse a request without a token (401, a bare
-// challenge), with an invalid token (401 invalid_token) and, where it names
-// scopes, with a token lacking them (403 insufficient_scope). Adding
+// challenge), with an invalid token (401 invalid_token), with two
+// Authorization headers (400 invalid_request) and, where it names scopes,
+// with a token lacking them (403 insufficient_scope). Adding
 // `security:` to an operation is all it takes to protect it, and this test
 // proves it for each.
 func TestEverySecuredOperation(t *testing.T) {
@@ -57,6 +58,12 @@ func TestEverySecuredOperation(t *testing.T) {
 				}
 				if res.JSON(t)["error"] != "invalid_token" {
 					t.Errorf("invalid token: body %s", res.Body)
+				}
+
+				// Two Authorization headers: a malformed request (RFC 6750 §3.1).
+				res = ts.do(method, url, http.Header{"Authorization": {"Bearer " + scopeless, "Bearer " + scopeless}}, nil)
+				if res.Status != 400 || !strings.Contains(res.Header.Get("WWW-Authenticate"), `error="invalid_request"`) {
+					t.Errorf("two Authorization headers: %d %q, want 400 invalid_request", res.Status, res.Header.Get("WWW-Authenticate"))
 				}
 
 				if len(scopes) == 0 {

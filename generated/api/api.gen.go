@@ -680,7 +680,14 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.POST(options.BaseURL+"/users/me/logout-all", wrapper.LogoutEverywhere)
 }
 
-type BadRequestJSONResponse Error
+type BadRequestResponseHeaders struct {
+	WWWAuthenticate *string
+}
+type BadRequestJSONResponse struct {
+	Body Error
+
+	Headers BadRequestResponseHeaders
+}
 
 type ConflictJSONResponse Error
 
@@ -739,8 +746,9 @@ type OAuthTooManyRequestsJSONResponse struct {
 }
 
 type OAuthUnauthorizedResponseHeaders struct {
-	CacheControl *string
-	Pragma       *string
+	CacheControl    *string
+	Pragma          *string
+	WWWAuthenticate *string
 }
 type OAuthUnauthorizedJSONResponse struct {
 	Body OAuthError
@@ -899,6 +907,23 @@ func (response ListMyData200JSONResponse) VisitListMyDataResponse(w http.Respons
 	return err
 }
 
+type ListMyData400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListMyData400JSONResponse) VisitListMyDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListMyData401JSONResponse struct{ UnauthorizedJSONResponse }
 
 func (response ListMyData401JSONResponse) VisitListMyDataResponse(w http.ResponseWriter) error {
@@ -981,6 +1006,23 @@ func (response ListMyDataWithSlash200JSONResponse) VisitListMyDataWithSlashRespo
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMyDataWithSlash400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListMyDataWithSlash400JSONResponse) VisitListMyDataWithSlashResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1071,10 +1113,13 @@ type DeleteMyData400JSONResponse struct{ BadRequestJSONResponse }
 func (response DeleteMyData400JSONResponse) VisitDeleteMyDataResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
 	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1201,10 +1246,13 @@ type PutMyData400JSONResponse struct{ BadRequestJSONResponse }
 func (response PutMyData400JSONResponse) VisitPutMyDataResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
 	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1351,6 +1399,9 @@ func (response RevokeToken401JSONResponse) VisitRevokeTokenResponse(w http.Respo
 	}
 	if response.Headers.Pragma != nil {
 		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
 	}
 	w.WriteHeader(401)
 	_, err := buf.WriteTo(w)
@@ -1518,6 +1569,9 @@ func (response IssueToken401JSONResponse) VisitIssueTokenResponse(w http.Respons
 	if response.Headers.Pragma != nil {
 		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
 	}
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
 	w.WriteHeader(401)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1640,10 +1694,13 @@ type ListUsers400JSONResponse struct{ BadRequestJSONResponse }
 func (response ListUsers400JSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
 	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1741,10 +1798,13 @@ type CreateUser400JSONResponse struct{ BadRequestJSONResponse }
 func (response CreateUser400JSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
 	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1864,6 +1924,23 @@ func (response GetMe200JSONResponse) VisitGetMeResponse(w http.ResponseWriter) e
 	return err
 }
 
+type GetMe400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetMe400JSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMe401JSONResponse struct{ UnauthorizedJSONResponse }
 
 func (response GetMe401JSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
@@ -1925,6 +2002,23 @@ type LogoutEverywhere204Response struct {
 func (response LogoutEverywhere204Response) VisitLogoutEverywhereResponse(w http.ResponseWriter) error {
 	w.WriteHeader(204)
 	return nil
+}
+
+type LogoutEverywhere400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response LogoutEverywhere400JSONResponse) VisitLogoutEverywhereResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type LogoutEverywhere401JSONResponse struct{ UnauthorizedJSONResponse }
@@ -1996,10 +2090,13 @@ type ChangeMyPassword400JSONResponse struct{ BadRequestJSONResponse }
 func (response ChangeMyPassword400JSONResponse) VisitChangeMyPasswordResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
 	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
@@ -2105,10 +2202,13 @@ type DeleteUser400JSONResponse struct{ BadRequestJSONResponse }
 func (response DeleteUser400JSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
 	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
@@ -2235,10 +2335,13 @@ type UpdateUser400JSONResponse struct{ BadRequestJSONResponse }
 func (response UpdateUser400JSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
 	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
@@ -2934,93 +3037,97 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3pchs3tv+rnH/PVFmqf5Oi5CUJXfeD4jh3nMSxypbLVdf0FcHuQxJRN8AAaNEcl+Z18h55sls4QK8E",
-	"RUojyU4ynyI3G9tZfmdF51OUyHwhBQqjo+GnaI4sRUV/PmPJHJ9JYZTM7L9T1IniC8OliIbRcbZkKw1j",
-	"IXvaSIVj2Hv9/TN48tWjb+D33x73D/f7URzpZI45s6NRFHk0fB+V70cf4sisFhgNI20UF7Po8jKOThSb",
-	"ufc3rpbYbV1jNXo/vNprNGp1PDWo1ld8g4kUqQYjYcm4gQlOpUIwasXFDNiMcdFeMueC53bVw2opLgzO",
-	"UNFa7969Oy7MHIXhCTO4vuDpHMGd6fEAfv/tIUyQKVSQzFmWoZhhe7nuaS7jaMEUy9F49r0wmP+Iq/BC",
-	"3GD+QMM5ruys3D5eMDOP4kiw3M57jqsojhT+WnCFaTQ0qsDWadnHn1DMzDwaHh59HdvTV/+2OzEGlZ31",
-	"f98f9/6H9f456H3TP/tX78P//3sU4sRbjcqtHNotSxJZCPNAQ+Hfg72cmWSOKSRMY48LjUJzwy8wW8XA",
-	"NDADmZxxsb/hfOVEux7y6PGT7iEDHFCoF1JoJAZ8y9LX+GuB2th/JVIYFPQnWywyKwRcioNftD3lp8ai",
-	"f1c4jYbR3w5qxTxwv+qD50pJ5ZZap5Jyi0EqUYOQBohEYOZcQyqTIkdhYG/MxQXLeHrmXx/v96PLOHom",
-	"xTTjyT1vNcmYnqOGJTd2owhJoZTdpjbMIOyNE7+t8X4MukjmxFow7BxFLQtSgcJcXljFtJNkTBtgaW41",
-	"9DKOvpdqwtMUxf2czUi7uYwl53arOpELdDyQC1S0GniJ08QNXUynPOEozBm9PI5bMOChrYHL796963Wh",
-	"JLRbP+Sgizy07xfCKijL3FHuhTAa1QUqmDKeYUpHd1s4QztqvP8UUjSMZxqYQqu9M0xjEGgHKTSFEpgS",
-	"Q3+W5ntZiPTut/2zdFKnUMtCJVYihTRnU7u6V5xXlrZ3oOo07w6CVqrSkmlQOC20pW3LNh51BYgMe69h",
-	"2a+SnpYX0LLQV43yb9HO6SQnbJVJlp5K+RNTM7xHMpUEmsh0BdwadAmZ3UMYCz87pd6QmtyuXm6nUlc5",
-	"3b9L1fwCyHIq5UsmVl7N9H2RRkrImViVhLF+Tb4w5F8QqNeuyYJpvZQqteaIfkoyC+oPNGhMFJp4JKZK",
-	"5n5YmirU2r7LBbAssyTP5PIslUthodColXMygVn/FMbkq/bIWR3bGa1z2h+Jz8YY7z33Kvf5qkENR7vm",
-	"6FvBCjOXiv8T03ti5zNiCbDaHFpz3LBIDg4c574IsX8r2AXjGZtk94mZKTNswjRCylNyJZnQS1SwxwUY",
-	"nuN+TFJeKgd52s5sT9B6Yckck3NSl5GQguym1RupmOLZ6qyoD/Xnl/W7snw3NnoLt6EzI+UZPfOezF0h",
-	"7K2C6yaYHInryM6/wc47Qa2rHFCfBnDe3t64aKw/joHV+QGKomRhlRXIbkMiU9y3msrESHhwAymang9N",
-	"a6OrBap23NGl2a2EHXcBZ7eJZKWcBcBsJJgBD2a3AmA3FsLLMkdB01Se4vrhSfvlFGwItQIhRe/o40f4",
-	"4c2rn6HMVIAsjOYpUuBMhuEIUKQLyYXR1v4tlI1bDXc5DQwvdgw5S+ZcYE8hSy1ZSPaGsOZhx9CV4I4o",
-	"xiMRDoobkVcM4xzNXKZn9hnLMrl0U1XpAjvLOs7F0EAPt5OKjVYMuiGpY1knzxM7Ipy1KLBOkHmRM1GT",
-	"Az8uMiZIvPvwwlRh7QKZoTxBMcm5MZjCBcsKyvWtrTvlmKWhtYijxDICCuLlgiljeW8a1oAZmLIiMzEs",
-	"5yjsTwqtdZAitOBlMzX23rM+dPo6tyonv2Bi7F5fGMztVtvic+7ykWsnozOHsprtLbikpHt506LvFHfY",
-	"xNKU2+2x7KSxhynLNHalulq+mdUcDAaDbTTZvJUf3v0Y4tSimGQ8cQx7hxP4EVcuWv/q8eFX++v6xrJZ",
-	"kGCJugg+x+DTc56Gn5swO0TwaaHDs38MPl3twE5j2Wk3F9NB3RIbqPkmKE30X24w19ushGXIZTU1U4qt",
-	"QvKlg+v/jMu32sH0NcSqNCb276lUOTOUhvYP47a0HT1q5Ze/7opeHC2tZL8S2colqskKyIVbKhDQ02+k",
-	"/t6NgpytYIIwU0wYTJ9ag4AOCaTDHsqV70LMN3ZyS5icfXzhBhw+6RI3rpPsazv82ZIj4xpTl/s9ef38",
-	"2Ys3UJYBnjGNL9liUeayvj568ng/Bi1hfJzxBMcWtcaM/uy3KblDor7N9EYloOJNSAYaUdO6Ygtop9y8",
-	"A1Za2Z0N6SuBFrRDZrMTnDaeEEPJ5DVNa+PFQuhisZDKoH/5zJ6uOYU3siPRMJCwV7lFpWc+dLWwoH+z",
-	"H4+EtaGtzBEwkcLG2K8yQ84sUaBS5aIe6C/M/Lp1C8Vb+mz/vZvpDAnViZe4Z3MmZtc1W75YcnZtnNmO",
-	"LAKXZ3cMXx0arR2ms4kQ9V7jhXQhQyP7HtTMrwYDq5lH/UNQ1aDSL1rXTqc6Z85stsDlcUAw/NsuzXdD",
-	"JljTZP3fjQVQny1UOFWo5z4cNJKOc04Cu2XVrw+/Odq0KuHB2ZyLAAXHbnHvnpOb7DfhHw2tGiu0m8mk",
-	"PIcpV9r04ZV1L506uWiKz4RUzsg0tvXk0TbtcXQJ8d+ZoU0gatpWcOyim1LjvqWwelxnFqaZXEKKScYU",
-	"6iGYOTOQcW1GwsPS8cmLB+Qr02O7gps9JpCrgcuXYTRY5JREhb1HgwHFNV1UFyz3Vct838Hd7oX1//e3",
-	"3mj0fjT60PtXsKweR66U8BINs2HwOqHItD46fASl1XBq4Y+R+3Hr6lHbEH1WWZaWJ7YuZh3XgGtdOIdq",
-	"7dVflue6hNm1H0uLGlq9I7fvR5H1cEbRh/GwyZ450yBk58xlzEtOhpB1fGzXGQlXf9SQKExRGM4yDZTN",
-	"t6ETVHSsCrt2uRzzCSonHYnMcylGwkGFhj0rixmf7HthAW7AWtiVE4Ld6Vij2Vl5hA10W3vvzFLgzAXS",
-	"N+ajU4Gbjnbgc+XG26/cwp476OIFcW0vYdI2pDPeoAa7bvlaPAkQ+gpdCGHlqd3UNjPpHdhH/Yf9o9Lo",
-	"tMrMW0zluuWqimCc9GbKrUZUbp/7te5YsZrwj9PTE/iWaZ506jRrjv5OtviKLfm63L+xnZsZ+lpuwhuk",
-	"333ysdDOYpYNbY2FWlZ4vcEtjj72pN3yUc8HG1E4Dogu41aoelX/VfleH157HYIp1TuxNqQ0882p0z5W",
-	"cD8BJyhFzAObak22884ohlzbmA57G28WLMFeihnPuQ0gSpdDljrztAyvIUcmtM/Glo1BdXg+l1mq+zvR",
-	"qLhmu9xO7Nq2bAc4GwJ0Bd44hNoeMR+CLghvpkVWQc6m4LnpkYaCP81nAlP44d2pSx98M3jy9b7liEaR",
-	"uhayZlUlHO19XFhLfsbF5t7QQhielTyssdIPbQkaF+bJo2i9M3SrvB8LkAv2a9GR+rgWe1eUYAbGB95H",
-	"p5TKuGbQf7Ud9g1x9Qb5pmRSWMZ9JilIvzquaPbjOq873I3bFK4Wh1uTtThTbjokgGXCrmOuFDILf6wd",
-	"qKXMYM9wygKtHSXlmk0ybOZQJ1JmyETUSsLt7vc09Xfn7JRfqLGfuHmcTTQ4YS6x0KaDwI/mjIVbn22I",
-	"ZLVkzFyChySNuRDHjoMFm+FTYBNtraUUddOl/SEoDfYYu+dqiXXbHDc35eZTm2S+NZ+Sc9F8etgFmibn",
-	"uyBT/lbhd8KEdRoyOQMunNvPjccEDdrIBSylOudi1iBRQ5A+W7r4NS4ylvioZWve+HaTxJdr/LMbxaRQ",
-	"3Kze2JncjkPB+/pJfiLaO/xjdYOwZUVl7xpA+dQZhDUAZ3okxsfN+HAIbkkYFYPBw4Reoz/Ro+k0k8u1",
-	"pH+D4MywoVUiIjdLYSULBXIpqBOfTAW9snTVq+gZ6XUMyrGGTpBihgYDI0kThtTwHA2jl0ywGXovw7Ow",
-	"XyHyW5VFw8idv0V98hRdFZ2LqQwaIl8fLo/Yo5TJ8cmLPnjCW9qevHpzCi1L1ObESJTjY0t5AQnLnBF1",
-	"uZKqTdq3hV/JiKadqPkxEqetpvcyr8zFLEPwrbxyCkYVZj5s5ZxBycKgjkvnbeRSNrR2nejx3gNJumOO",
-	"VxtkyTzU6M0UAsuykZihsD9aR4zSBwpQTKVKMIXJCrih3b+qSZAzdY4pjGtf3keKQ7t7HMNUZpYLpTNF",
-	"p+EKJjLlbt2RGDd7Kz72lstlz+JLr1AZikSmmLo8PYG8FNkKfKNip49oj8GvBarVSDiQsXRVaLUW0/0Y",
-	"GFQXUIAsAyU0gASQ7Il3g+2bLvOOJAzlGK5DdQ+KXciTbWTxnrviQtnfUB5+JKj44vjkFKDK4yRMKUuR",
-	"catvbAjV/SWnxxlP0Dus/qbIyxenVsdIb+bGLPTw4EAuUDgx6ks1O/CD9IF91+oUNxl68LY6EsXRBSrt",
-	"9GjQP+wP7Ft2Erbg0TB62B/0H1L9ycwJLg76S8yy3rmQS3Hwy/Jc98uWmFkoqn1dtqc7KdZwgYpPVy1Q",
-	"qy9ZaIRzXGlgma/7V/L6wsLTDA2VWzu3WY4Gg1vr2KH5NzTstErjb9Bs68Fsz/APuYRM+nsgGivbRZfA",
-	"0i03qC7j6LE7ZWjzFTUO2ncnmgYrGr7/EEe6yHOmVv5AvuTvSN5iiAUFH6oQb+pGAOsfsJm2bo4H5g92",
-	"mZZY0A+9Vhaz5/i/UU6ek0q8ff2TxWpOuDgpeGZqfXfZsPLWRRcGhjBFd+vK/jISYwfCbpCD3x23OI7J",
-	"Nxq7oWOH0MzYvT3QMGEaR2KvSqv+/tvD/kOfH18T1k6S+w7FtrPSlZ30D3Qrf35DCS6n+MxifHxVeQAq",
-	"Pm0U23x1VhYgvFy2uZhxbV6uvrsF9u3kmFJv0np4EeSmdU6ImzRzDFKlqJyxpsuTl3H0aHC4ndittlEa",
-	"9HD7oPrm2g15akc93GlzVVdmRw42ed7vGy7th8uWtPzEtXHp1BbtGsJBwtASjYMWZi0UJszUNzIDSkbO",
-	"pIbxfz8/hXKScQznuDCufRjBWtOyDvg90+b45AUoTPjCJb/IedWGqdIZWzeFtVy+42b+JmN6/h8B/dMK",
-	"KOw1JUUjppTwNvP9q0X30zmuLp3g2gBtHd7c800A92jzDW261OdGp56TO5C4cRnx/pj/yJ3j6hHVxc0v",
-	"VVpc+N0Rl+9c3C3rroJtwNa+iv8+vN/6lYPyqr5dd1EEDOSiaNpH4u23Ml3dmmdTN85ettNsPnN0Zy6V",
-	"Q7owslUa4JMgTgWOnDzf3+o+xfql69/hDiO6V5H+UGroUmKuB8olxa6hkRavXacU5eikDkbRF/KcPu7R",
-	"KTC6gZoiluVcZghTlvNsBXsux+DespOhSKvgyJRuivsORZU7aseAFAD5+I+bp24t2oRovTkSOXN7oNtS",
-	"vvTEDSxlkaUwZxfo605pH44FFIJCMLr8k1kjuILyApCfj2t/FwZTOBoMwEgZirDc4U99IWY38AnmmHZX",
-	"y/W2vt1RadM1eUpV2ZOkdOFnyVyF31GEidWSrT7vbc+doKX7sYFd8WX9vu2ukBG8vG8HH32z4+DutcJd",
-	"QWftMvyuuLN2b/aq0JaUHhvattZjuVf2j4bC22aTRdXFVLa3HlQl3TDgNCu0ZU58DPgxoWZgvbGCMaUb",
-	"fR14sG+w0Nbrnp79PhzDUknXVlJPzPzDuiWAX2ADwDqN5h42+vAq58ZYrBq79nFXIdrW4DASI7G5Nt06",
-	"fvs0dGwQuOwUa0Q6Eu755tM/2X/qSgyZuwCpjVzoqhwHJwo1CtMC/5Hw7SVz5r6uUeIofWKjtAmbLQC0",
-	"DUB/JEoy5Wzl0uyCKSWXvq7aPlYIislW3CsSt5rG7tk1bDeQbPDSWiT7D37/9fDbFx732u1M+00Y3ws0",
-	"gV0fy6sOhmBm/TjxZS7e+i5VamHyNNQ+ERPaVp0TI1GPmvrPRQlsNGE8hXHdslHny6tR1MOYS4WELq4o",
-	"GMKQjGvzlo6yFqSuaxfdmtUGRJFPUNmdsfKc1BNiCiWq76tRabD+wBq1CrUS1SnSLZ9o+HhAPQHua3mP",
-	"B4N4y7fz1h11u7CD0GpDy7nUWNFDg5bK+OvYJTk3bdW1wVz14bdujv3DHeJe1bMTgLxXAkl6mqz4wgPT",
-	"Ly3AbDZLhPKCJVldPXtGjXUMytYwDxm+9+gyrjy7tpa5nAG1Md1Nwqa8kLqTTT68Vdm8whSTl/cHypkM",
-	"drCB1YcR/0RJlit0wGdZXHhh+RmQ+socHrgOxrBFFKsyum5669Y6+YYfrmNYzpmhUjM32vfQBDsSXmJ0",
-	"x5C7tb7SbKW6kYB+YVLQYXzrrHK5K/8PMjmThemxLGsGuh2ng96h7gO6KrhTEeR52cBmhce1JzWju1bi",
-	"r5He+bPyxycqmvFm4/wUWscghX8hxQue4DbeNXsVwymK51cuV/mpXCRZkWIatwPrp74Z1n8ueSROfaRb",
-	"LvxAgyoy3x9XfjSM7o8+bX0OtvLuXSefGIny5UKkqBqhtvU6tWvxp7C71Rff/HiUndM0L152LDglIV6u",
-	"Tpr3bW7fjnfuf+9kzjcUDCsakQGm+e7ZAN/QOu4Uit40Cv1s+uo42i5OWFhtNHRv1s1PZRzTqSuHQjRt",
-	"AEW7E92qJ+XlGoZ+XPanT7AuKcfBSnXlt+4idk23709aqr62n/gH8vd8cbv29+reWTOnHl9jxVaHg59r",
-	"Vbmrb7xTmbu8n9GWqO/cpQrtGqPdn40UctUQrxsOo31Xo3GPqguKztjcTD3Kmx1SQSap8ZgZt1jIVBSL",
-	"9G6Dvfo+yz2nYK/0i52F6bjFf12d/yvEhs6kXR0bXstaunZ1es812B8QOPhJA7d7ZgRJwhXTqYLer/N4",
-	"5R2W+NNVcZw1wue4OqAvk9SXaPwcrrM33pTf7bf/DxI6uvxw+X8BAAD//w==",
+	"7H3rctu2tv+rrD/3nok9f0qWHSdNlekHN03Pdts0nsQZnzlRjgmRSxJqElAB0Ip2xvt1+h59sjNYAK+i",
+	"LNnbdtLufqpDEbd1+a0r2E9BLLO5FCiMDoafghmyBBX9+YLFM3whhVEytf9OUMeKzw2XIhgGR+mCLTVE",
+	"Qva0kQoj2Hnz/Qt4+tXh1/D7b0/6+7v9IAx0PMOM2dEo8iwYvg+K94MPYWCWcwyGgTaKi2lwdRUGJ4pN",
+	"3ftrV4vttm6wGr3fvdobNGp5NDGoVld8i7EUiQYjYcG4gTFOpEIwasnFFNiUcdFcMuOCZ3bV/XIpLgxO",
+	"UdFaZ2dnR7mZoTA8ZgZXFzydIbgzPRnA7789hjEyhQriGUtTFFNsLtc+zVUYzJliGRrPvmOD2Y+47F6I",
+	"G8weabjApZ2V28dzZmZBGAiW2XkvcBmEgcJfc64wCYZG5dg4Lfv4E4qpmQXD/YNnoT19+W+7E2NQ2Vn/",
+	"9/1R739Y75+D3tf983/1Pvz/vwddnHinUbmVu3bL4ljmwjzSkPv3YCdjJp5hAjHT2ONCo9Dc8EtMlyEw",
+	"DcxAKqdc7K45XzHRtoc8ePK0fcgODijUcyk0EgO+Zckb/DVHbey/YikMCvqTzeepFQIuxd4v2p7yU23R",
+	"vyucBMPgb3uVYu65X/XeS6WkckutUkm5xSCRqEFIA0QiMDOuIZFxnqEwsBNxcclSnpz716PdPpzNUAA3",
+	"GmKFiZVQluqRYAohY+lEqgwT2DELCZEVYan4P2nzEXi0ACmAwVxJg7HBBOQcFb2xG4Kx/BN6gWokYqYU",
+	"Rw1MNCS9v18JORgp+yMRhHUkOjs767WVp4tMfsheW9eIYC+kmKQ8fmBmxCnTM9Sw4GZGtIhzpSwjtGEG",
+	"YSeK/bai3RB0Hs9IeMGwCxSVtEsFCjN5aaHHTpIybYAlmcWgqzD4XqoxTxIUD3M2I+3mUhZf2K3qWM7R",
+	"SVnJd/A6pUnedD6Z8JijMOf0chS22E9Ketf8PhYWgljqjvIghNGoLlHBhPHUakzE/RbO0Y6Kdp9Dgobx",
+	"VIPVrVROp5iEINAOUmhyJTAhhv4szfcyF8n9b/tn6aROoZa5iq1ECmnOJ3b1aJc289rS9h7AjObdQtAK",
+	"VVowDQonuba0bVj/g7YAkevSq/ku10lPw89p+CDXjfJv0c7pJCdsmUqWnEr5E1NTfEAyFQQay2QJ3Los",
+	"ElK7h060//yUektqcrd6uZlKbeV0/y5U8wsgy6mUr5hYejXTD0UaKSFjYlkQxnpu2dyQB0WgXjlfc6b1",
+	"QqrEmiP6KU4tqD/SoDFWaMKRmCiZ+WFJolBr+y4XwNLUkjyVi/NELoSFQqOWzo0GZj1wiMgb75E7HtkZ",
+	"rfu94go8IGN8fNArA4TrBtVCiYqj7wTz/hImD8TOF8QSYJU5tOa4ZpEcHDjOfU6xDzutfPMw0bdM8xgU",
+	"sjT7ZhRY+ZukcjEKQuswKo3mm1Hw7vT73rNREMHCerHkYq3QABPngP3j9PQE3KRdFuSa6KrG0kvGUzZO",
+	"HxLhE2bYmGmEhCfk2juPGna4AMMz3A1JJwtVpsjHORljtD5jPMP4gpR7JKQgK2+1XCqmeLo8z6tD/fk1",
+	"877s9K1N9Nxt6NxIeU7PvN91X/bgTk3BOlAfiZvIzr/BznvB2OvcZZ+Wcb7pTpTX1o9CYLVQ1kKOzK2y",
+	"AnkZEMsEd62mMjESHopBirqfRtPaWHCOqhkl3UtQfB9wdpdIVshZB5iNBDPgwexOAOzWQnhVWA6apvRr",
+	"Vw9P2i8nYAO+JQgpegcfP8IPb1//DEXmCGRuNE+QDBkZhgNAkcwlF0ZbGzVXNso23OWYsHuxI8hYPOMC",
+	"ewpZYslCsjeElXgghLYEt0QxHInuEL4WJ4YQZWhmMjm3z1iayoWbqkxu2FlWcS6EGnq4nZRstGLQDqAd",
+	"y1q2OXREOG9QYJUgszxjoiIHfpynTJB49+HYlEH4HJmhrEY+zrixjsMlS3PKva6sO+GYJl1rEUeJZQQU",
+	"xMs5U8by3tSsATMwYXlqwtJ3UWitgxRdC17VU5XvPeu7Tl/luuX4F4yN3euxwcxutSk+Fy4/vHIyOnOX",
+	"H9TcgksSu5fXLXqmuMMmliTcbo+lJ7U9TFiqsS3V5fL1LPNgMBhsosn6rfxw9mMXp+b5OOWxY9gZjuFH",
+	"XDrP8Ksn+1/truobS6edBIvVZedz7Hx6wZPu56abHaLzaa67Z//Y+XS5BTuNZafdXEgHdUusoebbTmmi",
+	"/3KDmd5kJSxDrsqpmVJs2SVfunP9n3HxTjuYvoFYFcbE/j2RKmOGygL+YdiUtoPDRr7/WVv0wmBhJfu1",
+	"SJeucEBWQM7dUh3pB/rNpcOdGwUZW8IYYaqYMJg8twYBHRJIhz1Uu9iGmG/t5JYwGft47AbsP20TN6yK",
+	"His7/NmSI+W6CJRO3rx8cfwWirLMC6bxFZvPi8zbs4OnT3ZD0BKio5THGFnUihj92W9ScovCSZPptcpM",
+	"yZsuGahFTauKXRQYivDOO2CFld3akL4WaEG7y2y2QunaE2Iomby6aa29mAudz+dSGfQvn9vT1afwRnYk",
+	"agYSdkq3qPDMh6422enf7IYjYW1oI88FTCSwNvarQmgySxSolJmzR/oLM79u3Vzxhj7bf29nOruE6sRL",
+	"3IsZE9Obmi1f2jm/Mc5sRhaBi/N7hq8WjVYO09pEF/Xe4KV0IUOtVtCpmV8NBlYzD/r7oMpBhV+0qp1O",
+	"dc6d2WyAy5MOwfBvu6TkLZlgTZP1f9cWpH1uU+FEoZ75cNBIOs4FCeyGVZ/tf32wblXCg/MZFx0UjNzi",
+	"3j0nN9lvwj8aWjVWaDeTSnkBE6606cNr6146dXLRFJ8KqZyRqW3r6eEm7XF06eK/M0PrQNQ0rWDkoptC",
+	"476lsDqqMguTVC4gwThlCvUQzIwZSLk2I+Fh6ejk+BH5yvTYruBmDwnkKuDyRSMNFjklUWHncDCguKaN",
+	"6oJlvsaa7Tq4277R4f/9rTcavR+NPvT+1dnmEAau8PEKDbNh8CqhyLQe7h8Cq5fZi2NkftyqelQ2RJ+X",
+	"lqXhia2KWcs14FrnzqFaefWXxYUuYHblx8Kidq3ektv3o8B6OKPgQzSss2fGNAjZOnMR85KTIWQVH9t1",
+	"RsJVSxsNC0C1Bxs6QUnHsgxtl8swG6Ny0hHLLJNiJBxUaNixspjy8a4XFuAGrIVdOiHYno4Vmp0XR1hD",
+	"t5X3zi0Fzl0gfWs+OhW47WgHPtduvPnKHey5hS5eEFf20k3amnSGa9Rg2y3fiCcdhL5GF7qw8tRuapOZ",
+	"9A7sYf9x/6AwOo2i+AZTuWq5ypIdJ72ZcKsR7cpJ2UFkNaFWM2lWlVYc/a1s8TVb8lXEf2M7tzP0ldx0",
+	"b5B+98nHXDuLWTQY1hZqWOHVhsMw+NiTdssHPR9sBN1xQHAVNkLV6/rhivf68MbrEEyoOouVIaWZb0+d",
+	"5rE699PhBCWIWcemGpNtvTOKIVc2pru9jbdzFmMvwZRn3AYQhcshC515XoTXkCET2mdjizamKjyfyTTR",
+	"/a1olN+wfXErdm1atgWcNQG6Bm8cQm2OmPdB54Q3kzwtIWdd8Fz3SLuCP82nAhP44ezUpQ++Hjx9tms5",
+	"olEkruGtXlXpjvY+zq0lP+difa9uLgxPCx5WWOmHNgSNC/P0MFjt1N0o70cC5Jz9mrekPqzE3hUlmIFo",
+	"z/volFKJKgZ903TY18TVa+SbkkndMu4zSZ30q+KKen+087q7u6PrwtXgcGOyBmeKTXcJYJGwa5krhczC",
+	"H2sGagkz2DOcskArR0m4ZuMU6znUsZQpMhE0knDb+z11/d06O+UXqu0nrB9nHQ1OmEssNOkg8KM5Z92t",
+	"6DZEsloSMZfgIUljLsSx42DOpvgc2FhbaylF1SJqf+iUBnuM7XO1xLpNjpubcv2pTTzbmE/JuKg/3W8D",
+	"TZ3zbZApfivxO2bCOg2pnAIXzu3nxmOCBm3kHBZSXXAxrZGoJkifLV38Bucpi33UsjFvfLdJ4qsV/tmN",
+	"YpwrbpZv7Uxux13B++pJfiLaO/xjVTuzZUVp72pA+dwZhBUAZ3okmq3nQ3BLwigfDB7H9Br9iR5NJ6lc",
+	"rCT9awRnhg2tEhG5WQJLmSuQC0E3I8hU0CsLV70KXpBeh6Aca+gECaZosGMkacKQ2rODYfCKCTZF72V4",
+	"FvZLRH6n0mAYuPM3qE+eoquiczGRnYbI14eLI/YoZXJ0ctwHT3hL25PXb0+hYYmanBiJYjw16wuIWeqM",
+	"qMuVlE3dvon9WkbU7UTFj5E4bVxCKPLKXExTBN94LCdgVG5mw0bOGZTMDeqwcN5GLmVDa1eJHu89kKQ7",
+	"5ni1QRbPutrSmUJgaToSUxT2R+uIUfpAAYqJVDEmMF4CN7T7l453rlOhdokh+u+ej+B6x99FsGNq0YwP",
+	"Y7gBQmUGmgkEKXC3PxJHMGdmBkLW9kYn1n4VDYeDw2aJ3Z6KgQtFgbkJbGQ0IpSj0XA4eLKmFD+WZlZd",
+	"QoheumrAWCZLOuHriskZUxeYQFRFKz4WHlr+YAQTaWct3UXiF1d2Lu4oOxJRvXvkY2+xWPQsgvZylaKI",
+	"ZYKJq0SQGZMiXYJvHG11Su0w+DVHtRwJB6NWchT+QrdMdkOigr/y5KhMKRsgFSOL6R19+6arLSCJezGG",
+	"667KDkVn5KvX8pQ1gllJLQ4/ElRectxxKl5mqgpBiRqdcUMob8w5pEp5jN4l93eTXh2fWhQhZJgZM9fD",
+	"vT05R+EUpS/VdM8P0nv2XYsa3KTozZNFgSAMLlFphxSD/n5/YN+yk7A5D4bB4/6g/5gqbGZGgLjXX2Ca",
+	"9i6EXIi9XxYXul80/Uy74vY3xXUBp6caLlHxybIB29WlF41wgUsNLPWdDaXUH1sAnqKhgnLr/tTBYHBn",
+	"PUk0/5qWpEbx/y2aTT2xzRn+IReQSn8vR2NpnenaYbK5q/SJO2XX5ktq7DXvstRNcjB8/yEMdJ5lTC39",
+	"gXxTgyN5gyEW9nwwRrypWh2sB8Sm2jpy3vR8sMs0xIJ+6DXytD3H/7Vy4pDz3ZufrDXihPzjnKem0neX",
+	"7ytuwbRhYAgTdPf87C8jETkz4wY5A7PlFqOQvL/IDY2cDWLG7u2RhjHTOBI7ZeL4998e9x/7CsCKsLbS",
+	"+Pcotq2Vrr3Z8Eg3KgS3lOBiis8sxkfXFUCg5NNasc2W50WJxctlk4sp1+bV8rs7YN9Wrjd1X60GUJ3c",
+	"tO4XcZNmDkGqBJVzR+i67lUYHG5D7NqNLRqyv3lIo5eWBj3ePKi6fHhLMbCjHm+1ubJVtSU668KR9zU/",
+	"/8NVQ8B+4tq4HHOD3DV5IvlpSNNeA+bmCulmQXFtuEMvycPWEP3Xy1MoJolCuMC5cT3V6Nw4Xxz9nmlz",
+	"dHIMCmM+dxlB8ui1YarwUFetZyXKZ9zM3qZMz/6S6b9kuiK3i0sK4dKICRUOzGz3emn/dIHLKyfrNtBd",
+	"BVH3fB2MHq7/8gBd5XSjky+c+YfuHNePKK/rfqnS4tIYLXH5zuUvZNWdsQkLm5+YeN+93+qVveITFHbd",
+	"ed5hhud53QoTb7+VyfLO/KeqAfmqma70Gbh7c9wcOHaDYakBPpnkVODAyfPDre5T1V+6/u1vMaJ9pesP",
+	"pYYuteh6yVxy8QYaafHadZxRrlPqzlj9Ul7QR2tahVo3UFNctJjJFGHCMp4uYcdlMtxbdjIUSRmCmcKz",
+	"cd9XKXNwzUiTwiwfZXLz3K1FmxCNN0ciY24PdOvMl/C4gYXM0wRm7BJ9/S7pw5GAXFCgR5eoUmsEl1Bc",
+	"pPLz8SKHhgkcDAbVB0Wa0OMOf+oLWtuBT2cma3u1XG2P3B6V1n0cgRJi9iQJXZxaMNcp4SjCxHLBlp/3",
+	"avtW0NL+xMS2+LJ6y3pbyOj8ZIMdfPD1loPb1zO3BZ2VTyBsizsr94+vC6BJ6bGmbSu9qjtFH25XEF1v",
+	"Vim7wYo24b2yNN4NOPVKd1FbiAA/xtRUrddWgiZ0M7IFDy7t3bH1qjdqtw9HsFDStedUEzP/sGqt4JdY",
+	"A7BWw76HjT68zrgxFqsi14bvKm2bGkVGYiTW1/gbx2+eho4NAhetopdIRsI9X3/6p7vPXakmdRdJtZFz",
+	"XZY14UShRmEa4D8Svk1nxtw3VQocpQ+rFDZhvQWApgHoj0RBpowtXTJfMKXkwtenm8fqgmKyFQ+KxI3m",
+	"uwd2DZuNOGu8tAbJ/sLv/zz89gXcnWZb2G4dxnc6mulujuVlJ0hn/v4o9sU03vgaWWJh8rSrDSUktC07",
+	"UEaiGjXxHwkTWGtmeQ5R1fpSZeXLUVREzSR9im7pS49dGJJybd7RUVaC1FXtotvH2oDIszEquzNWnJN6",
+	"a0yuRPndQCpAVh8OpJarRjo8QbotFQyfDKi3wn0F8slgEG74JuSqo24XdhBabmgxkxpLemjQUhl/rb0g",
+	"57qtunai6z5o2M7kf7hH3Ct7nzog77VAkp46K/7KCt4owKw3nXTlBQuyuqr5lBoUGRQtdh4yfA/XVVh6",
+	"dk0tczkDage7n4RNcbF3K5u8f6eyeY0pJi/vD5QzGWxhA8vPYf6JkizX6IDPsrjwwvKzQ+pLc7jnOkG7",
+	"LaJYFtF13Vu31sk3TnHq/WGGCtrcaN+L1Nn38AqDe4bcjSWZekvaQ8n0FyY4LVlpkEcuthWZvVROZW56",
+	"LE3rsXHLT6F3qC2CbmluVTd5WfQOWnlzfVP1gLCRK6xlhP5iaTsdUo9qaySjAD4EKfwLCV7yGDexu95Z",
+	"2p0IeXntcqU3zEWc5gkmYTN8f+5bl/3Hxkfi1MfTxcKPNKg89d2MxSfe6Lbv88anhssYwvVdipEoXs5F",
+	"gqoW0FvfVrsLGRTcN24x1D/1Zec09WuyLT+BUh2vlif121F37y20butv5TSsKUuWNCIzT/M9sJm/pQ3e",
+	"KuC9baz72fTVcbRZArFIXGu/X6+bn4poqVW97goEtQEUzXsDVj0p+1dzJ6LiNsEYq8J12FkPL73jbcSu",
+	"7lz+SQviN/ZG/0BepS+hV15l1QdsZtSvbKzY6u4Q60a19PL/kEDF9OI2TVOivnNXYLRrY3d/1hLV5fUF",
+	"XXNL7bsajXtUXid1xuZ26lHcw5EKUklN1My4xbpMRT5P7jekrG4fPXCi91rv21mYz+J8f4k6/58QgTqT",
+	"dn0EeiNr6Vrv6T13WWCPwMFP2nEXa0qQJFzJnur0/SpbWNw4Cj9dFy1aI3yByz36jkx15cnP4bqUw3VZ",
+	"5H7z/7+ig6sPV/8XAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

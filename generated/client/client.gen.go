@@ -1877,6 +1877,11 @@ func (r GetServerMetadataResponse) ContentType() string {
 	return ""
 }
 
+// ListMyDataResponse400Headers the declared response headers of an HTTP 400 response for ListMyData
+type ListMyDataResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // ListMyDataResponse401Headers the declared response headers of an HTTP 401 response for ListMyData
 type ListMyDataResponse401Headers struct {
 	WWWAuthenticate *string
@@ -1897,6 +1902,8 @@ type ListMyDataResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *[]Item
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Unauthorized
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -1905,6 +1912,8 @@ type ListMyDataResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListMyDataResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListMyDataResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -1916,6 +1925,11 @@ type ListMyDataResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListMyDataResponse) GetJSON200() *[]Item {
 	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListMyDataResponse) GetJSON400() *BadRequest {
+	return r.JSON400
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -1967,6 +1981,11 @@ func (r ListMyDataResponse) ContentType() string {
 	return ""
 }
 
+// ListMyDataWithSlashResponse400Headers the declared response headers of an HTTP 400 response for ListMyDataWithSlash
+type ListMyDataWithSlashResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // ListMyDataWithSlashResponse401Headers the declared response headers of an HTTP 401 response for ListMyDataWithSlash
 type ListMyDataWithSlashResponse401Headers struct {
 	WWWAuthenticate *string
@@ -1987,6 +2006,8 @@ type ListMyDataWithSlashResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *[]Item
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Unauthorized
 	// JSON403 the response for an HTTP 403 `application/json` response
@@ -1995,6 +2016,8 @@ type ListMyDataWithSlashResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListMyDataWithSlashResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListMyDataWithSlashResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -2006,6 +2029,11 @@ type ListMyDataWithSlashResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListMyDataWithSlashResponse) GetJSON200() *[]Item {
 	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListMyDataWithSlashResponse) GetJSON400() *BadRequest {
+	return r.JSON400
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -2057,6 +2085,11 @@ func (r ListMyDataWithSlashResponse) ContentType() string {
 	return ""
 }
 
+// DeleteMyDataResponse400Headers the declared response headers of an HTTP 400 response for DeleteMyData
+type DeleteMyDataResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // DeleteMyDataResponse401Headers the declared response headers of an HTTP 401 response for DeleteMyData
 type DeleteMyDataResponse401Headers struct {
 	WWWAuthenticate *string
@@ -2087,6 +2120,8 @@ type DeleteMyDataResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteMyDataResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteMyDataResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -2154,6 +2189,11 @@ func (r DeleteMyDataResponse) ContentType() string {
 	return ""
 }
 
+// PutMyDataResponse400Headers the declared response headers of an HTTP 400 response for PutMyData
+type PutMyDataResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // PutMyDataResponse401Headers the declared response headers of an HTTP 401 response for PutMyData
 type PutMyDataResponse401Headers struct {
 	WWWAuthenticate *string
@@ -2188,6 +2228,8 @@ type PutMyDataResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *PutMyDataResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *PutMyDataResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -2279,8 +2321,9 @@ type RevokeTokenResponse400Headers struct {
 
 // RevokeTokenResponse401Headers the declared response headers of an HTTP 401 response for RevokeToken
 type RevokeTokenResponse401Headers struct {
-	CacheControl *string
-	Pragma       *string
+	CacheControl    *string
+	Pragma          *string
+	WWWAuthenticate *string
 }
 
 // RevokeTokenResponse413Headers the declared response headers of an HTTP 413 response for RevokeToken
@@ -2413,8 +2456,9 @@ type IssueTokenResponse400Headers struct {
 
 // IssueTokenResponse401Headers the declared response headers of an HTTP 401 response for IssueToken
 type IssueTokenResponse401Headers struct {
-	CacheControl *string
-	Pragma       *string
+	CacheControl    *string
+	Pragma          *string
+	WWWAuthenticate *string
 }
 
 // IssueTokenResponse413Headers the declared response headers of an HTTP 413 response for IssueToken
@@ -2540,6 +2584,11 @@ func (r IssueTokenResponse) ContentType() string {
 	return ""
 }
 
+// ListUsersResponse400Headers the declared response headers of an HTTP 400 response for ListUsers
+type ListUsersResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // ListUsersResponse401Headers the declared response headers of an HTTP 401 response for ListUsers
 type ListUsersResponse401Headers struct {
 	WWWAuthenticate *string
@@ -2570,6 +2619,8 @@ type ListUsersResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListUsersResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListUsersResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -2637,6 +2688,11 @@ func (r ListUsersResponse) ContentType() string {
 	return ""
 }
 
+// CreateUserResponse400Headers the declared response headers of an HTTP 400 response for CreateUser
+type CreateUserResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // CreateUserResponse401Headers the declared response headers of an HTTP 401 response for CreateUser
 type CreateUserResponse401Headers struct {
 	WWWAuthenticate *string
@@ -2671,6 +2727,8 @@ type CreateUserResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *CreateUserResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateUserResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -2748,6 +2806,11 @@ func (r CreateUserResponse) ContentType() string {
 	return ""
 }
 
+// GetMeResponse400Headers the declared response headers of an HTTP 400 response for GetMe
+type GetMeResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // GetMeResponse401Headers the declared response headers of an HTTP 401 response for GetMe
 type GetMeResponse401Headers struct {
 	WWWAuthenticate *string
@@ -2763,12 +2826,16 @@ type GetMeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *User
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Unauthorized
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetMeResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetMeResponse401Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -2778,6 +2845,11 @@ type GetMeResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetMeResponse) GetJSON200() *User {
 	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetMeResponse) GetJSON400() *BadRequest {
+	return r.JSON400
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -2824,6 +2896,11 @@ func (r GetMeResponse) ContentType() string {
 	return ""
 }
 
+// LogoutEverywhereResponse400Headers the declared response headers of an HTTP 400 response for LogoutEverywhere
+type LogoutEverywhereResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // LogoutEverywhereResponse401Headers the declared response headers of an HTTP 401 response for LogoutEverywhere
 type LogoutEverywhereResponse401Headers struct {
 	WWWAuthenticate *string
@@ -2837,16 +2914,25 @@ type LogoutEverywhereResponse503Headers struct {
 type LogoutEverywhereResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Unauthorized
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *LogoutEverywhereResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *LogoutEverywhereResponse401Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *LogoutEverywhereResponse503Headers
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r LogoutEverywhereResponse) GetJSON400() *BadRequest {
+	return r.JSON400
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -2893,6 +2979,11 @@ func (r LogoutEverywhereResponse) ContentType() string {
 	return ""
 }
 
+// ChangeMyPasswordResponse400Headers the declared response headers of an HTTP 400 response for ChangeMyPassword
+type ChangeMyPasswordResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // ChangeMyPasswordResponse401Headers the declared response headers of an HTTP 401 response for ChangeMyPassword
 type ChangeMyPasswordResponse401Headers struct {
 	WWWAuthenticate *string
@@ -2923,6 +3014,8 @@ type ChangeMyPasswordResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ChangeMyPasswordResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ChangeMyPasswordResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -2990,6 +3083,11 @@ func (r ChangeMyPasswordResponse) ContentType() string {
 	return ""
 }
 
+// DeleteUserResponse400Headers the declared response headers of an HTTP 400 response for DeleteUser
+type DeleteUserResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // DeleteUserResponse401Headers the declared response headers of an HTTP 401 response for DeleteUser
 type DeleteUserResponse401Headers struct {
 	WWWAuthenticate *string
@@ -3022,6 +3120,8 @@ type DeleteUserResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteUserResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteUserResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -3094,6 +3194,11 @@ func (r DeleteUserResponse) ContentType() string {
 	return ""
 }
 
+// UpdateUserResponse400Headers the declared response headers of an HTTP 400 response for UpdateUser
+type UpdateUserResponse400Headers struct {
+	WWWAuthenticate *string
+}
+
 // UpdateUserResponse401Headers the declared response headers of an HTTP 401 response for UpdateUser
 type UpdateUserResponse401Headers struct {
 	WWWAuthenticate *string
@@ -3130,6 +3235,8 @@ type UpdateUserResponse struct {
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *UpdateUserResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *UpdateUserResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -3657,6 +3764,13 @@ func ParseListMyDataResponse(rsp *http.Response) (*ListMyDataResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3688,6 +3802,16 @@ func ParseListMyDataResponse(rsp *http.Response) (*ListMyDataResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListMyDataResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListMyDataResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -3744,6 +3868,13 @@ func ParseListMyDataWithSlashResponse(rsp *http.Response) (*ListMyDataWithSlashR
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3775,6 +3906,16 @@ func ParseListMyDataWithSlashResponse(rsp *http.Response) (*ListMyDataWithSlashR
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListMyDataWithSlashResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListMyDataWithSlashResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -3872,6 +4013,16 @@ func ParseDeleteMyDataResponse(rsp *http.Response) (*DeleteMyDataResponse, error
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers DeleteMyDataResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteMyDataResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -3980,6 +4131,16 @@ func ParsePutMyDataResponse(rsp *http.Response) (*PutMyDataResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers PutMyDataResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers PutMyDataResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -4126,6 +4287,13 @@ func ParseRevokeTokenResponse(rsp *http.Response) (*RevokeTokenResponse, error) 
 				return nil, err
 			}
 			headers.Pragma = &value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
 	case rsp.StatusCode == 413:
@@ -4331,6 +4499,13 @@ func ParseIssueTokenResponse(rsp *http.Response) (*IssueTokenResponse, error) {
 			}
 			headers.Pragma = &value
 		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
 		response.Headers401 = &headers
 	case rsp.StatusCode == 413:
 		var headers IssueTokenResponse413Headers
@@ -4478,6 +4653,16 @@ func ParseListUsersResponse(rsp *http.Response) (*ListUsersResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListUsersResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListUsersResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -4586,6 +4771,16 @@ func ParseCreateUserResponse(rsp *http.Response) (*CreateUserResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers CreateUserResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers CreateUserResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -4642,6 +4837,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4666,6 +4868,16 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetMeResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetMeResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -4708,6 +4920,13 @@ func ParseLogoutEverywhereResponse(rsp *http.Response) (*LogoutEverywhereRespons
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4732,6 +4951,16 @@ func ParseLogoutEverywhereResponse(rsp *http.Response) (*LogoutEverywhereRespons
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers LogoutEverywhereResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers LogoutEverywhereResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -4819,6 +5048,16 @@ func ParseChangeMyPasswordResponse(rsp *http.Response) (*ChangeMyPasswordRespons
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ChangeMyPasswordResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ChangeMyPasswordResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -4923,6 +5162,16 @@ func ParseDeleteUserResponse(rsp *http.Response) (*DeleteUserResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers DeleteUserResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteUserResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -5038,6 +5287,16 @@ func ParseUpdateUserResponse(rsp *http.Response) (*UpdateUserResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers UpdateUserResponse400Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers UpdateUserResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {

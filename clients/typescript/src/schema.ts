@@ -448,6 +448,8 @@ export interface components {
         /** @description Client authentication failed (`invalid_client`). */
         OAuthUnauthorized: {
             headers: {
+                /** @description `Basic realm="passflow", charset="UTF-8"` when the client authenticated with HTTP Basic (RFC 6749 §5.2). */
+                "WWW-Authenticate"?: string;
                 "Cache-Control": components["headers"]["CacheControl"];
                 Pragma: components["headers"]["Pragma"];
                 [name: string]: unknown;
@@ -508,9 +510,14 @@ export interface components {
                 "application/json": components["schemas"]["OAuthError"];
             };
         };
-        /** @description The request does not match this document (`invalid_request`). */
+        /**
+         * @description The request does not match this document (`invalid_request`). When its credentials
+         *     are malformed (two `Authorization` headers on a protected operation), the answer
+         *     carries an RFC 6750 §3.1 challenge too.
+         */
         BadRequest: {
             headers: {
+                "WWW-Authenticate": components["headers"]["WWWAuthenticate"];
                 [name: string]: unknown;
             };
             content: {
@@ -750,6 +757,7 @@ export interface operations {
                     "application/json": components["schemas"]["Item"][];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             500: components["responses"]["InternalError"];
@@ -774,6 +782,7 @@ export interface operations {
                     "application/json": components["schemas"]["Item"][];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             500: components["responses"]["InternalError"];
@@ -991,6 +1000,7 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
@@ -1040,6 +1050,7 @@ export interface operations {
                 };
                 content?: never;
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
