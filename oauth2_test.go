@@ -149,20 +149,22 @@ func TestServerMetadata(t *testing.T) {
 			t.Fatal(err)
 		}
 		for field, want := range map[string]string{
-			"issuer":              wantBase,
-			"token_endpoint":      wantBase + "/token",
-			"revocation_endpoint": wantBase + "/revoke",
-			"jwks_uri":            wantBase + "/.well-known/jwks.json",
+			"issuer":                 wantBase,
+			"token_endpoint":         wantBase + "/token",
+			"revocation_endpoint":    wantBase + "/revoke",
+			"introspection_endpoint": wantBase + "/introspect",
+			"jwks_uri":               wantBase + "/.well-known/jwks.json",
 		} {
 			if m[field] != want {
 				t.Errorf("%s = %v, want %s", field, m[field], want)
 			}
 		}
 		for field, want := range map[string]string{
-			"grant_types_supported":                 "[password refresh_token]",
-			"scopes_supported":                      "[data:read data:write users:admin]",
-			"token_endpoint_auth_methods_supported": "[none client_secret_basic client_secret_post]",
-			"response_types_supported":              "[none]",
+			"grant_types_supported":                         "[password refresh_token]",
+			"scopes_supported":                              "[data:read data:write users:admin]",
+			"token_endpoint_auth_methods_supported":         "[none client_secret_basic client_secret_post]",
+			"response_types_supported":                      "[none]",
+			"introspection_endpoint_auth_methods_supported": "[client_secret_basic client_secret_post]",
 		} {
 			if got := sprint(m[field]); got != want {
 				t.Errorf("%s = %s, want %s", field, got, want)

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -9,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/passflow/passflow/fault"
 	"github.com/passflow/passflow/store"
@@ -122,7 +126,18 @@ type Clients struct {
 	throttle *Throttle
 	events   Events
 	now      func() time.Time
+	// verified remembers secrets that verified lately: the SHA-256 of a
+	// client id and secret, to the stored hash they verified against. A
+	// service that introspects every request it serves would otherwise
+	// cost a password hash per request.
+	verified *expirable.LRU[[sha256.Size]byte, string]
 }
+
+// Verified client secrets are remembered this long, and this many.
+const (
+	verifiedSecretTTL  = 5 * time.Minute
+	verifiedSecretsMax = 1024
+)
 
 // ClientConfig says which clients may call.
 type ClientConfig struct {
@@ -142,7 +157,8 @@ func NewClients(
 	events Events,
 	now func() time.Time,
 ) *Clients {
-	return &Clients{cfg: cfg, st: st, hasher: hasher, throttle: throttle, events: events, now: now}
+	return &Clients{cfg: cfg, st: st, hasher: hasher, throttle: throttle, events: events, now: now,
+		verified: expirable.NewLRU[[sha256.Size]byte, string](verifiedSecretsMax, nil, verifiedSecretTTL)}
 }
 
 // AuthMethods lists the token endpoint authentication methods clients may
@@ -176,6 +192,13 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials, ip 
 	}
 	if !validClientID(creds.ID) {
 		return Client{}, fault.New(fault.InvalidClient, "client id must be 1 to 255 printable ASCII characters")
+	}
+	var digest [sha256.Size]byte
+	if creds.Secret != "" {
+		digest = sha256.Sum256([]byte(creds.ID + "\x00" + creds.Secret))
+		if client, ok := c.recall(ctx, creds.ID, digest); ok {
+			return client, nil
+		}
 	}
 	var attempt *Attempt // nil without a secret: nothing to guess
 	if creds.Secret != "" {
@@ -228,7 +251,24 @@ func (c *Clients) Authenticate(ctx context.Context, creds ClientCredentials, ip 
 	if err := attempt.Succeeded(ctx); err != nil {
 		return Client{}, err
 	}
+	c.verified.Add(digest, reg.SecretHash)
 	return client, nil
+}
+
+// recall returns the client whose secret verified lately, if it still
+// exists with the same secret hash. Anything else takes the long way.
+func (c *Clients) recall(ctx context.Context, id string, digest [sha256.Size]byte) (Client, bool) {
+	hash, ok := c.verified.Get(digest)
+	if !ok {
+		return Client{}, false
+	}
+	reg, err := c.st.ClientByID(ctx, id)
+	if err != nil || !reg.DeletedAt.IsZero() || reg.SecretHash == "" ||
+		subtle.ConstantTimeCompare([]byte(reg.SecretHash), []byte(hash)) != 1 {
+		c.verified.Remove(digest)
+		return Client{}, false
+	}
+	return Client{ID: reg.ID, Registered: true, GrantTypes: reg.GrantTypes, Scopes: reg.Scopes}, true
 }
 
 // failed reports a wrong client secret to the audit log.

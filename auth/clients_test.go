@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,5 +73,59 @@ func TestClientRules(t *testing.T) {
 	}
 	if _, err := NewClients(ClientConfig{Scopes: testScopes}, st, NewPasswords(cheap), nil, NoEvents{}, time.Now).Authenticate(ctx, ClientCredentials{}, "192.0.2.1"); fault.As(err).Code != fault.InvalidClient {
 		t.Errorf("no client with public clients off: %v, want invalid_client", err)
+	}
+}
+
+// countingHasher counts the secrets it verifies.
+type countingHasher struct {
+	Hasher
+	verified atomic.Int64
+}
+
+func (h *countingHasher) Verify(ctx context.Context, encoded, password string) (bool, bool, error) {
+	h.verified.Add(1)
+	return h.Hasher.Verify(ctx, encoded, password)
+}
+
+// TestVerifiedSecretsAreRemembered: a client that authenticates on every
+// request (a service introspecting tokens) costs one hash, not one per
+// request; a wrong secret, a deleted client or a new secret never rides
+// on the memory.
+func TestVerifiedSecretsAreRemembered(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := &countingHasher{Hasher: NewPasswords(cheap)}
+	c := NewClients(ClientConfig{Scopes: testScopes}, st, h, nil, NoEvents{}, time.Now)
+	const secret = "a-secret-of-sixteen-bytes-or-more"
+	if _, err := c.Register(ctx, NewClient{ID: "svc", Secret: secret}); err != nil {
+		t.Fatal(err)
+	}
+	good := ClientCredentials{ID: "svc", Secret: secret}
+	for range 5 {
+		if cl, err := c.Authenticate(ctx, good, "192.0.2.1"); err != nil || cl.ID != "svc" || cl.Public || !cl.Registered {
+			t.Fatalf("Authenticate = %+v, %v", cl, err)
+		}
+	}
+	if n := h.verified.Load(); n != 1 {
+		t.Errorf("5 authentications verified the secret %d times, want 1", n)
+	}
+	for range 3 {
+		if _, err := c.Authenticate(ctx, ClientCredentials{ID: "svc", Secret: secret + "x"}, "192.0.2.1"); fault.As(err).Code != fault.InvalidClient {
+			t.Errorf("a wrong secret: %v", err)
+		}
+	}
+	if n := h.verified.Load(); n != 4 {
+		t.Errorf("3 wrong secrets brought verifications to %d, want 4", n)
+	}
+	if err := c.Delete(ctx, "svc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Authenticate(ctx, good, "192.0.2.1"); fault.As(err).Code != fault.InvalidClient {
+		t.Errorf("a deleted client with a remembered secret: %v", err)
 	}
 }

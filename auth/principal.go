@@ -16,6 +16,7 @@ type Principal struct {
 	ClientID  string
 	TokenID   string
 	Scopes    []string
+	IssuedAt  time.Time
 	ExpiresAt time.Time
 	// Version is the account's token version when the token was issued.
 	Version int64

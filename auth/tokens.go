@@ -242,6 +242,7 @@ func (t *Tokens) parse(ctx context.Context, raw string) (*Principal, error) {
 			ClientID:  *claims.ClientID,
 			TokenID:   claims.ID,
 			Scopes:    strings.Fields(*claims.Scope),
+			IssuedAt:  claims.IssuedAt.Time,
 			ExpiresAt: claims.ExpiresAt.Time,
 			Version:   claims.Version,
 			SessionID: claims.Session,

@@ -117,6 +117,40 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 	return api.RevokeToken200Response{Headers: api.RevokeToken200ResponseHeaders{CacheControl: ptr(noStore), Pragma: ptr(noCache)}}, nil
 }
 
+// IntrospectToken is POST /introspect (RFC 7662).
+func (s *Server) IntrospectToken(ctx context.Context, req api.IntrospectTokenRequestObject) (api.IntrospectTokenResponseObject, error) {
+	b := req.Body
+	client, err := auth.MergeClientCredentials(auth.ClientCredentialsFrom(ctx), deref(b.ClientId), deref(b.ClientSecret))
+	if err != nil {
+		return nil, err
+	}
+	ip, err := clientIP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.grants.Introspect(ctx, auth.IntrospectRequest{Token: b.Token, Client: client, ClientIP: ip})
+	if err != nil {
+		return nil, err
+	}
+	out := api.IntrospectionResponse{Active: p != nil}
+	if p != nil {
+		out.Scope = ptr(strings.Join(p.Scopes, " "))
+		out.ClientId = ptr(p.ClientID)
+		out.Username = optional(p.Username)
+		out.TokenType = ptr(api.IntrospectionResponseTokenTypeBearer)
+		out.Exp = ptr(p.ExpiresAt.Unix())
+		out.Iat = ptr(p.IssuedAt.Unix())
+		out.Sub = ptr(p.UserID)
+		out.Aud = ptr(s.issuer)
+		out.Iss = ptr(s.issuer)
+		out.Jti = ptr(p.TokenID)
+	}
+	return api.IntrospectToken200JSONResponse{
+		Body:    out,
+		Headers: api.IntrospectToken200ResponseHeaders{CacheControl: ptr(noStore), Pragma: ptr(noCache)},
+	}, nil
+}
+
 // GetServerMetadata is GET /.well-known/oauth-authorization-server (RFC 8414).
 func (s *Server) GetServerMetadata(_ context.Context, _ api.GetServerMetadataRequestObject) (api.GetServerMetadataResponseObject, error) {
 	base := strings.TrimSuffix(s.issuer, "/")
@@ -125,11 +159,14 @@ func (s *Server) GetServerMetadata(_ context.Context, _ api.GetServerMetadataReq
 			Issuer:                                 s.issuer,
 			TokenEndpoint:                          base + "/token",
 			RevocationEndpoint:                     base + "/revoke",
+			IntrospectionEndpoint:                  base + "/introspect",
 			JwksUri:                                base + "/.well-known/jwks.json",
 			GrantTypesSupported:                    s.grants.GrantTypes(),
 			TokenEndpointAuthMethodsSupported:      s.clients.AuthMethods(),
 			RevocationEndpointAuthMethodsSupported: s.clients.AuthMethods(),
-			ScopesSupported:                        s.scopes.All(),
+			// Only registered confidential clients may introspect.
+			IntrospectionEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
+			ScopesSupported: s.scopes.All(),
 			// No authorization endpoint: none of its response types.
 			ResponseTypesSupported: []string{"none"},
 		},

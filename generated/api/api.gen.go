@@ -22,6 +22,21 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for IntrospectionResponseTokenType.
+const (
+	IntrospectionResponseTokenTypeBearer IntrospectionResponseTokenType = "Bearer"
+)
+
+// Valid indicates whether the value is a known member of the IntrospectionResponseTokenType enum.
+func (e IntrospectionResponseTokenType) Valid() bool {
+	switch e {
+	case IntrospectionResponseTokenTypeBearer:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TokenRequestGrantType.
 const (
 	TokenRequestGrantTypePassword     TokenRequestGrantType = "password"
@@ -68,6 +83,36 @@ type Error struct {
 	// Field A JSON pointer to the part of the request at fault, when there is one.
 	Field *string `json:"field,omitempty"`
 }
+
+// IntrospectionRequest An RFC 7662 §2.1 introspection request.
+type IntrospectionRequest struct {
+	ClientId     *string `json:"client_id,omitempty"`
+	ClientSecret *string `json:"client_secret,omitempty"`
+
+	// Token The token to introspect.
+	Token string `json:"token"`
+
+	// TokenTypeHint `access_token` or `refresh_token`; only access tokens are ever active here.
+	TokenTypeHint *string `json:"token_type_hint,omitempty"`
+}
+
+// IntrospectionResponse An RFC 7662 §2.2 introspection response; only `active` when it is false.
+type IntrospectionResponse struct {
+	Active    bool                            `json:"active"`
+	Aud       *string                         `json:"aud,omitempty"`
+	ClientId  *string                         `json:"client_id,omitempty"`
+	Exp       *int64                          `json:"exp,omitempty"`
+	Iat       *int64                          `json:"iat,omitempty"`
+	Iss       *string                         `json:"iss,omitempty"`
+	Jti       *string                         `json:"jti,omitempty"`
+	Scope     *string                         `json:"scope,omitempty"`
+	Sub       *string                         `json:"sub,omitempty"`
+	TokenType *IntrospectionResponseTokenType `json:"token_type,omitempty"`
+	Username  *string                         `json:"username,omitempty"`
+}
+
+// IntrospectionResponseTokenType defines model for IntrospectionResponse.TokenType.
+type IntrospectionResponseTokenType string
 
 // Item defines model for Item.
 type Item struct {
@@ -147,9 +192,11 @@ type Scope = string
 
 // ServerMetadata RFC 8414 authorization server metadata.
 type ServerMetadata struct {
-	GrantTypesSupported []string `json:"grant_types_supported"`
-	Issuer              string   `json:"issuer"`
-	JwksUri             string   `json:"jwks_uri"`
+	GrantTypesSupported                       []string `json:"grant_types_supported"`
+	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
+	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
+	Issuer                                    string   `json:"issuer"`
+	JwksUri                                   string   `json:"jwks_uri"`
 
 	// ResponseTypesSupported `["none"]`: the server has no authorization endpoint, so no response type
 	// returns credentials from one. RFC 8414 requires the member, and common
@@ -293,6 +340,9 @@ type ListUsersParams struct {
 	After *string `form:"after,omitempty" json:"after,omitempty"`
 }
 
+// IntrospectTokenFormdataRequestBody defines body for IntrospectToken for application/x-www-form-urlencoded ContentType.
+type IntrospectTokenFormdataRequestBody = IntrospectionRequest
+
 // PutMyDataJSONRequestBody defines body for PutMyData for application/json ContentType.
 type PutMyDataJSONRequestBody = ItemWrite
 
@@ -319,6 +369,9 @@ type ServerInterface interface {
 	// GetServerMetadata Authorization server metadata (RFC 8414)
 	// (GET /.well-known/oauth-authorization-server)
 	GetServerMetadata(c *gin.Context)
+	// IntrospectToken Whether an access token is active, and what it carries (RFC 7662)
+	// (POST /introspect)
+	IntrospectToken(c *gin.Context)
 	// ListMyData List the caller's items
 	// (GET /my_data)
 	ListMyData(c *gin.Context)
@@ -395,6 +448,19 @@ func (siw *ServerInterfaceWrapper) GetServerMetadata(c *gin.Context) {
 	}
 
 	siw.Handler.GetServerMetadata(c)
+}
+
+// IntrospectToken operation middleware
+func (siw *ServerInterfaceWrapper) IntrospectToken(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.IntrospectToken(c)
 }
 
 // ListMyData operation middleware
@@ -665,6 +731,7 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 
 	router.POST(options.BaseURL+"/token", wrapper.IssueToken)
 	router.POST(options.BaseURL+"/revoke", wrapper.RevokeToken)
+	router.POST(options.BaseURL+"/introspect", wrapper.IntrospectToken)
 	router.GET(options.BaseURL+"/.well-known/oauth-authorization-server", wrapper.GetServerMetadata)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS)
 	router.GET(options.BaseURL+"/my_data", wrapper.ListMyData)
@@ -882,6 +949,175 @@ func (response GetServerMetadata500JSONResponse) VisitGetServerMetadataResponse(
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type IntrospectTokenRequestObject struct {
+	Body *IntrospectTokenFormdataRequestBody
+}
+
+type IntrospectTokenResponseObject interface {
+	VisitIntrospectTokenResponse(w http.ResponseWriter) error
+}
+
+type IntrospectToken200ResponseHeaders struct {
+	CacheControl *string
+	Pragma       *string
+}
+
+type IntrospectToken200JSONResponse struct {
+	Body    IntrospectionResponse
+	Headers IntrospectToken200ResponseHeaders
+}
+
+func (response IntrospectToken200JSONResponse) VisitIntrospectTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type IntrospectToken400JSONResponse struct{ OAuthBadRequestJSONResponse }
+
+func (response IntrospectToken400JSONResponse) VisitIntrospectTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type IntrospectToken401JSONResponse struct{ OAuthUnauthorizedJSONResponse }
+
+func (response IntrospectToken401JSONResponse) VisitIntrospectTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type IntrospectToken413JSONResponse struct {
+	OAuthPayloadTooLargeJSONResponse
+}
+
+func (response IntrospectToken413JSONResponse) VisitIntrospectTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type IntrospectToken429JSONResponse struct {
+	OAuthTooManyRequestsJSONResponse
+}
+
+func (response IntrospectToken429JSONResponse) VisitIntrospectTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type IntrospectToken500JSONResponse struct{ OAuthServerErrorJSONResponse }
+
+func (response IntrospectToken500JSONResponse) VisitIntrospectTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type IntrospectToken503JSONResponse struct{ OAuthUnavailableJSONResponse }
+
+func (response IntrospectToken503JSONResponse) VisitIntrospectTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.CacheControl != nil {
+		w.Header().Set("Cache-Control", fmt.Sprint(*response.Headers.CacheControl))
+	}
+	if response.Headers.Pragma != nil {
+		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2462,6 +2698,9 @@ type StrictServerInterface interface {
 	// GetServerMetadata Authorization server metadata (RFC 8414)
 	// (GET /.well-known/oauth-authorization-server)
 	GetServerMetadata(ctx context.Context, request GetServerMetadataRequestObject) (GetServerMetadataResponseObject, error)
+	// IntrospectToken Whether an access token is active, and what it carries (RFC 7662)
+	// (POST /introspect)
+	IntrospectToken(ctx context.Context, request IntrospectTokenRequestObject) (IntrospectTokenResponseObject, error)
 	// ListMyData List the caller's items
 	// (GET /my_data)
 	ListMyData(ctx context.Context, request ListMyDataRequestObject) (ListMyDataResponseObject, error)
@@ -2603,6 +2842,44 @@ func (sh *strictHandler) GetServerMetadata(ctx *gin.Context) {
 		sh.options.HandlerErrorFunc(ctx, err)
 	} else if validResponse, ok := response.(GetServerMetadataResponseObject); ok {
 		if err := validResponse.VisitGetServerMetadataResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// IntrospectToken operation middleware
+func (sh *strictHandler) IntrospectToken(ctx *gin.Context) {
+	var request IntrospectTokenRequestObject
+
+	if err := ctx.Request.ParseForm(); err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	var body IntrospectTokenFormdataRequestBody
+	// passflow override: bind from PostForm, the request body alone.
+	// Request.Form also merges the URL query, which would let
+	// `POST /token?scope=...` leak into a form body.
+	if err := runtime.BindForm(&body, ctx.Request.PostForm, nil, nil); err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.IntrospectToken(ctx, request.(IntrospectTokenRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "IntrospectToken")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(IntrospectTokenResponseObject); ok {
+		if err := validResponse.VisitIntrospectTokenResponse(ctx.Writer); err != nil {
 			sh.options.ResponseErrorHandlerFunc(ctx, err)
 		}
 	} else if response != nil {
@@ -3037,97 +3314,103 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rctu2tv+rrD/3nok9f0qWHSdNlekHN03Pdts0nsQZnzlRjgmRSxJqElAB0Ip2xvt1+h59sjNYAK+i",
-	"LNnbdtLufqpDEbd1+a0r2E9BLLO5FCiMDoafghmyBBX9+YLFM3whhVEytf9OUMeKzw2XIhgGR+mCLTVE",
-	"Qva0kQoj2Hnz/Qt4+tXh1/D7b0/6+7v9IAx0PMOM2dEo8iwYvg+K94MPYWCWcwyGgTaKi2lwdRUGJ4pN",
-	"3ftrV4vttm6wGr3fvdobNGp5NDGoVld8i7EUiQYjYcG4gTFOpEIwasnFFNiUcdFcMuOCZ3bV/XIpLgxO",
-	"UdFaZ2dnR7mZoTA8ZgZXFzydIbgzPRnA7789hjEyhQriGUtTFFNsLtc+zVUYzJliGRrPvmOD2Y+47F6I",
-	"G8weabjApZ2V28dzZmZBGAiW2XkvcBmEgcJfc64wCYZG5dg4Lfv4E4qpmQXD/YNnoT19+W+7E2NQ2Vn/",
-	"9/1R739Y75+D3tf983/1Pvz/vwddnHinUbmVu3bL4ljmwjzSkPv3YCdjJp5hAjHT2ONCo9Dc8EtMlyEw",
-	"DcxAKqdc7K45XzHRtoc8ePK0fcgODijUcyk0EgO+Zckb/DVHbey/YikMCvqTzeepFQIuxd4v2p7yU23R",
-	"vyucBMPgb3uVYu65X/XeS6WkckutUkm5xSCRqEFIA0QiMDOuIZFxnqEwsBNxcclSnpz716PdPpzNUAA3",
-	"GmKFiZVQluqRYAohY+lEqgwT2DELCZEVYan4P2nzEXi0ACmAwVxJg7HBBOQcFb2xG4Kx/BN6gWokYqYU",
-	"Rw1MNCS9v18JORgp+yMRhHUkOjs767WVp4tMfsheW9eIYC+kmKQ8fmBmxCnTM9Sw4GZGtIhzpSwjtGEG",
-	"YSeK/bai3RB0Hs9IeMGwCxSVtEsFCjN5aaHHTpIybYAlmcWgqzD4XqoxTxIUD3M2I+3mUhZf2K3qWM7R",
-	"SVnJd/A6pUnedD6Z8JijMOf0chS22E9Ketf8PhYWgljqjvIghNGoLlHBhPHUakzE/RbO0Y6Kdp9Dgobx",
-	"VIPVrVROp5iEINAOUmhyJTAhhv4szfcyF8n9b/tn6aROoZa5iq1ECmnOJ3b1aJc289rS9h7AjObdQtAK",
-	"VVowDQonuba0bVj/g7YAkevSq/ku10lPw89p+CDXjfJv0c7pJCdsmUqWnEr5E1NTfEAyFQQay2QJ3Los",
-	"ElK7h060//yUektqcrd6uZlKbeV0/y5U8wsgy6mUr5hYejXTD0UaKSFjYlkQxnpu2dyQB0WgXjlfc6b1",
-	"QqrEmiP6KU4tqD/SoDFWaMKRmCiZ+WFJolBr+y4XwNLUkjyVi/NELoSFQqOWzo0GZj1wiMgb75E7HtkZ",
-	"rfu94go8IGN8fNArA4TrBtVCiYqj7wTz/hImD8TOF8QSYJU5tOa4ZpEcHDjOfU6xDzutfPMw0bdM8xgU",
-	"sjT7ZhRY+ZukcjEKQuswKo3mm1Hw7vT73rNREMHCerHkYq3QABPngP3j9PQE3KRdFuSa6KrG0kvGUzZO",
-	"HxLhE2bYmGmEhCfk2juPGna4AMMz3A1JJwtVpsjHORljtD5jPMP4gpR7JKQgK2+1XCqmeLo8z6tD/fk1",
-	"877s9K1N9Nxt6NxIeU7PvN91X/bgTk3BOlAfiZvIzr/BznvB2OvcZZ+Wcb7pTpTX1o9CYLVQ1kKOzK2y",
-	"AnkZEMsEd62mMjESHopBirqfRtPaWHCOqhkl3UtQfB9wdpdIVshZB5iNBDPgwexOAOzWQnhVWA6apvRr",
-	"Vw9P2i8nYAO+JQgpegcfP8IPb1//DEXmCGRuNE+QDBkZhgNAkcwlF0ZbGzVXNso23OWYsHuxI8hYPOMC",
-	"ewpZYslCsjeElXgghLYEt0QxHInuEL4WJ4YQZWhmMjm3z1iayoWbqkxu2FlWcS6EGnq4nZRstGLQDqAd",
-	"y1q2OXREOG9QYJUgszxjoiIHfpynTJB49+HYlEH4HJmhrEY+zrixjsMlS3PKva6sO+GYJl1rEUeJZQQU",
-	"xMs5U8by3tSsATMwYXlqwtJ3UWitgxRdC17VU5XvPeu7Tl/luuX4F4yN3euxwcxutSk+Fy4/vHIyOnOX",
-	"H9TcgksSu5fXLXqmuMMmliTcbo+lJ7U9TFiqsS3V5fL1LPNgMBhsosn6rfxw9mMXp+b5OOWxY9gZjuFH",
-	"XDrP8Ksn+1/truobS6edBIvVZedz7Hx6wZPu56abHaLzaa67Z//Y+XS5BTuNZafdXEgHdUusoebbTmmi",
-	"/3KDmd5kJSxDrsqpmVJs2SVfunP9n3HxTjuYvoFYFcbE/j2RKmOGygL+YdiUtoPDRr7/WVv0wmBhJfu1",
-	"SJeucEBWQM7dUh3pB/rNpcOdGwUZW8IYYaqYMJg8twYBHRJIhz1Uu9iGmG/t5JYwGft47AbsP20TN6yK",
-	"His7/NmSI+W6CJRO3rx8cfwWirLMC6bxFZvPi8zbs4OnT3ZD0BKio5THGFnUihj92W9ScovCSZPptcpM",
-	"yZsuGahFTauKXRQYivDOO2CFld3akL4WaEG7y2y2QunaE2Iomby6aa29mAudz+dSGfQvn9vT1afwRnYk",
-	"agYSdkq3qPDMh6422enf7IYjYW1oI88FTCSwNvarQmgySxSolJmzR/oLM79u3Vzxhj7bf29nOruE6sRL",
-	"3IsZE9Obmi1f2jm/Mc5sRhaBi/N7hq8WjVYO09pEF/Xe4KV0IUOtVtCpmV8NBlYzD/r7oMpBhV+0qp1O",
-	"dc6d2WyAy5MOwfBvu6TkLZlgTZP1f9cWpH1uU+FEoZ75cNBIOs4FCeyGVZ/tf32wblXCg/MZFx0UjNzi",
-	"3j0nN9lvwj8aWjVWaDeTSnkBE6606cNr6146dXLRFJ8KqZyRqW3r6eEm7XF06eK/M0PrQNQ0rWDkoptC",
-	"476lsDqqMguTVC4gwThlCvUQzIwZSLk2I+Fh6ejk+BH5yvTYruBmDwnkKuDyRSMNFjklUWHncDCguKaN",
-	"6oJlvsaa7Tq4277R4f/9rTcavR+NPvT+1dnmEAau8PEKDbNh8CqhyLQe7h8Cq5fZi2NkftyqelQ2RJ+X",
-	"lqXhia2KWcs14FrnzqFaefWXxYUuYHblx8Kidq3ektv3o8B6OKPgQzSss2fGNAjZOnMR85KTIWQVH9t1",
-	"RsJVSxsNC0C1Bxs6QUnHsgxtl8swG6Ny0hHLLJNiJBxUaNixspjy8a4XFuAGrIVdOiHYno4Vmp0XR1hD",
-	"t5X3zi0Fzl0gfWs+OhW47WgHPtduvPnKHey5hS5eEFf20k3amnSGa9Rg2y3fiCcdhL5GF7qw8tRuapOZ",
-	"9A7sYf9x/6AwOo2i+AZTuWq5ypIdJ72ZcKsR7cpJ2UFkNaFWM2lWlVYc/a1s8TVb8lXEf2M7tzP0ldx0",
-	"b5B+98nHXDuLWTQY1hZqWOHVhsMw+NiTdssHPR9sBN1xQHAVNkLV6/rhivf68MbrEEyoOouVIaWZb0+d",
-	"5rE699PhBCWIWcemGpNtvTOKIVc2pru9jbdzFmMvwZRn3AYQhcshC515XoTXkCET2mdjizamKjyfyTTR",
-	"/a1olN+wfXErdm1atgWcNQG6Bm8cQm2OmPdB54Q3kzwtIWdd8Fz3SLuCP82nAhP44ezUpQ++Hjx9tms5",
-	"olEkruGtXlXpjvY+zq0lP+difa9uLgxPCx5WWOmHNgSNC/P0MFjt1N0o70cC5Jz9mrekPqzE3hUlmIFo",
-	"z/volFKJKgZ903TY18TVa+SbkkndMu4zSZ30q+KKen+087q7u6PrwtXgcGOyBmeKTXcJYJGwa5krhczC",
-	"H2sGagkz2DOcskArR0m4ZuMU6znUsZQpMhE0knDb+z11/d06O+UXqu0nrB9nHQ1OmEssNOkg8KM5Z92t",
-	"6DZEsloSMZfgIUljLsSx42DOpvgc2FhbaylF1SJqf+iUBnuM7XO1xLpNjpubcv2pTTzbmE/JuKg/3W8D",
-	"TZ3zbZApfivxO2bCOg2pnAIXzu3nxmOCBm3kHBZSXXAxrZGoJkifLV38Bucpi33UsjFvfLdJ4qsV/tmN",
-	"YpwrbpZv7Uxux13B++pJfiLaO/xjVTuzZUVp72pA+dwZhBUAZ3okmq3nQ3BLwigfDB7H9Br9iR5NJ6lc",
-	"rCT9awRnhg2tEhG5WQJLmSuQC0E3I8hU0CsLV70KXpBeh6Aca+gECaZosGMkacKQ2rODYfCKCTZF72V4",
-	"FvZLRH6n0mAYuPM3qE+eoquiczGRnYbI14eLI/YoZXJ0ctwHT3hL25PXb0+hYYmanBiJYjw16wuIWeqM",
-	"qMuVlE3dvon9WkbU7UTFj5E4bVxCKPLKXExTBN94LCdgVG5mw0bOGZTMDeqwcN5GLmVDa1eJHu89kKQ7",
-	"5ni1QRbPutrSmUJgaToSUxT2R+uIUfpAAYqJVDEmMF4CN7T7l453rlOhdokh+u+ej+B6x99FsGNq0YwP",
-	"Y7gBQmUGmgkEKXC3PxJHMGdmBkLW9kYn1n4VDYeDw2aJ3Z6KgQtFgbkJbGQ0IpSj0XA4eLKmFD+WZlZd",
-	"QoheumrAWCZLOuHriskZUxeYQFRFKz4WHlr+YAQTaWct3UXiF1d2Lu4oOxJRvXvkY2+xWPQsgvZylaKI",
-	"ZYKJq0SQGZMiXYJvHG11Su0w+DVHtRwJB6NWchT+QrdMdkOigr/y5KhMKRsgFSOL6R19+6arLSCJezGG",
-	"667KDkVn5KvX8pQ1gllJLQ4/ElRectxxKl5mqgpBiRqdcUMob8w5pEp5jN4l93eTXh2fWhQhZJgZM9fD",
-	"vT05R+EUpS/VdM8P0nv2XYsa3KTozZNFgSAMLlFphxSD/n5/YN+yk7A5D4bB4/6g/5gqbGZGgLjXX2Ca",
-	"9i6EXIi9XxYXul80/Uy74vY3xXUBp6caLlHxybIB29WlF41wgUsNLPWdDaXUH1sAnqKhgnLr/tTBYHBn",
-	"PUk0/5qWpEbx/y2aTT2xzRn+IReQSn8vR2NpnenaYbK5q/SJO2XX5ktq7DXvstRNcjB8/yEMdJ5lTC39",
-	"gXxTgyN5gyEW9nwwRrypWh2sB8Sm2jpy3vR8sMs0xIJ+6DXytD3H/7Vy4pDz3ZufrDXihPzjnKem0neX",
-	"7ytuwbRhYAgTdPf87C8jETkz4wY5A7PlFqOQvL/IDY2cDWLG7u2RhjHTOBI7ZeL4998e9x/7CsCKsLbS",
-	"+Pcotq2Vrr3Z8Eg3KgS3lOBiis8sxkfXFUCg5NNasc2W50WJxctlk4sp1+bV8rs7YN9Wrjd1X60GUJ3c",
-	"tO4XcZNmDkGqBJVzR+i67lUYHG5D7NqNLRqyv3lIo5eWBj3ePKi6fHhLMbCjHm+1ubJVtSU668KR9zU/",
-	"/8NVQ8B+4tq4HHOD3DV5IvlpSNNeA+bmCulmQXFtuEMvycPWEP3Xy1MoJolCuMC5cT3V6Nw4Xxz9nmlz",
-	"dHIMCmM+dxlB8ui1YarwUFetZyXKZ9zM3qZMz/6S6b9kuiK3i0sK4dKICRUOzGz3emn/dIHLKyfrNtBd",
-	"BVH3fB2MHq7/8gBd5XSjky+c+YfuHNePKK/rfqnS4tIYLXH5zuUvZNWdsQkLm5+YeN+93+qVveITFHbd",
-	"ed5hhud53QoTb7+VyfLO/KeqAfmqma70Gbh7c9wcOHaDYakBPpnkVODAyfPDre5T1V+6/u1vMaJ9pesP",
-	"pYYuteh6yVxy8QYaafHadZxRrlPqzlj9Ul7QR2tahVo3UFNctJjJFGHCMp4uYcdlMtxbdjIUSRmCmcKz",
-	"cd9XKXNwzUiTwiwfZXLz3K1FmxCNN0ciY24PdOvMl/C4gYXM0wRm7BJ9/S7pw5GAXFCgR5eoUmsEl1Bc",
-	"pPLz8SKHhgkcDAbVB0Wa0OMOf+oLWtuBT2cma3u1XG2P3B6V1n0cgRJi9iQJXZxaMNcp4SjCxHLBlp/3",
-	"avtW0NL+xMS2+LJ6y3pbyOj8ZIMdfPD1loPb1zO3BZ2VTyBsizsr94+vC6BJ6bGmbSu9qjtFH25XEF1v",
-	"Vim7wYo24b2yNN4NOPVKd1FbiAA/xtRUrddWgiZ0M7IFDy7t3bH1qjdqtw9HsFDStedUEzP/sGqt4JdY",
-	"A7BWw76HjT68zrgxFqsi14bvKm2bGkVGYiTW1/gbx2+eho4NAhetopdIRsI9X3/6p7vPXakmdRdJtZFz",
-	"XZY14UShRmEa4D8Svk1nxtw3VQocpQ+rFDZhvQWApgHoj0RBpowtXTJfMKXkwtenm8fqgmKyFQ+KxI3m",
-	"uwd2DZuNOGu8tAbJ/sLv/zz89gXcnWZb2G4dxnc6mulujuVlJ0hn/v4o9sU03vgaWWJh8rSrDSUktC07",
-	"UEaiGjXxHwkTWGtmeQ5R1fpSZeXLUVREzSR9im7pS49dGJJybd7RUVaC1FXtotvH2oDIszEquzNWnJN6",
-	"a0yuRPndQCpAVh8OpJarRjo8QbotFQyfDKi3wn0F8slgEG74JuSqo24XdhBabmgxkxpLemjQUhl/rb0g",
-	"57qtunai6z5o2M7kf7hH3Ct7nzog77VAkp46K/7KCt4owKw3nXTlBQuyuqr5lBoUGRQtdh4yfA/XVVh6",
-	"dk0tczkDage7n4RNcbF3K5u8f6eyeY0pJi/vD5QzGWxhA8vPYf6JkizX6IDPsrjwwvKzQ+pLc7jnOkG7",
-	"LaJYFtF13Vu31sk3TnHq/WGGCtrcaN+L1Nn38AqDe4bcjSWZekvaQ8n0FyY4LVlpkEcuthWZvVROZW56",
-	"LE3rsXHLT6F3qC2CbmluVTd5WfQOWnlzfVP1gLCRK6xlhP5iaTsdUo9qaySjAD4EKfwLCV7yGDexu95Z",
-	"2p0IeXntcqU3zEWc5gkmYTN8f+5bl/3Hxkfi1MfTxcKPNKg89d2MxSfe6Lbv88anhssYwvVdipEoXs5F",
-	"gqoW0FvfVrsLGRTcN24x1D/1Zec09WuyLT+BUh2vlif121F37y20butv5TSsKUuWNCIzT/M9sJm/pQ3e",
-	"KuC9baz72fTVcbRZArFIXGu/X6+bn4poqVW97goEtQEUzXsDVj0p+1dzJ6LiNsEYq8J12FkPL73jbcSu",
-	"7lz+SQviN/ZG/0BepS+hV15l1QdsZtSvbKzY6u4Q60a19PL/kEDF9OI2TVOivnNXYLRrY3d/1hLV5fUF",
-	"XXNL7bsajXtUXid1xuZ26lHcw5EKUklN1My4xbpMRT5P7jekrG4fPXCi91rv21mYz+J8f4k6/58QgTqT",
-	"dn0EeiNr6Vrv6T13WWCPwMFP2nEXa0qQJFzJnur0/SpbWNw4Cj9dFy1aI3yByz36jkx15cnP4bqUw3VZ",
-	"5H7z/7+ig6sPV/8XAAD//w==",
+	"7D1rchs3mlfB9kyVpdomRcmyY9M1PxTH3vFMHKtsubS1bi8b7P5IIuoGGAAtmuPS1B5i75B75Ch7ki18",
+	"QD8JPqSRZGfGv2I18fzeT+RzkIh8LjhwrYLh52AGNAWJ/3xOkxk8F1xLkZm/U1CJZHPNBA+GwUm2oEtF",
+	"Yi56SgsJMdl7+/I5efzd8VPy26+P+of7/SAMVDKDnJrZwIs8GH4IyvHBxzDQyzkEw0Bpyfg0uLoKg1NJ",
+	"p3b82t0Sc6xr7Ibj/bu9BS2XJxMNcnXHd5AIniqiBVlQpskYJkIC0XLJ+JTQKWW8vWXOOMvNrofVVoxr",
+	"mILEvc7Pz08KPQOuWUI1rG54NgNi7/RoQH779SEZA5UgSTKjWQZ8Cu3ture5CoM5lTQH7dD3SkP+V1j6",
+	"N2Ia8geKXMDSrMrM5znVsyAMOM3NuhewDMJAwi8Fk5AGQy0LaN2WfvoR+FTPguHh0ZPQ3L7625xEa5Bm",
+	"1f/+cNL7L9r726D3tD/6e+/jv/8x8GHivQJpd/adliaJKLh+oEjhxpG9nOpkBilJqIIe4wq4YppdQrYM",
+	"CVWEapKJKeP7a+5XLrTrJY8ePe5e0oMBCWouuAJEwPc0fQu/FKC0+SsRXAPHf9L5PDNEwAQ/+FmZW35u",
+	"bPpHCZNgGPzhoGbMA/urOnghpZB2q1UoSbsZSQUowoUmCCKiZ0yRVCRFDlyTvZjxS5qxdOSGx/t9cj4D",
+	"TphWJJGQGgqlmYo4lUBymk2EzCEle3ohSGxIWEj2Nzx8TJy0IIITSuZSaEg0pETMQeKI/ZBogz+uFiAj",
+	"nlApGShCeYvS+4c1kRMtRD/iQdiUROfn570u8/jA5KYcdHkNAfZc8EnGkntGRpJRNQNFFkzPEBZJIaVB",
+	"hNJUA9mLE3eseD8kqkhmSLxE0wvgNbULSSTk4tKIHrNIRpUmNM2NDLoKg5dCjlmaAr+fu2lhDpfR5MIc",
+	"VSViDpbKKrwTx1MK6U0VkwlLGHA9wsFx2EE/Mult4/sVNyKIZvYq9wIYBfISJJlQlhmOiZk7wgjMrHj/",
+	"GUlBU5YpYngrE9MppCHhYCZJ0IXkkCJCfxL6pSh4evfH/klYqpOgRCETQ5Fc6NHE7B7v42HeGNjegTDD",
+	"dXcgtJKVFlQRCZNCGdi2tP9Rl4DQdOk1bJdN1NOyc1o2yKZZbhSeHG9ySpeZoOmZED9SOYV7BFMJoLFI",
+	"l4QZk0WQzJzBK+2/PKTeIZvcLl9uh1KXOe3fJWt+BWA5E+I15UvHZuq+QCMEySlfloAxlls+12hBoVCv",
+	"ja85VWohZGrUEf6UZEaoP1BEQSJBhxGfSJG7aWkqQSkzlnFCs8yAPBOLUSoW3IhCLZfWjCbUWOAkRmu8",
+	"h+Z4bFY05veKKXCPiHH+Qa9yEDZNargSNUbfc+rsJUjvCZ3PESWE1urQqOOGRrLiwGLuS5J96NXy7cvE",
+	"31PFEiKBZvmfosDQ3yQTiygIjcEoFeg/RcH7s5e9J1EQk4WxYtHEWoEBpNYA+/PZ2Smxi/o0yAbvqoHS",
+	"S8oyOs7uU8KnVNMxVUBSlqJpby1qssc40SyH/RB5smRl9HyskTEGYzMmM0gukLkjLjhqecPlQlLJsuWo",
+	"qC/1z8+Zd6Wnb6yi5/ZAIy3ECL85u+uu9MGtqoJ1Qj3i16GdfwCddyJjN5nLLixjbdO9uGjsH4eENlxZ",
+	"I3JEYZiVoJVBEpHCvuFUyiPuRDERvGmn4bLGF5yDbHtJd+IU34U4u01JVtKZR5hFnGrihNmtCLAbE+FV",
+	"qTlwmcquXb08cr+YEOPwLQkXvHf06RP5y7s3P5EyckREoRVLARUZKoYjAjydC8a1MjpqLo2XrZmNMYF/",
+	"sxOS02TGOPQk0NSABWlvSFb8gZB0KbhDimHE/S58w08MSZyDnol0ZL7RLBMLu1QV3DCrrMq5kDSkhz1J",
+	"hUZDBl0H2qKso5tDC4RRCwKrAJkVOeU1OODTPKMcybtPXunKCZ8D1RjVKMY508ZwuKRZgbHXlX0nDLLU",
+	"txdiFFGGggJxOadSG9zrhjagmkxokemwsl0kGO0guG/Dq2ao8oNDve/2daxbjH+GRAc2GiKFmkNiRjQ8",
+	"+c7RbWDuu8ePj8hvvx71DwlrzisPvkqH1uQasXQlbPrIAzg32noNZsZEyJxqDNJafg/CVoR5cHTsWQYJ",
+	"1M9pVjpr0Ti/OfSWfZ4cPj1at8/IfB7NGPeALaZJAko5jkHKlTCRoGbu0zMieLYkdpg9nJVoSHU00ewS",
+	"iMF+v32gx8fbqMDCYAeMW/GyHeVHKyi3M90VYntYZ20zbch1QjMFqzRhRzas6bEQGVBuDkeL1GNmh206",
+	"WmX0T/MWtTCuHx8Hq+mWMGBU7zpSKe9eP2vm/Y7iz/9LMfZ+r8mnmZn6Hs0IT14qrHMTHkekjX0HYi/6",
+	"NeRmgTZOLmxCaGVLFHLb97NZITt43abnklljhKYpMyREs9PGGZBYuqRSbd9i+sFgsI381x/lL+d/9Ynm",
+	"eTHOWGIl9DmMyV9haV3B7x4dfrfvIeJs6idUeeknUe/XizUEfaH96ODer4Xyr/7J+3W5Azq1Qac5XIgX",
+	"tVusgeY7LzXhf5mGXG0zCw1CrqqlqZR06aMv5d3/J1i8V9YuuwZZVVJ+VxXTSPA96ZJeGCwMZb/h2dJm",
+	"CkthoPwqyP5m81/WbyI5XZIxkKmkXEP6zFiAYAWpsMYGJit3AeY7lEJXeIVXdsLh4y5w25Kk68jInGZM",
+	"lZGR07cvnr96R8o87HOq4DWdz8tQ+5Ojx4/2Q6IEiU8ylkBs5H5M8Z8dnbVDprSN9EYqtsKNjwYaYZJ1",
+	"WqyO5ziPq9ReO1vObzgYK81nJ3diZ40viFC0cZu2dGNgwVUxnwupwQ1GddBcwlnVEW9YxGSv8oNKV3xo",
+	"ixG8Ds1+GHFjerQC24TylKwN9tQxM7RDMTJRhcofqK/M3rb7FpK1+Nn8vZut7COqU0dxz2eUT6+rtlwu",
+	"d3RtObNdsnBYjO5YfHVgtHKZziF80HsLl8LGCLa6FIPBU+dSyGrS78efcJY7ShQ07GsPw1znAr6kdzE0",
+	"bCyN00MyIS7IhEml++SN8SctO1lng025kFbJ3JKP8a40hr1CVLe1YGzDGSXHWQM4rkOJk0wsSApJRiWo",
+	"IdEzqknGlI64E0snp68eoHOMn80OdvUQhVwtuFyWWBEjOQVCYe94MMBARleqc5q7oop834q73Sub/u0P",
+	"vSj6EEUfe3/31jWFgc10vgZNU6o9ZW2oWo8Pjwlt1tWU18jdvFX2qHWIGlWapWWJrZJZxzRoeXmjMsTk",
+	"neofOjJnHtm4z81PoVRhzbpVB2xxoUphv/Jjqdd9MOhwz4coMHZWFHyMh00imVFFuOhAvrwcmjpc1GE5",
+	"s0/EbZFGq06KYMpTcOiTCptV9YvZLod8DNLSaCLyXPCIW4GlyJ7hiIyN9x3JGofa6PmlJcXd4VjL1M2o",
+	"9Iy7FTxaRrzpbCsCNx68PeQWztyRcY4QV87iB+1a9mmQbbiGS3e9y7WQdV0m9WBsA1P5RP+ZucQ2re/s",
+	"8eP+w/5RK/q1o+ZfVcRVyQFDBpwww1rdzG9VAWlYqpHzbWfFV/yWnUyLDUdyVRD/wHFuZrfUdOY/IP7u",
+	"kieFsgZAGYZqbNQyKlYDU2HwqSfMkY96zncK/G5NcBW2PO9N9bzluD5565iRTLC6BGq7AFe+OXTa1/Ke",
+	"x2PTpQC551CtxXY+GbrE6yOJncLzOU2gl0LGcmb8odKCEiXPPCujBSQHypXLJpVlmHW0YSayVPV3glFx",
+	"zfLrndC1bduOBG4Q0AZ5syWMXTcEEFWgvJkUWSVy1sUCmga2z5dVbMohJX85P7PRkKeDx0/2DUYU8NQW",
+	"7Dazwn7n9dPcmAQjxtf3GhRcs6zEYS0r3dQWoa0PaG+h9xNOxJz+UnSoPqzJ3iZVqSbxgXM5MEIU1wj6",
+	"U9v/WBMmWEPfGBvz07gLjHnhd80o+kqgvIHh1mItzJSH9hFgGX/sqCsJ1Ii/Tr4hpRp6mmFQa+UqKVN0",
+	"nEHqT43UMcXdDajdMwaNYJvbqHGesHmddTA4pTZO0oYDh096RP2tNMbjM1wSUxuvQkqj1mMz88icTuEZ",
+	"oWNltKXgdYm7+cFLDeYau4eeEXXbLEC75Ppb62S2NTyUM978etgVNE3Md4VM+VslvxPKjdGQiSlh3PoP",
+	"TFfZQ6XFnCyEvGB82gBRg5C+WPT7Lcwzmjj3Z2sY/HZj3lcr+DMHhaSQTC/fmZXsiX2xiNWb/Iiwt/KP",
+	"1u0YBhWVvmsIymdWIawIcKoi3m6dGRK7JYmKweBhgsPwn+Ck6SQTi5UcRgPgVNOhYSIEN03JUhSSiAXH",
+	"zi5UFThkYZNxwXPk65BIixq8QQoZaPDMRE4YYntJMAxeU06n4KwMh8J+JZHfyywYBvb+LeijpWirgBif",
+	"CK8icvUt5RV7GAE6OX3VJw7wBranb96dkZYmamMi4uV8bDbiJKGZVaI29FM1pbgmnI2IaOqJGh8RP2s1",
+	"UZVhcsanGRDXOCEmRMtCz4atEDqRotCgwtJ4i2wECveu41bOekBKt8hxbAM0mfnaaqgEQrMs4lPg5kdj",
+	"iGEcQhLgEyETSMl4SZjG07+wuLOVVo0mrPg/e86D6736ISZ7uuHNhFWGH6UyJYpyIILDfj/iJ2RO9Yxw",
+	"0Tgb3li5XRQ5Hhy3S4TMrSixriihdgHjGUUo5XA2OR48WlNKNBZ6VjdRxS9scmMs0iXe8E2N5JzKC0hJ",
+	"XHsrzhceGvxATCbCrFqZi4gvJs1azEI24nGz+u1Tb7FY9IwE7RUyA56IFFKbWEE1hnURrvC9U+m5R8kv",
+	"BchlxK0YNZQj4WfsktsPEQquZdNCGWM/BFkMNaYz9M1ImyoBJPdyDlO+RBV6Z2irN8KuDYAZSi0vH3HM",
+	"llnsWBavQl4locStyt4hqTp+raTKWALOJHe9la9fnRkpgpJhpvVcDQ8OxBy4ZZS+kNMDN0kdmLFGajCd",
+	"gVNPRgoEYXAJUllJMegf9gdmlFmEzlkwDB72B/2HmDDUMxSIB/0FZFnvgosFP/h5caH6ZdHi1Oe3vy3b",
+	"nSyfKnIJkk26FTolvSkgF7BUhGauMqui+ldGAE9BY3680/95NBjcWk0lrr+mpLJVy/AO9Laa/vYKfxYL",
+	"kgnXV6ig0s7YNp1ur4p/ZG/pO3wFjYN2L15TJQfDDx/DQBV5TuXSXcjVaFiQr5RMOWcMcVNXbhgLiE6V",
+	"MeSc6vlotmmRBf7QawV8exb/a+nESs73b3802shWO40Lluma323gsOzi64qBIZmA7VM2v0Q8tmrGTrIK",
+	"ZscjxiFaf7GdGlsdRLU52wNFxlRBxPeqCPRvvz7sP3QJjRVi7WQl7pBsOztt7Mx6oFoJjxtScLnEFybj",
+	"k035HFLhaS3Z1tFctAGFL8b60tY3tOUY0kReKE0MQZGyRBp1OXXmKCqhS2G0pJCGqiJemualExISSdF6",
+	"0jPKK0ugDEQQDHvSLAPZ6rJBnUUjLmHKlAYJKUkEnzCXKynjoXuNGKiQJK5Cvq5aoRVzjSPOrEdodNd+",
+	"n5zwZRmoM3dlypWRl2WULcv7//7nf8u7hhG3509DowFp7XAJ6WzhyveyCrcVHhHSmDt2VTGxRqfRVA8U",
+	"bmJU8efIFeRFwdAWRV7FPhaskXvm4hFOWnwv0uUG3vMaIrszo7cE+KrtBjvP7s4Egr8odVP77wNlW+W/",
+	"bIPm8S7iodsojfMOd5zX6mMxMw8f7jiz29BkJh893XFyt8loV1G40siLEx/uftmq7WSTGD2fAUoh5O4G",
+	"W2MvkuE0a7guUBDoymLdKyuaffK1mceoMo5lQcxBvhyVqXpnELR5N2NKv17+cAt6c6eYB1bxrkauvOxi",
+	"BfIDZR15I7FSFMHjpX3nZVcyvgEFrxDvLpRQv1pxQ/27I8VtILZ1caAPjQDLx6sWSf7IlLbJvRa4G4SG",
+	"9POxSU0HLftyLgFbUsv3ZjwGEYY2FIn/48UZKReJQ3IBc22b8cD6z67I5iVV+uT0FZGQsLlNxWAoRWkq",
+	"y9DAqttSk/I507N3GVWzbzT9jaZrcNuAUElcCiDFjK2e7W+m9s8XsLyytG6sqlUhar+vE6PH65+swjdA",
+	"nK32lSP/2N5j84zqnZevlVps/LhDLj/YwLGoq/y2ycL222Qf/OethxyUb5eZfeeFRw3Pi6YW3sV4vqad",
+	"WjWy3LeBjMLRLwwrDnBRfMsCR5ae7293lyP82vlvF/vZYzr/ftjQ5nRsTbLN6lyDI428to7x+gDDW/M7",
+	"vnbYqZCxExUGpBYzkQGZ0JxlS7JnQ8h2lFkMeFrFvnRp2diH+arkRzvEh/EtF95j+pndCw/R9gEinlN7",
+	"BnyuwNVOME0WoshSMqOX4OIVaZ+ccFJwjLBh931mlOCSlB34bj1WJi8gJUeDQf0SXVv02Mvfq+e+Wma/",
+	"u1Ra1xtbB4EwtrGgNo5iIUL5ckGX31zuf0GXG5keGty20vOwV/ZzXN+7rmqS/AKnWWJUJnVjAp8SbM5R",
+	"a1PwEyFXxYPNN3qOXhel7vfJCVlIYesi64Wp+1jXtLFLaAiwTuOXExt98iZnWhtZFdt2LlvisK1CL+IR",
+	"X19c1bp++zZ4bcJh0ak24GnE7ff1t3+8/8zmyDP7AonSYq6qehJyKkEB1y3hH/FG2NXIi1KO4ot8pU5Y",
+	"rwFIWwH0I16CKadLm0XlVEqxcIVB7Wt5A6lGV9yrJG5VPd+zadiugFxjpbVA9k1+/+vJb1c5s9eux91v",
+	"ivE9TxXz9WV5VYLnTZyeJK6KgbWesU2NmDzz1f+FKG2r0r+I17Mm7nVZDo0qwmckrmsO63RoNQtzVrnA",
+	"N4yXrubDJ0MypvR7vMqKk7rKXfhsjdKEF/kYJKaRyntiUaMuJK8enMbKj/rFaax1beUhU8Cu22D4aIBF",
+	"bfb58EeDQbjlMfFVQ91sXL0xYg+0mAkFFTwUUUJq9x5SCc51R7V1nJtewu6mUD/eodyrik49Iu8NB6Se",
+	"Jiq+RQWv5WA2q/18ccESrLZcaYqV4ZSUtc1OZLji2auwsuzaXGZjBliHezcBm/KBiJ108uGt0uYGVYxW",
+	"3u8oZjLYQQdW76j/EwVZNvCAi7JY98Lg00P1lTo8sCX4fo3Il6V33bTWjXZyFasMiy6pxkoippUrAvUW",
+	"nL2G4I5F7taUTLMW+L5o+isjnA6ttMAjFruSzEEmpqLQPZplTd+4Y6fgGKxHw27/nfImL8qibUNvtmC1",
+	"6RC2YoWNiNA3lHbDIU2vtgEydOBDIrgbkMIlS2Abupsl/f5AyIuN21XWMONJVqSQhm33/ZnrGXH/l5qI",
+	"nzl/utz4gSKyyFwZefk2ML4a8az1/6iofAhb8M4jXg4ueAqy4dAb29ZWf1nnvtU+1nwj1qypm88tdOwE",
+	"DHW8Xp4221Jv31rovPqyk9GwJi1ZwQjVPK53z2r+hjp4J4f3pr7uF+NXi9F2CsRI4kbf03re/Fx6S53s",
+	"tc8RVJoAbzdsGfbE6F/DnIjLNq4x1Inr0JsPr6zjXciuaVz+kybEr22N/o6sSpdCr63KugFDz7BRRBuy",
+	"VX4X61q59Op/rYXJ9LKNsU1RP9hSWGX7h+w/G4Hqqm9MNcxSM1aBtp+qPn6rbG7GHo163Exg9wrVdjOf",
+	"qijm6d26lHXb5z0Hejda31bDfBHj+2vk+X8FD9SqtM0e6LW0pe0VwHG2S+sAhYNb1NMEO0WRxG3KHvP0",
+	"/TpaWLZ6hp83eYtGCV/A8gDfI6t7Td0atj0kXBdF7rf/x30quPp49f8BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -17,6 +17,21 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for IntrospectionResponseTokenType.
+const (
+	IntrospectionResponseTokenTypeBearer IntrospectionResponseTokenType = "Bearer"
+)
+
+// Valid indicates whether the value is a known member of the IntrospectionResponseTokenType enum.
+func (e IntrospectionResponseTokenType) Valid() bool {
+	switch e {
+	case IntrospectionResponseTokenTypeBearer:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TokenRequestGrantType.
 const (
 	TokenRequestGrantTypePassword     TokenRequestGrantType = "password"
@@ -63,6 +78,36 @@ type Error struct {
 	// Field A JSON pointer to the part of the request at fault, when there is one.
 	Field *string `json:"field,omitempty"`
 }
+
+// IntrospectionRequest An RFC 7662 §2.1 introspection request.
+type IntrospectionRequest struct {
+	ClientId     *string `json:"client_id,omitempty"`
+	ClientSecret *string `json:"client_secret,omitempty"`
+
+	// Token The token to introspect.
+	Token string `json:"token"`
+
+	// TokenTypeHint `access_token` or `refresh_token`; only access tokens are ever active here.
+	TokenTypeHint *string `json:"token_type_hint,omitempty"`
+}
+
+// IntrospectionResponse An RFC 7662 §2.2 introspection response; only `active` when it is false.
+type IntrospectionResponse struct {
+	Active    bool                            `json:"active"`
+	Aud       *string                         `json:"aud,omitempty"`
+	ClientId  *string                         `json:"client_id,omitempty"`
+	Exp       *int64                          `json:"exp,omitempty"`
+	Iat       *int64                          `json:"iat,omitempty"`
+	Iss       *string                         `json:"iss,omitempty"`
+	Jti       *string                         `json:"jti,omitempty"`
+	Scope     *string                         `json:"scope,omitempty"`
+	Sub       *string                         `json:"sub,omitempty"`
+	TokenType *IntrospectionResponseTokenType `json:"token_type,omitempty"`
+	Username  *string                         `json:"username,omitempty"`
+}
+
+// IntrospectionResponseTokenType defines model for IntrospectionResponse.TokenType.
+type IntrospectionResponseTokenType string
 
 // Item defines model for Item.
 type Item struct {
@@ -142,9 +187,11 @@ type Scope = string
 
 // ServerMetadata RFC 8414 authorization server metadata.
 type ServerMetadata struct {
-	GrantTypesSupported []string `json:"grant_types_supported"`
-	Issuer              string   `json:"issuer"`
-	JwksUri             string   `json:"jwks_uri"`
+	GrantTypesSupported                       []string `json:"grant_types_supported"`
+	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
+	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
+	Issuer                                    string   `json:"issuer"`
+	JwksUri                                   string   `json:"jwks_uri"`
 
 	// ResponseTypesSupported `["none"]`: the server has no authorization endpoint, so no response type
 	// returns credentials from one. RFC 8414 requires the member, and common
@@ -288,6 +335,9 @@ type ListUsersParams struct {
 	After *string `form:"after,omitempty" json:"after,omitempty"`
 }
 
+// IntrospectTokenFormdataRequestBody defines body for IntrospectToken for application/x-www-form-urlencoded ContentType.
+type IntrospectTokenFormdataRequestBody = IntrospectionRequest
+
 // PutMyDataJSONRequestBody defines body for PutMyData for application/json ContentType.
 type PutMyDataJSONRequestBody = ItemWrite
 
@@ -395,6 +445,34 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /.well-known/oauth-authorization-server (the `GetServerMetadata` operationId).
 	GetServerMetadata(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// IntrospectTokenWithBody Whether an access token is active, and what it carries (RFC 7662)
+	//
+	// For resource servers that must know at once when a token is revoked or its
+	// account disabled, rather than when it expires. The caller authenticates as a
+	// registered confidential client (HTTP Basic or `client_id` and `client_secret`
+	// in the body). Any token that is not an active access token — revoked,
+	// expired, of a disabled or deleted account, a refresh token, or no token of
+	// passflow's — is `{"active": false}`.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /introspect (the `IntrospectToken` operationId).
+	IntrospectTokenWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// IntrospectTokenWithFormdataBody Whether an access token is active, and what it carries (RFC 7662)
+	//
+	// For resource servers that must know at once when a token is revoked or its
+	// account disabled, rather than when it expires. The caller authenticates as a
+	// registered confidential client (HTTP Basic or `client_id` and `client_secret`
+	// in the body). Any token that is not an active access token — revoked,
+	// expired, of a disabled or deleted account, a refresh token, or no token of
+	// passflow's — is `{"active": false}`.
+	//
+	// Takes a body of the `application/x-www-form-urlencoded` content type.
+	//
+	// Corresponds with POST /introspect (the `IntrospectToken` operationId).
+	IntrospectTokenWithFormdataBody(ctx context.Context, body IntrospectTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListMyData List the caller's items
 	//
@@ -595,6 +673,54 @@ func (c *Client) GetJWKS(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 // Corresponds with GET /.well-known/oauth-authorization-server (the `GetServerMetadata` operationId).
 func (c *Client) GetServerMetadata(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetServerMetadataRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// IntrospectTokenWithBody Whether an access token is active, and what it carries (RFC 7662)
+//
+// For resource servers that must know at once when a token is revoked or its
+// account disabled, rather than when it expires. The caller authenticates as a
+// registered confidential client (HTTP Basic or `client_id` and `client_secret`
+// in the body). Any token that is not an active access token — revoked,
+// expired, of a disabled or deleted account, a refresh token, or no token of
+// passflow's — is `{"active": false}`.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /introspect (the `IntrospectToken` operationId).
+func (c *Client) IntrospectTokenWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewIntrospectTokenRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// IntrospectTokenWithFormdataBody Whether an access token is active, and what it carries (RFC 7662)
+//
+// For resource servers that must know at once when a token is revoked or its
+// account disabled, rather than when it expires. The caller authenticates as a
+// registered confidential client (HTTP Basic or `client_id` and `client_secret`
+// in the body). Any token that is not an active access token — revoked,
+// expired, of a disabled or deleted account, a refresh token, or no token of
+// passflow's — is `{"active": false}`.
+//
+// Takes a body of the `application/x-www-form-urlencoded` content type.
+//
+// Corresponds with POST /introspect (the `IntrospectToken` operationId).
+func (c *Client) IntrospectTokenWithFormdataBody(ctx context.Context, body IntrospectTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewIntrospectTokenRequestWithFormdataBody(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1016,6 +1142,46 @@ func NewGetServerMetadataRequest(server string) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
+
+	return req, nil
+}
+
+// NewIntrospectTokenRequestWithFormdataBody calls the generic IntrospectToken builder with application/x-www-form-urlencoded body
+func NewIntrospectTokenRequestWithFormdataBody(server string, body IntrospectTokenFormdataRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	bodyStr, err := runtime.MarshalForm(body, nil)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = strings.NewReader(bodyStr.Encode())
+	return NewIntrospectTokenRequestWithBody(server, "application/x-www-form-urlencoded", bodyReader)
+}
+
+// NewIntrospectTokenRequestWithBody constructs an http.Request for the IntrospectToken method, with any body, and a specified content type
+func NewIntrospectTokenRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/introspect")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -1580,6 +1746,34 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /.well-known/oauth-authorization-server (the `GetServerMetadata` operationId).
 	GetServerMetadataWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetServerMetadataResponse, error)
 
+	// IntrospectTokenWithBodyWithResponse Whether an access token is active, and what it carries (RFC 7662)
+	//
+	// For resource servers that must know at once when a token is revoked or its
+	// account disabled, rather than when it expires. The caller authenticates as a
+	// registered confidential client (HTTP Basic or `client_id` and `client_secret`
+	// in the body). Any token that is not an active access token — revoked,
+	// expired, of a disabled or deleted account, a refresh token, or no token of
+	// passflow's — is `{"active": false}`.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /introspect (the `IntrospectToken` operationId).
+	IntrospectTokenWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IntrospectTokenResponse, error)
+
+	// IntrospectTokenWithFormdataBodyWithResponse Whether an access token is active, and what it carries (RFC 7662)
+	//
+	// For resource servers that must know at once when a token is revoked or its
+	// account disabled, rather than when it expires. The caller authenticates as a
+	// registered confidential client (HTTP Basic or `client_id` and `client_secret`
+	// in the body). Any token that is not an active access token — revoked,
+	// expired, of a disabled or deleted account, a refresh token, or no token of
+	// passflow's — is `{"active": false}`.
+	//
+	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /introspect (the `IntrospectToken` operationId).
+	IntrospectTokenWithFormdataBodyWithResponse(ctx context.Context, body IntrospectTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*IntrospectTokenResponse, error)
+
 	// ListMyDataWithResponse List the caller's items
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1871,6 +2065,148 @@ func (r GetServerMetadataResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetServerMetadataResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// IntrospectTokenResponse200Headers the declared response headers of an HTTP 200 response for IntrospectToken
+type IntrospectTokenResponse200Headers struct {
+	CacheControl *string
+	Pragma       *string
+}
+
+// IntrospectTokenResponse400Headers the declared response headers of an HTTP 400 response for IntrospectToken
+type IntrospectTokenResponse400Headers struct {
+	CacheControl *string
+	Pragma       *string
+}
+
+// IntrospectTokenResponse401Headers the declared response headers of an HTTP 401 response for IntrospectToken
+type IntrospectTokenResponse401Headers struct {
+	CacheControl    *string
+	Pragma          *string
+	WWWAuthenticate *string
+}
+
+// IntrospectTokenResponse413Headers the declared response headers of an HTTP 413 response for IntrospectToken
+type IntrospectTokenResponse413Headers struct {
+	CacheControl *string
+	Pragma       *string
+}
+
+// IntrospectTokenResponse429Headers the declared response headers of an HTTP 429 response for IntrospectToken
+type IntrospectTokenResponse429Headers struct {
+	CacheControl *string
+	Pragma       *string
+	RetryAfter   *int
+}
+
+// IntrospectTokenResponse500Headers the declared response headers of an HTTP 500 response for IntrospectToken
+type IntrospectTokenResponse500Headers struct {
+	CacheControl *string
+	Pragma       *string
+}
+
+// IntrospectTokenResponse503Headers the declared response headers of an HTTP 503 response for IntrospectToken
+type IntrospectTokenResponse503Headers struct {
+	CacheControl *string
+	Pragma       *string
+	RetryAfter   *int
+}
+
+type IntrospectTokenResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntrospectionResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *OAuthBadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *OAuthUnauthorized
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *OAuthPayloadTooLarge
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *OAuthTooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *OAuthServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *OAuthUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *IntrospectTokenResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *IntrospectTokenResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *IntrospectTokenResponse401Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *IntrospectTokenResponse413Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *IntrospectTokenResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *IntrospectTokenResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *IntrospectTokenResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r IntrospectTokenResponse) GetJSON200() *IntrospectionResponse {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r IntrospectTokenResponse) GetJSON400() *OAuthBadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r IntrospectTokenResponse) GetJSON401() *OAuthUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r IntrospectTokenResponse) GetJSON413() *OAuthPayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r IntrospectTokenResponse) GetJSON429() *OAuthTooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r IntrospectTokenResponse) GetJSON500() *OAuthServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r IntrospectTokenResponse) GetJSON503() *OAuthUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r IntrospectTokenResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r IntrospectTokenResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r IntrospectTokenResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r IntrospectTokenResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3351,6 +3687,46 @@ func (c *ClientWithResponses) GetServerMetadataWithResponse(ctx context.Context,
 	return ParseGetServerMetadataResponse(rsp)
 }
 
+// IntrospectTokenWithBodyWithResponse Whether an access token is active, and what it carries (RFC 7662)
+//
+// For resource servers that must know at once when a token is revoked or its
+// account disabled, rather than when it expires. The caller authenticates as a
+// registered confidential client (HTTP Basic or `client_id` and `client_secret`
+// in the body). Any token that is not an active access token — revoked,
+// expired, of a disabled or deleted account, a refresh token, or no token of
+// passflow's — is `{"active": false}`.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /introspect (the `IntrospectToken` operationId).
+func (c *ClientWithResponses) IntrospectTokenWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IntrospectTokenResponse, error) {
+	rsp, err := c.IntrospectTokenWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseIntrospectTokenResponse(rsp)
+}
+
+// IntrospectTokenWithFormdataBodyWithResponse Whether an access token is active, and what it carries (RFC 7662)
+//
+// For resource servers that must know at once when a token is revoked or its
+// account disabled, rather than when it expires. The caller authenticates as a
+// registered confidential client (HTTP Basic or `client_id` and `client_secret`
+// in the body). Any token that is not an active access token — revoked,
+// expired, of a disabled or deleted account, a refresh token, or no token of
+// passflow's — is `{"active": false}`.
+//
+// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /introspect (the `IntrospectToken` operationId).
+func (c *ClientWithResponses) IntrospectTokenWithFormdataBodyWithResponse(ctx context.Context, body IntrospectTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*IntrospectTokenResponse, error) {
+	rsp, err := c.IntrospectTokenWithFormdataBody(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseIntrospectTokenResponse(rsp)
+}
+
 // ListMyDataWithResponse List the caller's items
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3738,6 +4114,217 @@ func ParseGetServerMetadataResponse(rsp *http.Response) (*GetServerMetadataRespo
 			headers.CacheControl = &value
 		}
 		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseIntrospectTokenResponse parses an HTTP response from a IntrospectTokenWithResponse call
+func ParseIntrospectTokenResponse(rsp *http.Response) (*IntrospectTokenResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &IntrospectTokenResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntrospectionResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest OAuthBadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest OAuthUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest OAuthPayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest OAuthTooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest OAuthServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest OAuthUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers IntrospectTokenResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers IntrospectTokenResponse400Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers IntrospectTokenResponse401Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 413:
+		var headers IntrospectTokenResponse413Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 429:
+		var headers IntrospectTokenResponse429Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers IntrospectTokenResponse500Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers IntrospectTokenResponse503Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("Pragma"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Pragma", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Pragma = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

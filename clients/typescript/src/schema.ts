@@ -54,6 +54,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/introspect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Whether an access token is active, and what it carries (RFC 7662)
+         * @description For resource servers that must know at once when a token is revoked or its
+         *     account disabled, rather than when it expires. The caller authenticates as a
+         *     registered confidential client (HTTP Basic or `client_id` and `client_secret`
+         *     in the body). Any token that is not an active access token — revoked,
+         *     expired, of a disabled or deleted account, a refresh token, or no token of
+         *     passflow's — is `{"active": false}`.
+         */
+        post: operations["introspectToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/.well-known/oauth-authorization-server": {
         parameters: {
             query?: never;
@@ -326,15 +351,47 @@ export interface components {
             /** Format: password */
             client_secret?: string;
         };
+        /** @description An RFC 7662 §2.1 introspection request. */
+        IntrospectionRequest: {
+            /**
+             * Format: password
+             * @description The token to introspect.
+             */
+            token: string;
+            /** @description `access_token` or `refresh_token`; only access tokens are ever active here. */
+            token_type_hint?: string;
+            client_id?: string;
+            /** Format: password */
+            client_secret?: string;
+        };
+        /** @description An RFC 7662 §2.2 introspection response; only `active` when it is false. */
+        IntrospectionResponse: {
+            active: boolean;
+            scope?: string;
+            client_id?: string;
+            username?: string;
+            /** @enum {string} */
+            token_type?: "Bearer";
+            /** Format: int64 */
+            exp?: number;
+            /** Format: int64 */
+            iat?: number;
+            sub?: string;
+            aud?: string;
+            iss?: string;
+            jti?: string;
+        };
         /** @description RFC 8414 authorization server metadata. */
         ServerMetadata: {
             issuer: string;
             token_endpoint: string;
             revocation_endpoint: string;
+            introspection_endpoint: string;
             jwks_uri: string;
             grant_types_supported: string[];
             token_endpoint_auth_methods_supported: string[];
             revocation_endpoint_auth_methods_supported: string[];
+            introspection_endpoint_auth_methods_supported: string[];
             scopes_supported: string[];
             /**
              * @description `["none"]`: the server has no authorization endpoint, so no response type
@@ -684,6 +741,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            400: components["responses"]["OAuthBadRequest"];
+            401: components["responses"]["OAuthUnauthorized"];
+            413: components["responses"]["OAuthPayloadTooLarge"];
+            429: components["responses"]["OAuthTooManyRequests"];
+            500: components["responses"]["OAuthServerError"];
+            503: components["responses"]["OAuthUnavailable"];
+        };
+    };
+    introspectToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["IntrospectionRequest"];
+            };
+        };
+        responses: {
+            /** @description The token's state. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControl"];
+                    Pragma: components["headers"]["Pragma"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IntrospectionResponse"];
+                };
             };
             400: components["responses"]["OAuthBadRequest"];
             401: components["responses"]["OAuthUnauthorized"];
