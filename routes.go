@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -31,20 +30,13 @@ var unguarded = func() map[string]bool {
 // neither, so no route can slip past the guard.
 func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterface, middlewares []api.StrictMiddlewareFunc,
 	specJSON []byte, m *metrics, metricsApart bool, trustedProxies []string, st store.Store, feed *auth.Feed) (*gin.Engine, error) {
-	engine := gin.New()
-	engine.ContextWithFallback = true
-	engine.RedirectTrailingSlash = false
-	engine.RedirectFixedPath = false
-	engine.HandleMethodNotAllowed = true
+	engine := g.Engine(guard.AccessLog(logger), m.middleware())
 	// The client IP is the connection's, unless it is a trusted proxy's:
 	// then X-Forwarded-For, read from the right, names it.
 	if err := engine.SetTrustedProxies(trustedProxies); err != nil {
 		return nil, err
 	}
 	engine.RemoteIPHeaders = []string{"X-Forwarded-For"}
-	engine.Use(guard.RequestID(), guard.AccessLog(logger), m.middleware(), g.Recover())
-	engine.NoRoute(g.NoRoute)
-	engine.NoMethod(g.NoMethod)
 
 	engine.GET("/healthz", func(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"status": "ok"})
@@ -71,22 +63,14 @@ func routes(logger *slog.Logger, g *guard.Guard, server api.StrictServerInterfac
 	}
 	d.Register(engine)
 
-	bindErr := func(c *gin.Context, err error) {
-		g.WriteError(c, fault.Wrap(fault.InvalidRequest, "the request could not be read", err))
-	}
 	strict := api.NewStrictHandlerWithOptions(server, middlewares, api.StrictGinServerOptions{
-		RequestErrorHandlerFunc:  bindErr,
+		RequestErrorHandlerFunc:  g.BindError,
 		HandlerErrorFunc:         g.WriteError,
 		ResponseErrorHandlerFunc: g.WriteError,
 	})
-	wrapperErr := func(c *gin.Context, err error, _ int) { bindErr(c, err) }
-	gated := engine.Group("", g.Middleware())
-	api.RegisterHandlersWithOptions(gated, strict, api.GinServerOptions{ErrorHandler: wrapperErr})
-
-	for _, r := range engine.Routes() {
-		if !unguarded[r.Method+" "+r.Path] && !g.Covers(r.Method, r.Path) {
-			return nil, fmt.Errorf("route %s %s is neither in the spec nor listed as unguarded", r.Method, r.Path)
-		}
+	api.RegisterHandlersWithOptions(engine.Group("", g.Middleware()), strict, api.GinServerOptions{ErrorHandler: g.ParamError})
+	if err := g.CheckRoutes(engine, unguarded); err != nil {
+		return nil, err
 	}
 	return engine, nil
 }

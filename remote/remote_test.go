@@ -1,0 +1,223 @@
+package remote
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/passflow/passflow/fault"
+)
+
+// issuer is a stand-in for passflow's metadata, JWK Set and introspection
+// endpoints, signing with keys the test controls.
+type issuer struct {
+	*httptest.Server
+	mu        sync.Mutex
+	keys      map[string]ed25519.PrivateKey
+	jwksReads atomic.Int64
+	active    atomic.Bool
+}
+
+func newIssuer(t *testing.T) *issuer {
+	t.Helper()
+	is := &issuer{keys: map[string]ed25519.PrivateKey{}}
+	is.active.Store(true)
+	is.addKey(t, "k1")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{
+			"issuer": is.URL, "jwks_uri": is.URL + "/jwks", "introspection_endpoint": is.URL + "/introspect",
+			"scopes_supported": []string{"reports:read", "reports:write"},
+		})
+	})
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
+		is.jwksReads.Add(1)
+		is.mu.Lock()
+		defer is.mu.Unlock()
+		var keys []map[string]string
+		for kid, k := range is.keys {
+			keys = append(keys, map[string]string{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid,
+				"x": base64.RawURLEncoding.EncodeToString(k.Public().(ed25519.PublicKey))})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"keys": keys})
+	})
+	mux.HandleFunc("POST /introspect", func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, ok := r.BasicAuth(); !ok || id != "svc" || secret != "svc-secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]bool{"active": is.active.Load()})
+	})
+	is.Server = httptest.NewServer(mux)
+	t.Cleanup(is.Close)
+	return is
+}
+
+func (is *issuer) addKey(t *testing.T, kid string) {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.mu.Lock()
+	is.keys[kid] = k
+	is.mu.Unlock()
+}
+
+// token signs claims as passflow does, with edits.
+func (is *issuer) token(t *testing.T, kid string, edit func(h map[string]any, c jwt.MapClaims)) string {
+	t.Helper()
+	now := time.Now()
+	c := jwt.MapClaims{"iss": is.URL, "aud": is.URL, "sub": "u1", "jti": "j1", "client_id": "passflow",
+		"scope": "reports:read", "username": "rita", "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix()}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	tok.Header["typ"] = "at+jwt"
+	tok.Header["kid"] = kid
+	if edit != nil {
+		edit(tok.Header, c)
+	}
+	is.mu.Lock()
+	key := is.keys[kid]
+	is.mu.Unlock()
+	if key == nil {
+		_, key, _ = ed25519.GenerateKey(rand.Reader)
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	is := newIssuer(t)
+	v, err := New(context.Background(), Config{Issuer: is.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v.Verify(context.Background(), is.token(t, "k1", nil))
+	if err != nil || p.UserID != "u1" || p.Username != "rita" || !p.HasScopes([]string{"reports:read"}) {
+		t.Fatalf("a good token: %+v, %v", p, err)
+	}
+	good := is.token(t, "k1", nil)
+	tampered := good[:strings.IndexByte(good, '.')+1] + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"admin"}`)) + good[strings.LastIndexByte(good, '.'):]
+	for name, c := range map[string]struct {
+		token, description string
+	}{
+		"another issuer":   {is.token(t, "k1", func(_ map[string]any, c jwt.MapClaims) { c["iss"] = "https://elsewhere.example" }), "token has the wrong issuer"},
+		"another audience": {is.token(t, "k1", func(_ map[string]any, c jwt.MapClaims) { c["aud"] = "https://elsewhere.example" }), "token has the wrong audience"},
+		"expired":          {is.token(t, "k1", func(_ map[string]any, c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Minute).Unix() }), "token has expired"},
+		"not at+jwt":       {is.token(t, "k1", func(h map[string]any, _ jwt.MapClaims) { h["typ"] = "JWT" }), "token is not an access token (typ must be at+jwt)"},
+		"no scope":         {is.token(t, "k1", func(_ map[string]any, c jwt.MapClaims) { delete(c, "scope") }), "token lacks a required claim"},
+		"unknown key":      {is.token(t, "nobody's", nil), "token is signed with an unknown key"},
+		"tampered":         {tampered, "token signature is invalid"},
+		"not a JWT":        {"abc", "token is malformed"},
+	} {
+		_, err := v.Verify(context.Background(), c.token)
+		if fe := fault.As(err); fe.Code != fault.InvalidToken || fe.Description != c.description {
+			t.Errorf("%s: %v, want invalid_token %q", name, err, c.description)
+		}
+	}
+
+	// A token that was good expires while cached.
+	late, err := New(context.Background(), Config{Issuer: is.URL, Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := late.Verify(context.Background(), good); fault.As(err).Description != "token has expired" {
+		t.Errorf("an hour later: %v", err)
+	}
+}
+
+// TestKeyRotation: a new kid makes the verifier read the JWK Set again, at
+// most once per RefetchEvery, so tokens with made-up kids cannot make it
+// hammer passflow.
+func TestKeyRotation(t *testing.T) {
+	t.Parallel()
+	is := newIssuer(t)
+	now := time.Now()
+	var clock atomic.Int64
+	v, err := New(context.Background(), Config{Issuer: is.URL, Now: func() time.Time { return now.Add(time.Duration(clock.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.addKey(t, "k2")
+	if _, err := v.Verify(context.Background(), is.token(t, "k2", nil)); err != nil {
+		t.Fatalf("a token of the new key: %v", err)
+	}
+	for range 50 {
+		v.Verify(context.Background(), is.token(t, "made-up", nil))
+	}
+	if n := is.jwksReads.Load(); n != 2 {
+		t.Errorf("the JWK Set was read %d times, want 2 (at start, and for k2)", n)
+	}
+	is.addKey(t, "k3")
+	if _, err := v.Verify(context.Background(), is.token(t, "k3", nil)); err == nil {
+		t.Error("a second new key within a minute was fetched")
+	}
+	clock.Store(int64(time.Minute))
+	if _, err := v.Verify(context.Background(), is.token(t, "k3", nil)); err != nil {
+		t.Errorf("a minute later, the second new key: %v", err)
+	}
+}
+
+func TestIntrospection(t *testing.T) {
+	t.Parallel()
+	is := newIssuer(t)
+	v, err := New(context.Background(), Config{Issuer: is.URL, Introspection: &Introspection{ClientID: "svc", ClientSecret: "svc-secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := is.token(t, "k1", nil)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("an active token: %v", err)
+	}
+	is.active.Store(false)
+	if _, err := v.Verify(context.Background(), tok); fault.As(err).Code != fault.InvalidToken {
+		t.Errorf("an inactive token: %v", err)
+	}
+	wrong, err := New(context.Background(), Config{Issuer: is.URL, Introspection: &Introspection{ClientID: "svc", ClientSecret: "wrong"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wrong.Verify(context.Background(), tok)
+	if fe := fault.As(err); fe.Code != fault.Unavailable || strings.Contains(fe.Error(), "wrong") {
+		t.Errorf("introspecting with a wrong secret: %v, want unavailable without the secret", err)
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	t.Parallel()
+	is := newIssuer(t)
+	if _, err := New(context.Background(), Config{Issuer: is.URL + "/other"}); err == nil {
+		t.Error("metadata naming another issuer was accepted")
+	}
+	is.mu.Lock()
+	clear(is.keys)
+	is.mu.Unlock()
+	if _, err := New(context.Background(), Config{Issuer: is.URL}); err == nil || !strings.Contains(err.Error(), "HS256") {
+		t.Errorf("no public keys: %v", err)
+	}
+	is.addKey(t, "k1")
+	v, err := New(context.Background(), Config{Issuer: is.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Supports([]string{"reports:read"}); err != nil {
+		t.Error(err)
+	}
+	if err := v.Supports([]string{"reports:read", "billing:admin"}); err == nil || !strings.Contains(err.Error(), "billing:admin") {
+		t.Errorf("a scope passflow does not grant: %v", err)
+	}
+}
