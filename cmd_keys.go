@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -13,8 +15,15 @@ var keysRotate = command{
 	name:    "keys rotate",
 	summary: "add a signing key; the one it replaces verifies until its tokens expire",
 	store:   true,
-	flags:   bindKeys,
+	flags: func(fs *flag.FlagSet, c *config) {
+		bindKeys(fs, c)
+		fs.DurationVar(&c.PublishAhead, "publish-ahead", 0,
+			"how long the new key is published before it signs; services checking tokens with passflow's JWK Set read it every 5m, so 6m spares them any refused token (default: at once)")
+	},
 	run: func(ctx context.Context, in invocation) error {
+		if in.cfg.PublishAhead < 0 || in.cfg.PublishAhead > 24*time.Hour {
+			return errors.New("--publish-ahead must be between 0s and 24h")
+		}
 		kc, err := in.cfg.keyConfig()
 		if err != nil {
 			return err
@@ -23,7 +32,7 @@ var keysRotate = command{
 		if given(in.fs, "signing-alg") {
 			alg = in.cfg.SigningAlg
 		}
-		k, previous, err := auth.RotateKeys(ctx, in.st, kc, alg, time.Now())
+		k, previous, err := auth.RotateKeys(ctx, in.st, kc, alg, in.cfg.PublishAhead, time.Now())
 		if err != nil {
 			return err
 		}

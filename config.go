@@ -31,6 +31,7 @@ type config struct {
 	AccessTokenTTL          time.Duration
 	RefreshTokenTTL         time.Duration
 	ClockLeeway             time.Duration
+	PublishAhead            time.Duration
 	MaxBodyBytes            int64
 	TokenCacheSize          int
 	PublicClients           bool

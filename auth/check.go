@@ -77,6 +77,7 @@ type CheckerConfig struct {
 // are checked once; its expiry on every call. Whether it was revoked is
 // not its business.
 type TokenChecker struct {
+	issuer string
 	find   KeyFinder
 	leeway time.Duration
 	now    func() time.Time
@@ -100,6 +101,7 @@ func NewTokenChecker(cfg CheckerConfig, find KeyFinder) (*TokenChecker, error) {
 		return nil, fmt.Errorf("auth: token cache: %w", err)
 	}
 	return &TokenChecker{
+		issuer: cfg.Issuer,
 		find:   find,
 		leeway: cfg.Leeway,
 		now:    cfg.Now,
@@ -162,16 +164,23 @@ func (c *TokenChecker) Check(ctx context.Context, raw string) (*Principal, error
 }
 
 var (
-	errWrongType  = errors.New("typ is not at+jwt")
-	errUnknownKey = errors.New("unknown kid")
+	errWrongType   = errors.New("typ is not at+jwt")
+	errUnknownKey  = errors.New("unknown kid")
+	errWrongIssuer = errors.New("another issuer")
 )
 
 // keyFor picks the verification key by kid and insists that the token's alg
-// is that key's own: a public key is never used as an HMAC secret.
+// is that key's own: a public key is never used as an HMAC secret. A token
+// that names another issuer is refused before any key is looked for: an
+// unknown kid may make the finder read the keys again, which only a token
+// claiming to be ours is worth.
 func (c *TokenChecker) keyFor(ctx context.Context, tok *jwt.Token) (any, error) {
 	typ, _ := tok.Header["typ"].(string)
 	if !strings.EqualFold(typ, accessTokenType) && !strings.EqualFold(typ, "application/"+accessTokenType) {
 		return nil, errWrongType
+	}
+	if claims, ok := tok.Claims.(*accessClaims); !ok || claims.Issuer != c.issuer {
+		return nil, errWrongIssuer
 	}
 	kid, _ := tok.Header["kid"].(string)
 	alg, key, ok := c.find(ctx, kid)
@@ -191,6 +200,8 @@ func verifyError(err error) error {
 	switch {
 	case errors.Is(err, errWrongType):
 		reason, desc = "wrong_type", "token is not an access token (typ must be at+jwt)"
+	case errors.Is(err, errWrongIssuer):
+		reason, desc = "wrong_issuer", "token has the wrong issuer"
 	case errors.Is(err, errUnknownKey):
 		reason, desc = "unknown_key", "token is signed with an unknown key"
 	case errors.Is(err, jwt.ErrTokenMalformed):

@@ -543,11 +543,13 @@ func ActiveAlgorithm(keys []store.SigningKey, now time.Time) string {
 
 // RotateKeys adds a new signing key of alg to ks, or of the algorithm
 // that signs now when alg is empty. It is published at once and signs
-// from KeyPrepublication on; every key signing before then stops. The key
+// after ahead, or KeyPrepublication if that is longer; every key signing
+// before then stops. Services that read the JWK Set on a schedule need
+// ahead to cover it, so they know the key before any token of it. The key
 // is sealed with cfg.KEK, which must be the key encryption key the
 // store's keys are kept with. It returns the new key and the algorithm it
 // replaces.
-func RotateKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, alg string, now time.Time) (store.SigningKey, string, error) {
+func RotateKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, alg string, ahead time.Duration, now time.Time) (store.SigningKey, string, error) {
 	stored, err := ks.SigningKeys(ctx)
 	if err != nil {
 		return store.SigningKey{}, "", err
@@ -562,7 +564,7 @@ func RotateKeys(ctx context.Context, ks store.Keys, cfg KeyConfig, alg string, n
 	if err != nil {
 		return store.SigningKey{}, "", err
 	}
-	k.ActiveFrom = now.Add(KeyPrepublication).UTC()
+	k.ActiveFrom = now.Add(max(ahead, KeyPrepublication)).UTC()
 	check := KeyCheck(cfg.KEK)
 	err = ks.RotateSigningKey(ctx, k, check)
 	if errors.Is(err, store.ErrKeyCheck) {

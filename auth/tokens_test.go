@@ -182,7 +182,7 @@ func TestUnknownKidReloadsKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := RotateKeys(ctx, st, cfg, "", c.now()); err != nil {
+	if _, _, err := RotateKeys(ctx, st, cfg, "", 0, c.now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := keysA.Reload(ctx); err != nil {

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/passflow/passflow/auth"
@@ -44,6 +45,12 @@ type Config struct {
 	// RefetchEvery bounds how often an unknown kid makes the verifier read
 	// the JWK Set again; a minute when zero.
 	RefetchEvery time.Duration
+	// RefreshEvery is how old the keys may grow before the verifier reads
+	// them again in the background, whatever the tokens; five minutes (the
+	// JWK Set's max-age) when zero. Rotating passflow's key with a
+	// --publish-ahead longer than this means no token of the new key is
+	// ever refused, even while the refetches are spent.
+	RefreshEvery time.Duration
 	// CacheSize is how many verified tokens are remembered, so that a
 	// token's signature is checked once; 10000 when zero.
 	CacheSize int
@@ -80,6 +87,11 @@ type Verifier struct {
 	// refetch serialises the refetches unknown kids ask for.
 	refetch sync.Mutex
 	fetched time.Time // of the last such refetch
+
+	// loaded is when the keys were last read (unix nanoseconds), and
+	// refreshing is set while a background read is under way.
+	loaded     atomic.Int64
+	refreshing atomic.Bool
 }
 
 type publicKey struct {
@@ -98,6 +110,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	if cfg.RefetchEvery == 0 {
 		cfg.RefetchEvery = time.Minute
+	}
+	if cfg.RefreshEvery == 0 {
+		cfg.RefreshEvery = 5 * time.Minute
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 10_000
@@ -196,7 +211,23 @@ func (v *Verifier) fetchKeys(ctx context.Context) error {
 	v.keysMu.Lock()
 	v.keys = keys
 	v.keysMu.Unlock()
+	v.loaded.Store(v.cfg.Now().UnixNano())
 	return nil
+}
+
+// refreshIfOld reads the keys again in the background when they are older
+// than RefreshEvery; requests go on with the keys at hand meanwhile.
+func (v *Verifier) refreshIfOld() {
+	if v.cfg.Now().UnixNano()-v.loaded.Load() < int64(v.cfg.RefreshEvery) || !v.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer v.refreshing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		// A failure keeps the keys known; the next request tries again.
+		v.fetchKeys(ctx)
+	}()
 }
 
 func (v *Verifier) key(kid string) (publicKey, bool) {
@@ -239,6 +270,7 @@ func (v *Verifier) refetchFor(ctx context.Context, kid string) (publicKey, bool)
 // invalid_token errors; and, with Introspection, that passflow still
 // holds it active.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*auth.Principal, error) {
+	v.refreshIfOld()
 	p, err := v.check.Check(ctx, raw)
 	if err != nil {
 		return nil, err

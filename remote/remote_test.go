@@ -111,7 +111,7 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("a good token: %+v, %v", p, err)
 	}
 	good := is.token(t, "k1", nil)
-	tampered := good[:strings.IndexByte(good, '.')+1] + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"admin"}`)) + good[strings.LastIndexByte(good, '.'):]
+	tampered := tamper(t, good)
 	for name, c := range map[string]struct {
 		token, description string
 	}{
@@ -151,6 +151,11 @@ func TestKeyRotation(t *testing.T) {
 	v, err := New(context.Background(), Config{Issuer: is.URL, Now: func() time.Time { return now.Add(time.Duration(clock.Load())) }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Tokens of another issuer never make it read the keys: they cannot
+	// spend the refetch a rotation needs.
+	for range 10 {
+		v.Verify(context.Background(), is.token(t, "theirs", func(_ map[string]any, c jwt.MapClaims) { c["iss"] = "https://elsewhere.example" }))
 	}
 	is.addKey(t, "k2")
 	if _, err := v.Verify(context.Background(), is.token(t, "k2", nil)); err != nil {
@@ -219,5 +224,58 @@ func TestNewRefuses(t *testing.T) {
 	}
 	if err := v.Supports([]string{"reports:read", "billing:admin"}); err == nil || !strings.Contains(err.Error(), "billing:admin") {
 		t.Errorf("a scope passflow does not grant: %v", err)
+	}
+}
+
+// tamper gives a token one more scope, keeping its signature.
+func tamper(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	c["scope"] = c["scope"].(string) + " reports:write"
+	raw, _ = json.Marshal(c)
+	parts[1] = base64.RawURLEncoding.EncodeToString(raw)
+	return strings.Join(parts, ".")
+}
+
+// TestKeysRefreshInTheBackground: keys older than RefreshEvery are read
+// again whatever the tokens, so a key passflow publishes ahead is known
+// before its first token, even when the refetches are spent.
+func TestKeysRefreshInTheBackground(t *testing.T) {
+	t.Parallel()
+	is := newIssuer(t)
+	now := time.Now()
+	var clock atomic.Int64
+	v, err := New(context.Background(), Config{Issuer: is.URL, RefetchEvery: time.Hour,
+		Now: func() time.Time { return now.Add(time.Duration(clock.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := is.token(t, "k1", nil)
+	v.Verify(context.Background(), is.token(t, "made-up", nil)) // spends the refetch
+	is.addKey(t, "k2")
+	if _, err := v.Verify(context.Background(), is.token(t, "k2", nil)); err == nil {
+		t.Fatal("the refetch was not spent")
+	}
+	clock.Store(int64(5 * time.Minute))
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for is.jwksReads.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for v.refreshing.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := v.Verify(context.Background(), is.token(t, "k2", nil)); err != nil {
+		t.Errorf("five minutes on, a token of the key published meanwhile: %v", err)
 	}
 }
