@@ -39,7 +39,7 @@ var clientAdd = command{
 		fs.BoolVar(&c.SecretStdin, "secret-stdin", false, "read the client secret from stdin (one line) instead of generating one")
 		fs.BoolVar(&c.Public, "public", false, "register a public client, which has no secret")
 		fs.StringVar(&c.Scopes, "scopes", "", "comma-separated scopes the client may request, of the spec's: "+specScopes()+" (default all)")
-		fs.StringVar(&c.GrantTypes, "grant-types", "", "comma-separated grant types the client may use (default password,refresh_token)")
+		fs.StringVar(&c.GrantTypes, "grant-types", "", "comma-separated grant types the client may use (default password,refresh_token); none for a service that only introspects tokens")
 	},
 	run: func(ctx context.Context, in invocation) error {
 		if in.cfg.SecretStdin && in.cfg.Public {

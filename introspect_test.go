@@ -14,7 +14,7 @@ func TestIntrospection(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t)
 	ts.addUser("kit", "kit-password", "data:read", "data:write")
-	secret := ts.addClient("reports-service", "--grant-types", "refresh_token")
+	secret := ts.addClient("reports-service", "--grant-types", "none")
 	ts.addClient("spa", "--public")
 	pair := ts.passwordGrant("kit", "kit-password", "scope", "data:read")
 
@@ -54,6 +54,13 @@ func TestIntrospection(t *testing.T) {
 		}
 		if res := ts.postForm("/introspect", "", asService); res.Status != 400 || res.JSON(t)["error"] != "invalid_request" {
 			t.Errorf("no token: %d %s", res.Status, res.Body)
+		}
+		// A client registered to introspect only cannot log anyone in.
+		if res := ts.postForm("/token", "grant_type=password&username=kit&password=kit-password", asService); res.Status != 400 || res.JSON(t)["error"] != "unauthorized_client" {
+			t.Errorf("logging in through an introspecting client: %d %s", res.Status, res.Body)
+		}
+		if out, err := ts.cli("", "client", "add", "public-introspector", "--public", "--grant-types", "none"); err == nil {
+			t.Errorf("a public client without grants was registered: %s", out)
 		}
 	})
 

@@ -296,6 +296,10 @@ type NewClient struct {
 	Scopes     []string
 }
 
+// NoGrants, as a client's only grant type, registers a client that may use
+// no grant at all: a resource server that only introspects tokens.
+const NoGrants = "none"
+
 // MinClientSecretBytes is the shortest client secret accepted.
 const MinClientSecretBytes = 16
 
@@ -311,12 +315,18 @@ func (c *Clients) Register(ctx context.Context, n NewClient) (store.Client, erro
 		return store.Client{}, fault.Invalid("/client_secret", fmt.Sprintf("client secret must be at least %d bytes", MinClientSecretBytes))
 	}
 	grants := n.GrantTypes
-	if len(grants) == 0 {
+	switch {
+	case len(grants) == 0:
 		grants = GrantTypes()
+	case slices.Equal(grants, []string{NoGrants}):
+		if n.Secret == "" {
+			return store.Client{}, fault.Invalid("/grant_types", "a client without grants only introspects, which takes a secret")
+		}
+		grants = []string{}
 	}
 	for _, g := range grants {
 		if !slices.Contains(GrantTypes(), g) {
-			return store.Client{}, fault.Invalid("/grant_types", "unknown grant type; the grant types are "+strings.Join(GrantTypes(), ", "))
+			return store.Client{}, fault.Invalid("/grant_types", "unknown grant type; the grant types are "+strings.Join(GrantTypes(), ", ")+", or "+NoGrants+" alone")
 		}
 	}
 	scopes := n.Scopes
