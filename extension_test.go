@@ -51,7 +51,7 @@ func TestAddAnEndpoint(t *testing.T) {
 	inDir(t, dir, nil, "go", "generate", "./...")
 	step("go generate ./...")
 	// 4: the handler.
-	if err := os.WriteFile(filepath.Join(dir, "impl", "reports.go"), []byte(blocks["handler"]), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "impl", "invoices.go"), []byte(blocks["handler"]), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// 5: build, start, grant the scope.
@@ -61,10 +61,10 @@ func TestAddAnEndpoint(t *testing.T) {
 	db := filepath.Join(dir, "p.db")
 	env := []string{"PASSFLOW_DB=" + db, "PASSFLOW_ADMIN_PASSWORD=admin-password-1"}
 	base := startBinary(t, bin, env)
-	for _, u := range []struct{ name, scopes string }{{"rita", "reports:read"}, {"norm", ""}} {
+	for _, u := range []struct{ name, scopes string }{{"ivan", "invoices:read"}, {"norm", ""}} {
 		inDir(t, dir, strings.NewReader(u.name+"-password\n"), bin, "user", "add", u.name, "--scopes", u.scopes, "--db", db)
 	}
-	step("started the server, added rita with reports:read")
+	step("started the server, added ivan with invoices:read")
 
 	login := func(name, password string) string {
 		res, err := http.PostForm(base+"/token", map[string][]string{"grant_type": {"password"}, "username": {name}, "password": {password}})
@@ -79,13 +79,13 @@ func TestAddAnEndpoint(t *testing.T) {
 		if json.NewDecoder(res.Body).Decode(&body); res.StatusCode != 200 {
 			t.Fatalf("login %s = %d", name, res.StatusCode)
 		}
-		if name == "admin" && !strings.Contains(body.Scope, "reports:read") {
+		if name == "admin" && !strings.Contains(body.Scope, "invoices:read") {
 			t.Errorf("admin's scopes %q lack the new scope", body.Scope)
 		}
 		return body.AccessToken
 	}
-	reports := func(token string) (int, string, string) {
-		req, _ := http.NewRequest(http.MethodGet, base+"/reports", nil)
+	invoices := func(token string) (int, string, string) {
+		req, _ := http.NewRequest(http.MethodGet, base+"/invoices", nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -97,32 +97,32 @@ func TestAddAnEndpoint(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, res.Header.Get("WWW-Authenticate"), strings.TrimSpace(string(b))
 	}
-	if status, _, body := reports(login("rita", "rita-password")); status != 200 || body != `["weekly","monthly"]` {
-		t.Errorf("GET /reports with reports:read = %d %s", status, body)
+	if status, _, body := invoices(login("ivan", "ivan-password")); status != 200 || body != `["INV-1","INV-2"]` {
+		t.Errorf("GET /invoices with invoices:read = %d %s", status, body)
 	}
-	if status, challenge, _ := reports(login("norm", "norm-password")); status != 403 ||
-		!strings.Contains(challenge, `error="insufficient_scope"`) || !strings.Contains(challenge, `scope="reports:read"`) {
-		t.Errorf("GET /reports without the scope = %d %q", status, challenge)
+	if status, challenge, _ := invoices(login("norm", "norm-password")); status != 403 ||
+		!strings.Contains(challenge, `error="insufficient_scope"`) || !strings.Contains(challenge, `scope="invoices:read"`) {
+		t.Errorf("GET /invoices without the scope = %d %q", status, challenge)
 	}
-	if status, challenge, _ := reports(""); status != 401 || challenge != `Bearer realm="passflow"` {
-		t.Errorf("GET /reports without a token = %d %q", status, challenge)
+	if status, challenge, _ := invoices(""); status != 401 || challenge != `Bearer realm="passflow"` {
+		t.Errorf("GET /invoices without a token = %d %q", status, challenge)
 	}
 	login("admin", "admin-password-1")
 	res, err := http.Get(base + "/.well-known/oauth-authorization-server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if meta := readAll(res); !strings.Contains(meta, `"reports:read"`) {
+	if meta := readAll(res); !strings.Contains(meta, `"invoices:read"`) {
 		t.Errorf("scopes_supported lacks the new scope: %s", meta)
 	}
-	step("called GET /reports: 200 with the scope, 403 without, 401 without a token")
+	step("called GET /invoices: 200 with the scope, 403 without, 401 without a token")
 
 	// The spec-walking security test covers the new operation.
 	out := inDir(t, dir, nil, "go", "test", "-count=1", "-run", "^TestEverySecuredOperation$", "-v", ".")
-	if !strings.Contains(out, "--- PASS: TestEverySecuredOperation/GET_/reports") {
-		t.Errorf("TestEverySecuredOperation did not cover GET /reports:\n%s", out)
+	if !strings.Contains(out, "--- PASS: TestEverySecuredOperation/GET_/invoices") {
+		t.Errorf("TestEverySecuredOperation did not cover GET /invoices:\n%s", out)
 	}
-	step("TestEverySecuredOperation covers GET /reports")
+	step("TestEverySecuredOperation covers GET /invoices")
 }
 
 // readmeBlocks returns README's code blocks marked <!-- extension: NAME -->,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/passflow/passflow/guard"
 	"github.com/passflow/passflow/store/postgres/pgtest"
 )
 
@@ -246,7 +248,11 @@ func TestInstancesBootstrapOnce(t *testing.T) {
 	if n := count(first, "created account admin"); n != 1 {
 		t.Errorf("%d instances say they created admin, want 1", n)
 	}
-	if n := count(first, `event=user.created target=admin detail="scopes=data:read,data:write,users:admin" actor=startup`); n != 1 {
+	doc, err := loadSpec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(first, `event=user.created target=admin detail="scopes=`+strings.Join(guard.Scopes(doc), ",")+`" actor=startup`); n != 1 {
 		t.Errorf("%d audit lines for creating admin, want 1 with actor=startup", n)
 	}
 	for _, bad := range []string{"level=WARN msg=\"no enabled", "restored", `actor="command line"`} {

@@ -161,7 +161,7 @@ func TestServerMetadata(t *testing.T) {
 		}
 		for field, want := range map[string]string{
 			"grant_types_supported":                         "[password refresh_token]",
-			"scopes_supported":                              "[data:read data:write users:admin]",
+			"scopes_supported":                              "[data:read data:write reports:read reports:write users:admin]",
 			"token_endpoint_auth_methods_supported":         "[none client_secret_basic client_secret_post]",
 			"response_types_supported":                      "[none]",
 			"introspection_endpoint_auth_methods_supported": "[client_secret_basic client_secret_post]",

@@ -131,19 +131,19 @@ func TestScopesComeFromTheSpec(t *testing.T) {
 			t.Errorf("user add --scopes %s: %v %s", s, err, out)
 		}
 	}
-	_, err = ts.cli("some-password\n", "user", "add", "rita", "--scopes", "reports:read")
+	_, err = ts.cli("some-password\n", "user", "add", "bill", "--scopes", "billing:read")
 	if err == nil || !strings.Contains(describe(err), "unknown scope; the scopes are "+strings.Join(flow, ", ")) {
 		t.Errorf("user add with a scope the spec lacks: %v", err)
 	}
 
 	// The same server code on a spec with one more scope.
 	more, _ := loadSpec(context.Background())
-	more.Components.SecuritySchemes["OAuth2PasswordBearer"].Value.Flows.Password.Scopes["reports:read"] = "Read reports."
+	more.Components.SecuritySchemes["OAuth2PasswordBearer"].Value.Flows.Password.Scopes["billing:read"] = "Read bills."
 	e := newInproc(t, withSpec(more))
-	if _, err := e.app.accounts.Create(context.Background(), auth.NewAccount{Username: "rita", Password: "rita-password", Scopes: []string{"reports:read"}}); err != nil {
+	if _, err := e.app.accounts.Create(context.Background(), auth.NewAccount{Username: "bill", Password: "bill-password", Scopes: []string{"billing:read"}}); err != nil {
 		t.Errorf("an account with a scope added to the spec: %v", err)
 	}
-	if _, p := claims(t, e.login("rita")); p["scope"] != "reports:read" {
-		t.Errorf("rita's token carries %v, want reports:read", p["scope"])
+	if _, p := claims(t, e.login("bill")); p["scope"] != "billing:read" {
+		t.Errorf("bill's token carries %v, want billing:read", p["scope"])
 	}
 }

@@ -283,7 +283,7 @@ func TestScopesAndReservedNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(Scopes(doc), " "); got != "data:read data:write users:admin" {
+	if got := strings.Join(Scopes(doc), " "); got != "data:read data:write reports:read reports:write users:admin" {
 		t.Errorf("Scopes = %s", got)
 	}
 	if got := Reserved(doc); len(got) != 1 || strings.Join(got["username"], " ") != "me" {

@@ -1,0 +1,4 @@
+package main
+
+// openapi.yaml is this service's source of truth, as passflow's is passflow's.
+//go:generate go tool oapi-codegen -config oapi-codegen.yaml openapi.yaml
