@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +159,37 @@ func TestKeyRotation(t *testing.T) {
 	keys := ts.jwks()
 	if len(keys) != 1 || keys[0]["kid"] == oldHeader["kid"] {
 		t.Errorf("JWKS after the old tokens expired = %v, want only the new key", keys)
+	}
+}
+
+// TestKeysPublishedAhead: with --publish-ahead, the new key is in the JWKS
+// at once and signs only when the time is up; the key in use signs on.
+func TestKeysPublishedAhead(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ts.addUser("max", "max-password", "data:read")
+	before, _ := claims(t, ts.login("max", "max-password"))
+	out, err := ts.cli("", "keys", "rotate", "--publish-ahead", "1h")
+	if err != nil {
+		t.Fatalf("keys rotate --publish-ahead 1h = %v %q", err, out)
+	}
+	m := regexp.MustCompile(`signs with it from (\S+),`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("keys rotate says %q", out)
+	}
+	if from, err := time.Parse(time.RFC3339Nano, m[1]); err != nil || time.Until(from) < 59*time.Minute {
+		t.Errorf("the new key signs from %s, want an hour from now", m[1])
+	}
+	if !within(2*time.Second, func() bool { return len(ts.jwks()) == 2 }) {
+		t.Fatalf("the JWKS does not publish the new key: %v", ts.jwks())
+	}
+	if h, _ := claims(t, ts.login("max", "max-password")); h["kid"] != before["kid"] {
+		t.Errorf("a key published an hour ahead signs already")
+	}
+	for _, bad := range []string{"-1s", "25h", "soon"} {
+		if out, err := ts.cli("", "keys", "rotate", "--publish-ahead", bad); err == nil || !strings.Contains(describe(err), "--publish-ahead") {
+			t.Errorf("--publish-ahead %s: %v %s", bad, err, out)
+		}
 	}
 }
 
