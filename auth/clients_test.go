@@ -3,13 +3,11 @@ package auth
 import (
 	"context"
 	"encoding/base64"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/passflow/passflow/fault"
-	"github.com/passflow/passflow/store/sqlite"
 )
 
 func TestParseBasic(t *testing.T) {
@@ -51,11 +49,7 @@ func TestClientRules(t *testing.T) {
 	if c, err := MergeClientCredentials(ClientCredentials{Basic: true}, "body-app", ""); err != nil || c.ID != "body-app" {
 		t.Errorf("empty Basic and a body id = %+v, %v", c, err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	public := NewClients(ClientConfig{AllowPublic: true, Scopes: testScopes}, st, NewPasswords(cheap), nil, NoEvents{}, time.Now)
 	for creds, want := range map[ClientCredentials]string{
 		{}:                       DefaultClientID,
@@ -94,11 +88,7 @@ func (h *countingHasher) Verify(ctx context.Context, encoded, password string) (
 func TestVerifiedSecretsAreRemembered(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	h := &countingHasher{Hasher: NewPasswords(cheap)}
 	c := NewClients(ClientConfig{Scopes: testScopes}, st, h, nil, NoEvents{}, time.Now)
 	const secret = "a-secret-of-sixteen-bytes-or-more"

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/passflow/passflow/fault"
-	"github.com/passflow/passflow/store/sqlite"
 )
 
 // recordingHasher wraps a Hasher and records the hash work asked of it:
@@ -72,11 +70,7 @@ func (e *recordingEvents) Login(_ context.Context, l LoginEvent) {
 func newLoginEnv(t testing.TB, params Argon2idParams, tc ThrottleConfig) *loginEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	rec := &recordingHasher{inner: NewPasswords(params)}
 	ev := &recordingEvents{}
 	keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, slog.New(slog.DiscardHandler), time.Now)
@@ -192,11 +186,7 @@ func TestThrottleBeforeHashing(t *testing.T) {
 func TestThrottleBackoff(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	th := NewThrottle(st, ThrottleConfig{MaxFailures: 5, MaxPerUser: 9, MaxPerIP: 100, Window: 15 * time.Minute, MaxBackoff: 15 * time.Minute}, clock)

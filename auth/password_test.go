@@ -2,12 +2,26 @@ package auth
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/passflow/passflow/store/sqlite"
 )
 
 // cheap keeps unit tests fast; the parameters' effect is what is tested.
 var cheap = Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+
+// openStore opens a fresh SQLite store for one test, closed when it ends.
+func openStore(t testing.TB) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
 
 var ctx = context.Background()
 

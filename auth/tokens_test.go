@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/passflow/passflow/fault"
 	"github.com/passflow/passflow/store"
-	"github.com/passflow/passflow/store/sqlite"
 )
 
 const issuer = "https://passflow.test"
@@ -27,11 +25,7 @@ func (c *clock) now() time.Time { return c.t }
 
 func newTokens(t testing.TB, c *clock) (*Tokens, *KeySet) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	for _, id := range []string{"u1", "u"} {
 		if err := st.CreateUser(context.Background(), store.User{ID: id, Username: "name-" + id, PasswordHash: "h"}); err != nil {
 			t.Fatal(err)
@@ -166,11 +160,7 @@ func (c *countingKeys) SigningKeys(ctx context.Context) ([]store.SigningKey, err
 func TestUnknownKidReloadsKeys(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	c := &clock{time.Now()}
 	cfg := KeyConfig{Alg: AlgEdDSA, Verify: time.Hour}
 	counted := &countingKeys{Keys: st}

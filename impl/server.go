@@ -56,11 +56,7 @@ const (
 // IssueToken is POST /token.
 func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject) (api.IssueTokenResponseObject, error) {
 	b := req.Body
-	client, err := auth.MergeClientCredentials(auth.ClientCredentialsFrom(ctx), deref(b.ClientId), deref(b.ClientSecret))
-	if err != nil {
-		return nil, err
-	}
-	ip, err := clientIP(ctx)
+	client, ip, err := clientOf(ctx, b.ClientId, b.ClientSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +99,7 @@ func (s *Server) IssueToken(ctx context.Context, req api.IssueTokenRequestObject
 // RevokeToken is POST /revoke (RFC 7009).
 func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObject) (api.RevokeTokenResponseObject, error) {
 	b := req.Body
-	client, err := auth.MergeClientCredentials(auth.ClientCredentialsFrom(ctx), deref(b.ClientId), deref(b.ClientSecret))
-	if err != nil {
-		return nil, err
-	}
-	ip, err := clientIP(ctx)
+	client, ip, err := clientOf(ctx, b.ClientId, b.ClientSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -120,11 +112,7 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 // IntrospectToken is POST /introspect (RFC 7662).
 func (s *Server) IntrospectToken(ctx context.Context, req api.IntrospectTokenRequestObject) (api.IntrospectTokenResponseObject, error) {
 	b := req.Body
-	client, err := auth.MergeClientCredentials(auth.ClientCredentialsFrom(ctx), deref(b.ClientId), deref(b.ClientSecret))
-	if err != nil {
-		return nil, err
-	}
-	ip, err := clientIP(ctx)
+	client, ip, err := clientOf(ctx, b.ClientId, b.ClientSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +160,18 @@ func (s *Server) GetServerMetadata(_ context.Context, _ api.GetServerMetadataReq
 		},
 		Headers: api.GetServerMetadata200ResponseHeaders{CacheControl: ptr(metadataMaxAge)},
 	}, nil
+}
+
+// clientOf is the client an OAuth2 endpoint's request names — in its
+// Authorization header or its body, never both — and the address it came
+// from.
+func clientOf(ctx context.Context, id, secret *string) (auth.ClientCredentials, string, error) {
+	client, err := auth.MergeClientCredentials(auth.ClientCredentialsFrom(ctx), deref(id), deref(secret))
+	if err != nil {
+		return auth.ClientCredentials{}, "", err
+	}
+	ip, err := clientIP(ctx)
+	return client, ip, err
 }
 
 // clientIP is the address the request came from, as the request gate
