@@ -29,7 +29,7 @@ func openStore(ctx context.Context, cfg config) (store.Store, error) {
 	if isPostgres(cfg.DB) {
 		return postgres.Open(ctx, cfg.DB, cfg.DBMaxConns)
 	}
-	return sqlite.Open(ctx, cfg.DB)
+	return sqlite.Open(ctx, cfg.DB, cfg.DBMaxConns)
 }
 
 // isPostgres reports whether a --db value names a PostgreSQL database.
@@ -89,8 +89,9 @@ type app struct {
 
 // newApp wires everything: keys, the change feed, tokens, accounts, grants,
 // the guard over doc, the handlers (wrapped in middlewares, if any) and
-// every route. runBackground keeps it in step with other processes.
-func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store, hasher auth.Hasher,
+// every route. runBackground keeps it in step with other processes. The
+// access log, a line per request, goes to accessLog; the rest to logger.
+func newApp(ctx context.Context, logger, accessLog *slog.Logger, cfg config, st store.Store, hasher auth.Hasher,
 	doc *openapi3.T, m *metrics, middlewares []api.StrictMiddlewareFunc) (*app, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New("no issuer")
@@ -139,7 +140,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config, st store.Store
 		return nil, err
 	}
 	server := impl.NewServer(accounts, st, grants, clients, keys, rules.Scopes, cfg.Issuer)
-	engine, err := routes(logger, g, server, middlewares, specJSON, m, cfg.MetricsAddr != "", proxies, st, feed)
+	engine, err := routes(accessLog, g, server, middlewares, specJSON, m, cfg.MetricsAddr != "", proxies, st, feed)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/passflow/passflow/auth"
 	"github.com/passflow/passflow/store"
-	"github.com/passflow/passflow/store/postgres"
 	"github.com/passflow/passflow/store/sqlite"
 )
 
@@ -41,7 +41,10 @@ func runServe(ctx context.Context, in invocation) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(in.stderr, nil))
+	sink := newLogSink(in.stderr, 100*time.Millisecond)
+	defer sink.Close() // deferred first: the last lines are written last
+	logger := slog.New(slog.NewTextHandler(sink, nil))
+	accessLog := slog.New(slog.NewTextHandler(sink.Buffered(), nil))
 
 	raw, err := openStore(ctx, cfg)
 	if err != nil {
@@ -76,7 +79,7 @@ func runServe(ctx context.Context, in invocation) error {
 	}
 	hasher := auth.NewBounded(passwords, cfg.HashConcurrency, cfg.HashQueue, 2*time.Second)
 	m := newMetrics(hasher.Waiting)
-	a, err := newApp(ctx, logger, cfg, st, hasher, doc, m, nil)
+	a, err := newApp(ctx, logger, accessLog, cfg, st, hasher, doc, m, nil)
 	if err != nil {
 		return err
 	}
@@ -119,8 +122,8 @@ func runServe(ctx context.Context, in invocation) error {
 		go func() { served <- srv.Serve(ln) }()
 	}
 	attrs := []any{"addr", ln.Addr().String(), "scheme", scheme, "issuer", cfg.Issuer, "db", redactDB(cfg.DB)}
-	if pg, ok := raw.(*postgres.Store); ok {
-		attrs = append(attrs, "db_max_conns", pg.MaxConns())
+	if pool, ok := raw.(interface{ PoolStats() sql.DBStats }); ok {
+		attrs = append(attrs, "db_max_conns", pool.PoolStats().MaxOpenConnections)
 	}
 	logger.Info("serving", attrs...)
 

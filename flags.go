@@ -17,7 +17,7 @@ import (
 
 func bindStore(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.DB, "db", "passflow.db", "SQLite database file, or a postgres:// URL")
-	fs.IntVar(&c.DBMaxConns, "db-max-conns", 10, "most connections this process opens to PostgreSQL (a pool_max_conns in the --db URL takes precedence)")
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", 10, "most connections this process keeps to its database, SQLite or PostgreSQL (a pool_max_conns in a postgres:// --db URL takes precedence)")
 }
 
 func bindHashing(fs *flag.FlagSet, c *config) {

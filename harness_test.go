@@ -453,7 +453,7 @@ const cheapParams = "m=64,t=1,p=1"
 func newInproc(t testing.TB, opts ...inprocOption) *inproc {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +484,8 @@ func newInproc(t testing.TB, opts ...inprocOption) *inproc {
 	case *testing.F, *testing.B:
 		logs = io.Discard // millions of requests: keep no log
 	}
-	e.app, err = newApp(ctx, slog.New(slog.NewTextHandler(logs, nil)), setup.cfg, st, hasher, setup.doc,
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	e.app, err = newApp(ctx, logger, logger, setup.cfg, st, hasher, setup.doc,
 		newMetrics(func() int { return 0 }), append([]api.StrictMiddlewareFunc{count}, setup.middlewares...))
 	if err != nil {
 		t.Fatal(err)

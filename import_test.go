@@ -32,7 +32,7 @@ func writeFile(t *testing.T, name, content string) string {
 
 func storedHash(t *testing.T, db, username string) string {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), db)
+	st, err := sqlite.Open(context.Background(), db, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

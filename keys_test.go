@@ -329,7 +329,7 @@ func TestAChangeThatCannotBeApplied(t *testing.T) {
 	vic := ts.login("vic", "vic-password")
 	admin := jsonBody(bearer(ts.login("admin", ts.Admin)))
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, ts.DB)
+	st, err := sqlite.Open(ctx, ts.DB, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestFeedFollowsChanges(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "p.db")
 	open := func() *sqlite.Store {
-		st, err := sqlite.Open(ctx, path)
+		st, err := sqlite.Open(ctx, path, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

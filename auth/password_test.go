@@ -15,7 +15,7 @@ var cheap = Argon2idParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen
 // openStore opens a fresh SQLite store for one test, closed when it ends.
 func openStore(t testing.TB) *sqlite.Store {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

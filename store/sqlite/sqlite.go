@@ -30,6 +30,9 @@ var migrations embed.FS
 
 var _ store.Store = (*Store)(nil)
 
+// DefaultMaxConns is the pool size Open uses when given none.
+const DefaultMaxConns = 10
+
 // Store is a store.Store on one SQLite database file.
 type Store struct {
 	*sqlstore.Store
@@ -44,7 +47,12 @@ type Store struct {
 // another process's write instead of failing; _txlock=immediate takes the
 // write lock when a transaction begins, so two read-then-write transactions
 // never deadlock into "database is locked".
-func Open(ctx context.Context, path string) (*Store, error) {
+//
+// The pool keeps up to maxConns connections (DefaultMaxConns when 0), all
+// of them idle between requests: a connection opened anew per request
+// would re-run its pragmas and prepare its statements again, which under
+// concurrency cost more than the queries.
+func Open(ctx context.Context, path string, maxConns int) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: database path %q: must be non-empty and contain no '?' or '#'", path)
 	}
@@ -59,6 +67,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)

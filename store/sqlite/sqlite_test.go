@@ -13,7 +13,7 @@ import (
 
 func open(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), path)
+	s, err := sqlite.Open(context.Background(), path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,6 +28,52 @@ func TestStore(t *testing.T) {
 	})
 }
 
+// TestPoolKeepsItsConnections: under concurrent reads the pool keeps every
+// connection it opened for the next request, up to its size, instead of
+// closing all but two and opening them again (each opening re-runs the
+// pragmas and prepares the statements anew).
+func TestPoolKeepsItsConnections(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	burst := func() {
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 20 {
+					if _, err := s.ListItems(context.Background(), "someone"); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	burst()
+	burst()
+	st := s.PoolStats()
+	if st.MaxOpenConnections != 4 || st.OpenConnections > 4 {
+		t.Errorf("pool of 4: %+v", st)
+	}
+	if st.MaxIdleClosed != 0 {
+		t.Errorf("%d connections were closed for want of idle room and opened again", st.MaxIdleClosed)
+	}
+	if d, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "d.db"), 0); err != nil {
+		t.Fatal(err)
+	} else {
+		if got := d.PoolStats().MaxOpenConnections; got != sqlite.DefaultMaxConns {
+			t.Errorf("default pool size = %d, want %d", got, sqlite.DefaultMaxConns)
+		}
+		d.Close()
+	}
+}
+
 // TestTwoProcessesOneFile: two stores on one file (a server and a CLI)
 // migrate and write side by side without "database is locked".
 func TestTwoProcessesOneFile(t *testing.T) {
@@ -40,7 +86,7 @@ func TestTwoProcessesOneFile(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// t.Error, not t.Fatal: this is not the test's goroutine.
-			s, err := sqlite.Open(context.Background(), path)
+			s, err := sqlite.Open(context.Background(), path, 0)
 			if err != nil {
 				t.Errorf("open %d: %v", i, err)
 				return
@@ -77,7 +123,7 @@ func TestTwoProcessesOneFile(t *testing.T) {
 
 func TestOpenRejectsURIPaths(t *testing.T) {
 	t.Parallel()
-	if _, err := sqlite.Open(context.Background(), "x.db?mode=ro"); err == nil {
+	if _, err := sqlite.Open(context.Background(), "x.db?mode=ro", 0); err == nil {
 		t.Error("a path with ? was accepted")
 	}
 }

@@ -99,6 +99,9 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
+// PoolStats reports the connection pool's state, for tests and metrics.
+func (s *Store) PoolStats() sql.DBStats { return s.db.Stats() }
+
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
