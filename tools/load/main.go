@@ -7,6 +7,7 @@
 //
 //	go run ./tools/load                                  # one instance, SQLite
 //	go run ./tools/load --instances 2 --db postgres://…  # two instances, one database
+//	go run ./tools/load --compare                        # protected reads beside a bare gin peer and FastAPI
 package main
 
 import (
@@ -35,6 +36,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "serve-bare" {
+		if err := serveBare(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "bare peer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
@@ -50,6 +58,11 @@ type options struct {
 	mixedTime   time.Duration
 	hostile     int
 	keep        bool
+
+	compare        bool
+	rounds         int
+	roundTime      time.Duration
+	fastapiWorkers int
 }
 
 func run() error {
@@ -61,6 +74,10 @@ func run() error {
 	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients in the mixed load")
 	flag.DurationVar(&o.mixedTime, "mixed-time", 15*time.Second, "how long the mixed load lasts")
 	flag.IntVar(&o.hostile, "hostile", 0, "first send this many requests with random 60 KB methods and paths, and report what they cost (memory, metrics, log)")
+	flag.BoolVar(&o.compare, "compare", false, "instead of the flood and the mixed load, measure GET /my_data beside a bare gin peer doing the same read and FastAPI's OAuth2 recipe, and print the ratios")
+	flag.IntVar(&o.rounds, "rounds", 3, "with --compare: rounds per target (the median is reported)")
+	flag.DurationVar(&o.roundTime, "round-time", 5*time.Second, "with --compare: how long each round lasts")
+	flag.IntVar(&o.fastapiWorkers, "fastapi-workers", 1, "with --compare: uvicorn workers of the FastAPI peer (1, as FastAPI's tutorial runs it)")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "passflow-load-")
@@ -98,6 +115,9 @@ func run() error {
 		return fmt.Errorf("user add: %v %s", err, out)
 	}
 
+	if o.compare {
+		return compare(o, servers[0], dir)
+	}
 	if o.hostile > 0 {
 		if err := hostile(servers[0], o.hostile); err != nil {
 			return err
@@ -168,6 +188,11 @@ func start(bin, db string, i int) (*server, error) {
 	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db,
 		"--login-max-failures", "1000000", "--login-max-failures-per-user", "1000000", "--login-max-failures-per-ip", "1000000")
 	cmd.Env = append(os.Environ(), "PASSFLOW_ADMIN_PASSWORD=load-admin-password")
+	return launch(cmd, fmt.Sprintf("instance %d", i))
+}
+
+// launch starts cmd and waits for it to log the address it serves on.
+func launch(cmd *exec.Cmd, name string) (*server, error) {
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -195,7 +220,7 @@ func start(bin, db string, i int) (*server, error) {
 		return s, nil
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		return nil, fmt.Errorf("instance %d did not start", i)
+		return nil, fmt.Errorf("%s did not start", name)
 	}
 }
 
