@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		IntrospectionEndpoint string   `json:"introspection_endpoint"`
 		ScopesSupported       []string `json:"scopes_supported"`
 	}
-	if err := v.getJSON(ctx, cfg.Issuer+"/.well-known/oauth-authorization-server", &meta); err != nil {
+	if err := v.getJSON(ctx, strings.TrimSuffix(cfg.Issuer, "/")+"/.well-known/oauth-authorization-server", &meta); err != nil {
 		return nil, fmt.Errorf("remote: passflow's metadata: %w", err)
 	}
 	// RFC 8414 §3.3: the metadata must name the issuer it was fetched for.
@@ -161,9 +161,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
-// Supports fails, naming them, when passflow grants none of some of scopes:
-// a service whose spec requires such a scope could never be called. Pass
-// it guard.Scopes of the service's spec at start.
+// Supports fails when passflow does not grant every one of scopes, naming
+// those it lacks: a service whose spec requires such a scope could never be
+// called. Pass it guard.Scopes of the service's spec at start.
 func (v *Verifier) Supports(scopes []string) error {
 	var missing []string
 	for _, s := range scopes {
@@ -197,13 +197,21 @@ func (v *Verifier) getJSON(ctx context.Context, u string, out any) error {
 // fetchKeys reads the JWK Set and replaces the keys it knows.
 func (v *Verifier) fetchKeys(ctx context.Context) error {
 	var set struct {
-		Keys []map[string]string `json:"keys"`
+		Keys []map[string]any `json:"keys"`
 	}
 	if err := v.getJSON(ctx, v.jwksURI, &set); err != nil {
 		return fmt.Errorf("remote: passflow's JWK Set: %w", err)
 	}
 	keys := map[string]publicKey{}
-	for _, jwk := range set.Keys {
+	for _, members := range set.Keys {
+		// The members a key is made of are strings; others (key_ops)
+		// say nothing it needs.
+		jwk := map[string]string{}
+		for name, value := range members {
+			if s, ok := value.(string); ok {
+				jwk[name] = s
+			}
+		}
 		if k, err := parseJWK(jwk); err == nil && jwk["kid"] != "" {
 			keys[jwk["kid"]] = k
 		}
@@ -216,16 +224,18 @@ func (v *Verifier) fetchKeys(ctx context.Context) error {
 }
 
 // refreshIfOld reads the keys again in the background when they are older
-// than RefreshEvery; requests go on with the keys at hand meanwhile.
+// than RefreshEvery; requests go on with the keys at hand meanwhile. A
+// failed read keeps them, and is tried again RefreshEvery later.
 func (v *Verifier) refreshIfOld() {
-	if v.cfg.Now().UnixNano()-v.loaded.Load() < int64(v.cfg.RefreshEvery) || !v.refreshing.CompareAndSwap(false, true) {
+	now := v.cfg.Now().UnixNano()
+	if now-v.loaded.Load() < int64(v.cfg.RefreshEvery) || !v.refreshing.CompareAndSwap(false, true) {
 		return
 	}
+	v.loaded.Store(now)
 	go func() {
 		defer v.refreshing.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		// A failure keeps the keys known; the next request tries again.
 		v.fetchKeys(ctx)
 	}()
 }
@@ -259,7 +269,9 @@ func (v *Verifier) refetchFor(ctx context.Context, kid string) (publicKey, bool)
 		return publicKey{}, false
 	}
 	v.fetched = now
-	if err := v.fetchKeys(ctx); err != nil {
+	// The read serves every request to come: a caller hanging up must not
+	// cut it short.
+	if err := v.fetchKeys(context.WithoutCancel(ctx)); err != nil {
 		return publicKey{}, false
 	}
 	return v.key(kid)
