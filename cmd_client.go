@@ -14,15 +14,7 @@ import (
 
 // clients is the client service of a command-line process.
 func clients(ctx context.Context, in invocation) (*auth.Clients, error) {
-	hasher, err := in.cfg.hasher()
-	if err != nil {
-		return nil, err
-	}
-	doc, err := loadSpec(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := apiRules(doc)
+	hasher, rules, err := in.rules(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -71,8 +63,7 @@ var clientAdd = command{
 		if in.cfg.Public {
 			kind = "public"
 		}
-		fmt.Fprintf(in.stdout, "added %s client %s: grant types %q, scopes %q\n", kind, c.ID,
-			strings.Join(c.GrantTypes, " "), strings.Join(c.Scopes, " "))
+		fmt.Fprintf(in.stdout, "added %s client %s: grant types %q, scopes %q\n", kind, c.ID, grantList(c.GrantTypes), strings.Join(c.Scopes, " "))
 		if generated {
 			fmt.Fprintf(in.stdout, "client secret (shown only now): %s\n", n.Secret)
 		}
@@ -101,7 +92,7 @@ var clientList = command{
 			if c.SecretHash == "" {
 				kind = "public"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.ID, kind, strings.Join(c.GrantTypes, " "),
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.ID, kind, grantList(c.GrantTypes),
 				strings.Join(c.Scopes, " "), c.CreatedAt.Format(time.RFC3339))
 		}
 		return w.Flush()
@@ -125,4 +116,13 @@ var clientDelete = command{
 		fmt.Fprintf(in.stdout, "deleted client %s\n", in.args[0])
 		return nil
 	},
+}
+
+// grantList shows a client's grant types; none for a client that only
+// introspects.
+func grantList(grants []string) string {
+	if len(grants) == 0 {
+		return auth.NoGrants
+	}
+	return strings.Join(grants, " ")
 }

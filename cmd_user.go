@@ -26,15 +26,7 @@ import (
 // password and verifies no token; running servers apply its changes from
 // the change feed.
 func accounts(ctx context.Context, in invocation) (*auth.Accounts, error) {
-	hasher, err := in.cfg.hasher()
-	if err != nil {
-		return nil, err
-	}
-	doc, err := loadSpec(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := apiRules(doc)
+	hasher, rules, err := in.rules(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,9 @@ func TestIntrospection(t *testing.T) {
 	ts := startServer(t)
 	ts.addUser("kit", "kit-password", "data:read", "data:write")
 	secret := ts.addClient("reports-service", "--grant-types", "none")
+	if out, _ := ts.cli("", "client", "list"); !regexp.MustCompile(`reports-service\s+confidential\s+none\s`).MatchString(out) {
+		t.Errorf("client list shows the introspecting client as:\n%s", out)
+	}
 	ts.addClient("spa", "--public")
 	pair := ts.passwordGrant("kit", "kit-password", "scope", "data:read")
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/passflow/passflow/auth"
 	"github.com/passflow/passflow/fault"
 	"github.com/passflow/passflow/store"
 )
@@ -95,6 +96,21 @@ type invocation struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+}
+
+// rules reads what a command that changes accounts or clients needs: the
+// hasher its settings name, and the spec's rules (scopes, reserved names).
+func (in invocation) rules(ctx context.Context) (auth.Hasher, auth.AccountConfig, error) {
+	hasher, err := in.cfg.hasher()
+	if err != nil {
+		return nil, auth.AccountConfig{}, err
+	}
+	doc, err := loadSpec(ctx)
+	if err != nil {
+		return nil, auth.AccountConfig{}, err
+	}
+	rules, err := apiRules(doc)
+	return hasher, rules, err
 }
 
 // commands is the command line, in the order help lists it.
