@@ -23,6 +23,8 @@ import (
 // endpoints, signing with keys the test controls.
 type issuer struct {
 	*httptest.Server
+	name      string // the iss: the server's URL, unless a test says otherwise
+	jwksDown  atomic.Bool
 	mu        sync.Mutex
 	keys      map[string]ed25519.PrivateKey
 	jwksReads atomic.Int64
@@ -37,18 +39,23 @@ func newIssuer(t *testing.T) *issuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, _ *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{
-			"issuer": is.URL, "jwks_uri": is.URL + "/jwks", "introspection_endpoint": is.URL + "/introspect",
+			"issuer": is.name, "jwks_uri": is.URL + "/jwks", "introspection_endpoint": is.URL + "/introspect",
 			"scopes_supported": []string{"reports:read", "reports:write"},
 		})
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
 		is.jwksReads.Add(1)
+		if is.jwksDown.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		is.mu.Lock()
 		defer is.mu.Unlock()
-		var keys []map[string]string
+		var keys []map[string]any
 		for kid, k := range is.keys {
-			keys = append(keys, map[string]string{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid,
-				"x": base64.RawURLEncoding.EncodeToString(k.Public().(ed25519.PublicKey))})
+			keys = append(keys, map[string]any{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid,
+				"key_ops": []string{"verify"}, // not a string: read past, not refused
+				"x":       base64.RawURLEncoding.EncodeToString(k.Public().(ed25519.PublicKey))})
 		}
 		json.NewEncoder(w).Encode(map[string]any{"keys": keys})
 	})
@@ -59,7 +66,15 @@ func newIssuer(t *testing.T) *issuer {
 		}
 		json.NewEncoder(w).Encode(map[string]bool{"active": is.active.Load()})
 	})
-	is.Server = httptest.NewServer(mux)
+	is.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// As passflow's router: a path is never cleaned or redirected.
+		if strings.Contains(r.URL.Path, "//") {
+			http.NotFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	is.name = is.URL
 	t.Cleanup(is.Close)
 	return is
 }
@@ -78,7 +93,7 @@ func (is *issuer) addKey(t *testing.T, kid string) {
 func (is *issuer) token(t *testing.T, kid string, edit func(h map[string]any, c jwt.MapClaims)) string {
 	t.Helper()
 	now := time.Now()
-	c := jwt.MapClaims{"iss": is.URL, "aud": is.URL, "sub": "u1", "jti": "j1", "client_id": "passflow",
+	c := jwt.MapClaims{"iss": is.name, "aud": is.name, "sub": "u1", "jti": "j1", "client_id": "passflow",
 		"scope": "reports:read", "username": "rita", "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix()}
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
 	tok.Header["typ"] = "at+jwt"
@@ -277,5 +292,60 @@ func TestKeysRefreshInTheBackground(t *testing.T) {
 	}
 	if _, err := v.Verify(context.Background(), is.token(t, "k2", nil)); err != nil {
 		t.Errorf("five minutes on, a token of the key published meanwhile: %v", err)
+	}
+}
+
+// TestIssuerWithASlash: an issuer URL ending in / finds its metadata at
+// the same well-known path, and its tokens name it as it is.
+func TestIssuerWithASlash(t *testing.T) {
+	t.Parallel()
+	is := newIssuer(t)
+	is.name = is.URL + "/"
+	v, err := New(context.Background(), Config{Issuer: is.name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), is.token(t, "k1", nil)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestKeyReadsOutliveTheirCaller: a caller hanging up while its unknown
+// kid is looked up does not spend the refetch for nothing; and a failed
+// background read waits RefreshEvery before the next, rather than one per
+// request while passflow is down.
+func TestKeyReadsOutliveTheirCaller(t *testing.T) {
+	t.Parallel()
+	is := newIssuer(t)
+	now := time.Now()
+	var clock atomic.Int64
+	v, err := New(context.Background(), Config{Issuer: is.URL, Now: func() time.Time { return now.Add(time.Duration(clock.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.addKey(t, "k2")
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	v.Verify(gone, is.token(t, "k2", nil))
+	if _, err := v.Verify(context.Background(), is.token(t, "k2", nil)); err != nil {
+		t.Errorf("after a caller hung up during the refetch: %v", err)
+	}
+
+	is.jwksDown.Store(true)
+	reads := is.jwksReads.Load()
+	clock.Store(int64(5 * time.Minute))
+	good := is.token(t, "k1", nil)
+	for range 20 {
+		if _, err := v.Verify(context.Background(), good); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for v.refreshing.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := is.jwksReads.Load() - reads; n != 1 {
+		t.Errorf("passflow's JWK Set down, 20 requests read it %d times, want 1", n)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -25,8 +24,10 @@ var _ api.StrictServerInterface = (*reports)(nil)
 func (r *reports) ListReports(context.Context, api.ListReportsRequestObject) (api.ListReportsResponseObject, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := slices.Clone(r.all)
-	slices.Reverse(out)
+	out := make([]api.Report, 0, len(r.all)) // [] when there are none, never null
+	for i := len(r.all) - 1; i >= 0; i-- {
+		out = append(out, r.all[i])
+	}
 	return api.ListReports200JSONResponse(out), nil
 }
 

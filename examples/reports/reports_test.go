@@ -182,6 +182,20 @@ func call(t *testing.T, method, u, token, body string) answer {
 	return a
 }
 
+// rawCall returns the body of a GET, trimmed.
+func rawCall(t *testing.T, u, token string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return strings.TrimSpace(string(b))
+}
+
 func kid(t *testing.T, token string) string {
 	t.Helper()
 	h, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
@@ -206,6 +220,9 @@ func TestWithPassflow(t *testing.T) {
 	rita, walt := pf.login(t, "rita", "rita-password"), pf.login(t, "walt", "walt-password")
 
 	t.Run("the right scope", func(t *testing.T) {
+		if a := rawCall(t, svc.URL+"/reports", rita); a != "[]" {
+			t.Errorf("no reports yet: %s, want []", a)
+		}
 		if a := call(t, "POST", svc.URL+"/reports", walt, `{"title":"Q3","body":"up"}`); a.status != 201 || a.body["author"] != "walt" {
 			t.Fatalf("walt files a report: %+v", a)
 		}
