@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -90,8 +91,9 @@ type app struct {
 // newApp wires everything: keys, the change feed, tokens, accounts, grants,
 // the guard over doc, the handlers (wrapped in middlewares, if any) and
 // every route. runBackground keeps it in step with other processes. The
-// access log, a line per request, goes to accessLog; the rest to logger.
-func newApp(ctx context.Context, logger, accessLog *slog.Logger, cfg config, st store.Store, hasher auth.Hasher,
+// access log, a line per request, is written to accessLog; the rest goes to
+// logger.
+func newApp(ctx context.Context, logger *slog.Logger, accessLog io.Writer, cfg config, st store.Store, hasher auth.Hasher,
 	doc *openapi3.T, m *metrics, middlewares []api.StrictMiddlewareFunc) (*app, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New("no issuer")

@@ -44,7 +44,7 @@ func runServe(ctx context.Context, in invocation) error {
 	sink := newLogSink(in.stderr, 100*time.Millisecond)
 	defer sink.Close() // deferred first: the last lines are written last
 	logger := slog.New(slog.NewTextHandler(sink, nil))
-	accessLog := slog.New(slog.NewTextHandler(sink.Buffered(), nil))
+	accessLog := sink.Buffered()
 
 	raw, err := openStore(ctx, cfg)
 	if err != nil {

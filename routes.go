@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"log/slog"
+	"io"
 	"net/http"
 	"time"
 
@@ -28,9 +28,9 @@ var unguarded = func() map[string]bool {
 // routes registers every route in one place: the generated ones behind the
 // guard, and the few the spec does not describe. It fails when a route is
 // neither, so no route can slip past the guard.
-func routes(accessLog *slog.Logger, g *guard.Guard, server api.StrictServerInterface, middlewares []api.StrictMiddlewareFunc,
+func routes(accessLog io.Writer, g *guard.Guard, server api.StrictServerInterface, middlewares []api.StrictMiddlewareFunc,
 	specJSON []byte, m *metrics, metricsApart bool, trustedProxies []string, st store.Store, feed *auth.Feed) (*gin.Engine, error) {
-	engine := g.Engine(guard.AccessLog(accessLog), m.middleware())
+	engine := g.Engine(guard.AccessLogTo(accessLog), m.middleware())
 	// The client IP is the connection's, unless it is a trusted proxy's:
 	// then X-Forwarded-For, read from the right, names it.
 	if err := engine.SetTrustedProxies(trustedProxies); err != nil {
