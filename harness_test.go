@@ -39,6 +39,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/passflow/passflow/auth"
 	"github.com/passflow/passflow/generated/api"
+	"github.com/passflow/passflow/store"
 	"github.com/passflow/passflow/store/sqlite"
 )
 
@@ -432,6 +433,7 @@ type inprocSetup struct {
 	cfg         config
 	doc         *openapi3.T
 	middlewares []api.StrictMiddlewareFunc
+	store       func(store.Store) store.Store
 }
 
 // withSettings changes the settings, serve's defaults otherwise.
@@ -439,6 +441,11 @@ func withSettings(f func(*config)) inprocOption { return func(s *inprocSetup) { 
 
 // withSpec serves doc instead of openapi.yaml.
 func withSpec(doc *openapi3.T) inprocOption { return func(s *inprocSetup) { s.doc = doc } }
+
+// withStore gives the app wrap(the store) instead of the store.
+func withStore(wrap func(store.Store) store.Store) inprocOption {
+	return func(s *inprocSetup) { s.store = wrap }
+}
 
 // withMiddleware wraps every handler in m, after the counting one.
 func withMiddleware(m api.StrictMiddlewareFunc) inprocOption {
@@ -485,7 +492,11 @@ func newInproc(t testing.TB, opts ...inprocOption) *inproc {
 		logs = io.Discard // millions of requests: keep no log
 	}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	e.app, err = newApp(ctx, logger, logger, setup.cfg, st, hasher, setup.doc,
+	var appStore store.Store = st
+	if setup.store != nil {
+		appStore = setup.store(st)
+	}
+	e.app, err = newApp(ctx, logger, logs, setup.cfg, appStore, hasher, setup.doc,
 		newMetrics(func() int { return 0 }), append([]api.StrictMiddlewareFunc{count}, setup.middlewares...))
 	if err != nil {
 		t.Fatal(err)
