@@ -2,12 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/passflow/passflow/store"
 	"github.com/passflow/passflow/store/postgres"
 	"github.com/passflow/passflow/store/postgres/pgtest"
+	"github.com/passflow/passflow/store/sqlstore"
 	"github.com/passflow/passflow/store/storetest"
 )
 
@@ -71,5 +73,41 @@ func TestPoolSize(t *testing.T) {
 			t.Errorf("Open(%d) with %s: MaxConns = %d, want %d", tt.maxConns, tt.url, got, tt.want)
 		}
 		s.Close()
+	}
+}
+
+// TestAdminLookupUsesItsIndex: PostgreSQL's planner can answer the admin
+// lookup from the partial index of admins (it may still prefer a scan of a
+// table this small, so scans are switched off to ask).
+func TestAdminLookupUsesItsIndex(t *testing.T) {
+	t.Parallel()
+	s, err := postgres.Open(context.Background(), pgtest.Database(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tx, err := s.DB().Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("SET LOCAL enable_seqscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query("EXPLAIN " + sqlstore.AdminExists)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, strings.TrimSpace(line))
+	}
+	if got := strings.Join(plan, "; "); !strings.Contains(got, "users_admins") {
+		t.Errorf("the admin lookup's plan is %q, want the users_admins index", got)
 	}
 }

@@ -3,11 +3,13 @@ package sqlite_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/passflow/passflow/store"
 	"github.com/passflow/passflow/store/sqlite"
+	"github.com/passflow/passflow/store/sqlstore"
 	"github.com/passflow/passflow/store/storetest"
 )
 
@@ -125,5 +127,30 @@ func TestOpenRejectsURIPaths(t *testing.T) {
 	t.Parallel()
 	if _, err := sqlite.Open(context.Background(), "x.db?mode=ro", 0); err == nil {
 		t.Error("a path with ? was accepted")
+	}
+}
+
+// TestAdminLookupUsesItsIndex: whether an admin remains is asked at every
+// start and every account change; it reads the partial index of admins,
+// never every user.
+func TestAdminLookupUsesItsIndex(t *testing.T) {
+	t.Parallel()
+	s := open(t, filepath.Join(t.TempDir(), "p.db"))
+	rows, err := s.DB().Query("EXPLAIN QUERY PLAN " + sqlstore.AdminExists)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if got := strings.Join(plan, "; "); !strings.Contains(got, "INDEX users_admins") {
+		t.Errorf("the admin lookup's plan is %q, want the users_admins index", got)
 	}
 }

@@ -344,16 +344,25 @@ func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]store
 // hasScope matches a row whose space-delimited scopes hold the argument.
 const hasScope = `(' ' || scopes || ' ') LIKE ('% ' || $1 || ' %')`
 
+// adminRow matches an enabled user holding users:admin. The partial index
+// users_admins has this WHERE clause word for word, so that the query
+// planners of both databases use it: finding an admin reads the admins
+// only, however many users there are.
+const adminRow = `NOT disabled AND (' ' || scopes || ' ') LIKE '% ` + store.ScopeUsersAdmin + ` %'`
+
+// AdminExists asks whether an enabled user holds users:admin (exported for
+// the tests that read its query plan).
+const AdminExists = `SELECT EXISTS (SELECT 1 FROM users WHERE ` + adminRow + `)`
+
 // otherAdminExists returns store.ErrLastAdmin unless an enabled user other
 // than id holds users:admin. The caller holds LockAdmins.
 func (s *Store) otherAdminExists(ctx context.Context, tx *sql.Tx, id string) error {
-	var n int
-	err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM users WHERE NOT disabled AND id <> $2 AND `+hasScope),
-		store.ScopeUsersAdmin, id).Scan(&n)
+	var found bool
+	err := tx.QueryRowContext(ctx, s.q(`SELECT EXISTS (SELECT 1 FROM users WHERE `+adminRow+` AND id <> $1)`), id).Scan(&found)
 	if err != nil {
 		return s.unavailable("count admins", err)
 	}
-	if n == 0 {
+	if !found {
 		return store.ErrLastAdmin
 	}
 	return nil
@@ -428,11 +437,17 @@ func (s *Store) HasUserWithScope(ctx context.Context, scope string) (bool, error
 }
 
 func (s *Store) hasUserWithScope(ctx context.Context, q querier, scope string) (bool, error) {
-	var n int
-	if err := q.QueryRowContext(ctx, s.q(`SELECT count(*) FROM users WHERE NOT disabled AND `+hasScope), scope).Scan(&n); err != nil {
+	var found bool
+	var err error
+	if scope == store.ScopeUsersAdmin {
+		err = q.QueryRowContext(ctx, AdminExists).Scan(&found)
+	} else {
+		err = q.QueryRowContext(ctx, s.q(`SELECT EXISTS (SELECT 1 FROM users WHERE NOT disabled AND `+hasScope+`)`), scope).Scan(&found)
+	}
+	if err != nil {
 		return false, s.unavailable("users with scope", err)
 	}
-	return n > 0, nil
+	return found, nil
 }
 
 // BootstrapAdmin makes sure an enabled user holds users:admin. LockAdmins
