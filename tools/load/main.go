@@ -8,6 +8,8 @@
 //	go run ./tools/load                                  # one instance, SQLite
 //	go run ./tools/load --instances 2 --db postgres://…  # two instances, one database
 //	go run ./tools/load --compare                        # protected reads beside a bare gin peer and FastAPI
+//	go run ./tools/load --logins                         # logins against the hash-bound limit
+//	go run ./tools/load --scale 1000000                  # 1,000,000 users against 1,000
 package main
 
 import (
@@ -60,6 +62,8 @@ type options struct {
 	keep        bool
 
 	compare        bool
+	logins         bool
+	scale          int
 	rounds         int
 	roundTime      time.Duration
 	fastapiWorkers int
@@ -75,8 +79,10 @@ func run() error {
 	flag.DurationVar(&o.mixedTime, "mixed-time", 15*time.Second, "how long the mixed load lasts")
 	flag.IntVar(&o.hostile, "hostile", 0, "first send this many requests with random 60 KB methods and paths, and report what they cost (memory, metrics, log)")
 	flag.BoolVar(&o.compare, "compare", false, "instead of the flood and the mixed load, measure GET /my_data beside a bare gin peer doing the same read and FastAPI's OAuth2 recipe, and print the ratios")
+	flag.BoolVar(&o.logins, "logins", false, "instead of the flood and the mixed load, measure login throughput against the hash-bound limit, an overload, and a login's work besides hashing")
+	flag.IntVar(&o.scale, "scale", 0, "instead of the flood and the mixed load, import this many users (and 1,000) into new stores and compare import, start-up, login, paging and protected reads")
 	flag.IntVar(&o.rounds, "rounds", 3, "with --compare: rounds per target (the median is reported)")
-	flag.DurationVar(&o.roundTime, "round-time", 5*time.Second, "with --compare: how long each round lasts")
+	flag.DurationVar(&o.roundTime, "round-time", 5*time.Second, "with --compare and --logins: how long each round lasts")
 	flag.IntVar(&o.fastapiWorkers, "fastapi-workers", 1, "with --compare: uvicorn workers of the FastAPI peer (1, as FastAPI's tutorial runs it)")
 	flag.Parse()
 
@@ -117,6 +123,12 @@ func run() error {
 
 	if o.compare {
 		return compare(o, servers[0], dir)
+	}
+	if o.logins {
+		return loginRates(o, bin, dir, servers[0])
+	}
+	if o.scale > 0 {
+		return scale(o, bin, dir, o.scale)
 	}
 	if o.hostile > 0 {
 		if err := hostile(servers[0], o.hostile); err != nil {
@@ -334,6 +346,17 @@ func post(u string, form url.Values) int {
 	return res.StatusCode
 }
 
+// postBody posts form to u and returns the answer's body and status.
+func postBody(u string, form url.Values) (string, int) {
+	res, err := client.PostForm(u, form)
+	if err != nil {
+		return err.Error(), -1
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b), res.StatusCode
+}
+
 func do(method, u, token, body string) int {
 	req, _ := http.NewRequest(method, u, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -386,6 +409,7 @@ type tally struct {
 	mu       sync.Mutex
 	statuses map[int]int
 	lat      []time.Duration
+	status   []int // of each latency
 	n        atomic.Int64
 }
 
@@ -396,17 +420,47 @@ func (t *tally) add(status int, d time.Duration) {
 	t.mu.Lock()
 	t.statuses[status]++
 	t.lat = append(t.lat, d)
+	t.status = append(t.status, status)
 	t.mu.Unlock()
 }
 
-func (t *tally) print(name string, clients int, d time.Duration) {
+// pct is the p-th latency percentile.
+func (t *tally) pct(p float64) time.Duration {
 	slices.Sort(t.lat)
-	pct := func(p float64) time.Duration {
-		if len(t.lat) == 0 {
-			return 0
-		}
-		return t.lat[int(p*float64(len(t.lat)-1))]
+	if len(t.lat) == 0 {
+		return 0
 	}
+	return t.lat[int(p*float64(len(t.lat)-1))]
+}
+
+// pctOf is the p-th latency percentile of the answers with one status.
+func (t *tally) pctOf(status int, p float64) time.Duration {
+	var lat []time.Duration
+	for i, st := range t.status {
+		if st == status {
+			lat = append(lat, t.lat[i])
+		}
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[int(p*float64(len(lat)-1))]
+}
+
+// others names the answers other than status, if any.
+func (t *tally) others(status int) string {
+	var parts []string
+	for _, s := range slices.Sorted(maps.Keys(t.statuses)) {
+		if s != status {
+			parts = append(parts, fmt.Sprintf("%d: %d", s, t.statuses[s]))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (t *tally) print(name string, clients int, d time.Duration) {
+	pct := t.pct
 	var parts []string
 	for _, s := range slices.Sorted(maps.Keys(t.statuses)) {
 		label := strconv.Itoa(s)
