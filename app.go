@@ -125,6 +125,7 @@ func newApp(ctx context.Context, logger *slog.Logger, accessLog io.Writer, cfg c
 	if err != nil {
 		return nil, err
 	}
+	rules.Passwords = cfg.passwordPolicy()
 	throttle := auth.NewThrottle(st, cfg.throttleConfig(), time.Now)
 	accounts := auth.NewAccounts(rules, st, hasher, throttle, feed, ev, time.Now)
 	clients := auth.NewClients(auth.ClientConfig{AllowPublic: cfg.PublicClients, Scopes: rules.Scopes}, st, hasher, throttle, ev, time.Now)

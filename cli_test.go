@@ -23,7 +23,7 @@ func TestUserAdd(t *testing.T) {
 		t.Errorf("output = %q", out)
 	}
 	// The env names the database too.
-	if out, err := runCLI(t, map[string]string{"PASSFLOW_DB": db}, "mo-password\n", "user", "add", "mo"); err != nil {
+	if out, err := runCLI(t, map[string]string{"PASSFLOW_DB": db}, "mo-harbour-lamp\n", "user", "add", "mo"); err != nil {
 		t.Fatalf("user add with PASSFLOW_DB: %v\n%s", err, out)
 	}
 
@@ -39,6 +39,9 @@ func TestUserAdd(t *testing.T) {
 		{name: "taken, in another case", stdin: "some-password\n", args: []string{"user", "add", "KIM"}, wantErr: "username is taken"},
 		{name: "rejected name", stdin: "some-password\n", args: []string{"user", "add", "a b"}, wantErr: "username is not allowed"},
 		{name: "short password", stdin: secret + "\n", args: []string{"user", "add", "nia"}, wantErr: "at least 8 characters"},
+		{name: "common password", stdin: "iloveyou1\n", args: []string{"user", "add", "nia"}, wantErr: "too easy to guess (strength 1 of 4, at least 2 needed): it is or contains a common password"},
+		{name: "a higher bar", stdin: "iloveyou1\n", args: []string{"user", "add", "nia", "--password-min-score", "3"}, wantErr: "at least 3 needed"},
+		{name: "bad policy", stdin: "some-password\n", args: []string{"user", "add", "nia", "--password-min-length", "6"}, wantErr: "--password-min-length must be from 8 to 256"},
 		{name: "long password", stdin: strings.Repeat("p", 1100) + "\n", args: []string{"user", "add", "nia"}, wantErr: "at most 1024 bytes"},
 		{name: "no password", stdin: "", args: []string{"user", "add", "nia"}, wantErr: "no password on stdin"},
 		{name: "unknown scope", stdin: "some-password\n", args: []string{"user", "add", "nia", "--scopes", "root"}, wantErr: "unknown scope"},
@@ -81,6 +84,7 @@ func TestServeSettingErrors(t *testing.T) {
 		{name: "unsupported alg", args: []string{"--signing-alg", "none"}, wantErr: "not supported"},
 		{name: "bad issuer", args: []string{"--issuer", "localhost"}, wantErr: "--issuer must be"},
 		{name: "stray argument", args: []string{"now"}, wantErr: "serve: takes no arguments"},
+		{name: "common admin password", env: map[string]string{"PASSFLOW_ADMIN_PASSWORD": "Password123"}, args: []string{"--addr", "127.0.0.1:0"}, wantErr: "too easy to guess"},
 		{name: "short admin password", env: map[string]string{"PASSFLOW_ADMIN_PASSWORD": "short"}, args: []string{"--addr", "127.0.0.1:0"}, wantErr: "at least 8 characters"},
 		{name: "unreachable postgres", args: []string{"--db", "postgres://nobody@127.0.0.1:1/x"}, wantErr: "postgres: connect to nobody@127.0.0.1/x"},
 	}

@@ -27,7 +27,7 @@ var clientAdd = command{
 	summary: "register a client; a secret is generated unless --secret-stdin or --public",
 	store:   true,
 	flags: func(fs *flag.FlagSet, c *config) {
-		bindHashing(fs, c)
+		bindPasswords(fs, c)
 		fs.BoolVar(&c.SecretStdin, "secret-stdin", false, "read the client secret from stdin (one line) instead of generating one")
 		fs.BoolVar(&c.Public, "public", false, "register a public client, which has no secret")
 		fs.StringVar(&c.Scopes, "scopes", "", "comma-separated scopes the client may request, of the spec's: "+specScopes()+" (default all)")
@@ -73,7 +73,7 @@ var clientAdd = command{
 
 var clientList = command{
 	name:    "client list",
-	flags:   bindHashing,
+	flags:   bindPasswords,
 	summary: "list registered clients",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
@@ -101,7 +101,7 @@ var clientList = command{
 
 var clientDelete = command{
 	name:    "client delete",
-	flags:   bindHashing,
+	flags:   bindPasswords,
 	args:    []string{"ID"},
 	summary: "delete a client, ending every token it was issued",
 	store:   true,

@@ -39,7 +39,7 @@ var userAdd = command{
 	summary: "add a user; the password is read from stdin",
 	store:   true,
 	flags: func(fs *flag.FlagSet, c *config) {
-		bindHashing(fs, c)
+		bindPasswords(fs, c)
 		fs.StringVar(&c.Scopes, "scopes", "", "comma-separated scopes the user may be granted, of the spec's: "+specScopes()+" (default none)")
 	},
 	run: func(ctx context.Context, in invocation) error {
@@ -62,7 +62,7 @@ var userAdd = command{
 
 var userList = command{
 	name:    "user list",
-	flags:   bindHashing,
+	flags:   bindPasswords,
 	summary: "list users",
 	store:   true,
 	run: func(ctx context.Context, in invocation) error {
@@ -91,7 +91,7 @@ var userList = command{
 
 var userDisable = command{
 	name:    "user disable",
-	flags:   bindHashing,
+	flags:   bindPasswords,
 	args:    []string{"NAME"},
 	summary: "disable a user, ending its tokens",
 	store:   true,
@@ -102,7 +102,7 @@ var userDisable = command{
 
 var userEnable = command{
 	name:    "user enable",
-	flags:   bindHashing,
+	flags:   bindPasswords,
 	args:    []string{"NAME"},
 	summary: "enable a disabled user",
 	store:   true,
@@ -130,7 +130,7 @@ func setDisabled(ctx context.Context, in invocation, disabled bool) error {
 
 var userPasswd = command{
 	name:    "user passwd",
-	flags:   bindHashing,
+	flags:   bindPasswords,
 	args:    []string{"NAME"},
 	summary: "set a user's password from stdin, ending its tokens",
 	store:   true,
@@ -154,7 +154,7 @@ var userPasswd = command{
 
 var userDelete = command{
 	name:    "user delete",
-	flags:   bindHashing,
+	flags:   bindPasswords,
 	args:    []string{"NAME"},
 	summary: "delete a user and everything it owns",
 	store:   true,
@@ -173,7 +173,7 @@ var userDelete = command{
 
 var userImport = command{
 	name:    "user import",
-	flags:   bindHashing,
+	flags:   bindPasswords,
 	args:    []string{"FILE"},
 	summary: "import users with password hashes (.jsonl or .csv), all or none",
 	store:   true,

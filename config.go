@@ -51,6 +51,9 @@ type config struct {
 
 	// How passwords and client secrets are hashed: serve, user, client.
 	Argon2idParams string
+	// PasswordMinLength and PasswordMinScore are the password policy.
+	PasswordMinLength int
+	PasswordMinScore  int
 
 	// What user add and client add grant.
 	Scopes      string
@@ -80,6 +83,21 @@ func (c *config) keyConfig() (auth.KeyConfig, error) {
 }
 
 // hasher is the password hasher --argon2id-params describes.
+// passwordPolicy is what a new password must be.
+func (c *config) passwordPolicy() auth.PasswordPolicy {
+	return auth.PasswordPolicy{MinChars: c.PasswordMinLength, MinScore: c.PasswordMinScore}
+}
+
+func (c *config) checkPasswordPolicy() error {
+	switch {
+	case c.PasswordMinLength < auth.MinPasswordChars || c.PasswordMinLength > 256:
+		return fmt.Errorf("--password-min-length must be from %d to 256", auth.MinPasswordChars)
+	case c.PasswordMinScore < 0 || c.PasswordMinScore > 4:
+		return errors.New("--password-min-score must be from 0 to 4")
+	}
+	return nil
+}
+
 func (c *config) hasher() (*auth.Passwords, error) {
 	p, err := auth.ParseArgon2idParams(c.Argon2idParams)
 	if err != nil {
@@ -155,6 +173,9 @@ func (c *config) validate() error {
 		return errors.New("--db-timeout must be at least 100ms")
 	}
 	if _, err := c.hasher(); err != nil {
+		return err
+	}
+	if err := c.checkPasswordPolicy(); err != nil {
 		return err
 	}
 	if _, err := c.trustedProxies(); err != nil {

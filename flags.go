@@ -20,9 +20,12 @@ func bindStore(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 10, "most connections this process keeps to its database, SQLite or PostgreSQL (a pool_max_conns in a postgres:// --db URL takes precedence)")
 }
 
-func bindHashing(fs *flag.FlagSet, c *config) {
+func bindPasswords(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.Argon2idParams, "argon2id-params", auth.OWASPArgon2id().String(),
 		"argon2id cost of new password and client secret hashes: memory in KiB, passes, lanes (default: OWASP's first recommendation)")
+	fs.IntVar(&c.PasswordMinLength, "password-min-length", auth.MinPasswordChars, "fewest characters a new password may have (at least 8)")
+	fs.IntVar(&c.PasswordMinScore, "password-min-score", auth.DefaultMinPasswordScore,
+		"zxcvbn strength, 0 to 4, a new password must reach: 2 refuses common and breached passwords and what is within a million guesses of one, 3 within 10⁸, 4 within 10¹⁰; 0 judges only the length")
 }
 
 func bindKeys(fs *flag.FlagSet, c *config) {
@@ -34,7 +37,7 @@ func bindKeys(fs *flag.FlagSet, c *config) {
 
 func bindServe(fs *flag.FlagSet, c *config) {
 	bindKeys(fs, c)
-	bindHashing(fs, c)
+	bindPasswords(fs, c)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.Issuer, "issuer", "", "issuer URL: the iss and aud of every token, and the base of every URL in the server metadata (default http:// or https:// and the --addr listened on; required when --addr is a wildcard)")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password for the admin account created when no account holds users:admin (prefer the env)")

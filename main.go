@@ -105,11 +105,15 @@ func (in invocation) rules(ctx context.Context) (auth.Hasher, auth.AccountConfig
 	if err != nil {
 		return nil, auth.AccountConfig{}, err
 	}
+	if err := in.cfg.checkPasswordPolicy(); err != nil {
+		return nil, auth.AccountConfig{}, err
+	}
 	doc, err := loadSpec(ctx)
 	if err != nil {
 		return nil, auth.AccountConfig{}, err
 	}
 	rules, err := apiRules(doc)
+	rules.Passwords = in.cfg.passwordPolicy()
 	return hasher, rules, err
 }
 

@@ -35,6 +35,8 @@ func TestUsersAdminAPI(t *testing.T) {
 	}{
 		{`{"username":"NORA","password":"other-password"}`, "conflict", "/username", 409},
 		{`{"username":"oli","password":"short"}`, "invalid_request", "/password", 400},
+		{`{"username":"oli","password":"password1"}`, "invalid_request", "/password", 400},
+		{`{"username":"oliver","password":"oliver2026"}`, "invalid_request", "/password", 400},
 		{`{"username":"oli","password":"oli-password","scopes":["root"]}`, "invalid_request", "/scopes", 400},
 		{`{"username":"a b","password":"oli-password"}`, "invalid_request", "/username", 400},
 		{`{"username":"oli","password":"oli-password","admin":true}`, "invalid_request", "", 400},

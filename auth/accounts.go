@@ -36,6 +36,8 @@ type AccountConfig struct {
 	// segments that stand where a username would (me, as in /users/me
 	// beside /users/{username}).
 	ReservedUsernames []string
+	// Passwords is what a new password must be.
+	Passwords PasswordPolicy
 }
 
 // NewAccounts returns the account service. Checks of a current password
@@ -70,7 +72,7 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 	if err != nil {
 		return store.User{}, err
 	}
-	if err := CheckPassword("/password", n.Password); err != nil {
+	if err := a.cfg.Passwords.Check("/password", n.Password, name); err != nil {
 		return store.User{}, err
 	}
 	scopes, err := a.cfg.Scopes.Check(n.Scopes, fault.InvalidRequest)
@@ -152,7 +154,7 @@ func (a *Accounts) Update(ctx context.Context, username string, c Change) (store
 	}
 	var hash string
 	if c.Password != nil {
-		if err := CheckPassword("/password", *c.Password); err != nil {
+		if err := a.cfg.Passwords.Check("/password", *c.Password, name); err != nil {
 			return store.User{}, err
 		}
 		// Hash before the transaction: it is slow, and needs no lock.
@@ -217,7 +219,7 @@ func (c Change) describe() string {
 // check of the current one is throttled and audited like a login, on the
 // same counters. Every token the account holds stops working, p's included.
 func (a *Accounts) ChangePassword(ctx context.Context, p *Principal, current, next, ip string) error {
-	if err := CheckPassword("/new_password", next); err != nil {
+	if err := a.cfg.Passwords.Check("/new_password", next, p.Username); err != nil {
 		return err
 	}
 	u, err := a.users.UserByID(ctx, p.UserID)
@@ -384,7 +386,7 @@ func (a *Accounts) Bootstrap(ctx context.Context, password string) (store.Bootst
 	if has, err := a.HasAdmin(ctx); err != nil || has {
 		return store.BootstrapNone, err
 	}
-	if err := CheckPassword("/password", password); err != nil {
+	if err := a.cfg.Passwords.Check("/password", password, "admin"); err != nil {
 		return store.BootstrapNone, err
 	}
 	hash, err := a.hasher.Hash(ctx, password)

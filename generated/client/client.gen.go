@@ -140,6 +140,7 @@ type JWKS struct {
 
 // NewUser defines model for NewUser.
 type NewUser struct {
+	// Password Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
 	Password *string `json:"password,omitempty"`
 
 	// Scopes The scopes the account may be granted; none when omitted.
@@ -165,7 +166,9 @@ type OAuthError struct {
 // PasswordChange defines model for PasswordChange.
 type PasswordChange struct {
 	CurrentPassword *string `json:"current_password,omitempty"`
-	NewPassword     *string `json:"new_password,omitempty"`
+
+	// NewPassword Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
+	NewPassword *string `json:"new_password,omitempty"`
 }
 
 // RevocationRequest An RFC 7009 §2.1 revocation request.
@@ -268,7 +271,9 @@ type UserPage struct {
 // UserPatch defines model for UserPatch.
 type UserPatch struct {
 	// Disabled A disabled account cannot log in, and its tokens stop working.
-	Disabled *bool   `json:"disabled,omitempty"`
+	Disabled *bool `json:"disabled,omitempty"`
+
+	// Password Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
 	Password *string `json:"password,omitempty"`
 
 	// Scopes Replaces the scopes the account may be granted.

@@ -418,7 +418,10 @@ export interface components {
         PasswordChange: {
             /** Format: password */
             current_password: string;
-            /** Format: password */
+            /**
+             * Format: password
+             * @description Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
+             */
             new_password: string;
         };
         /** @description An RFC 6749 §5.2 error response. */
@@ -464,7 +467,10 @@ export interface components {
         NewUser: {
             /** @description Normalised with PRECIS UsernameCaseMapped (RFC 8265), so `Alice` is `alice`. */
             username: string;
-            /** Format: password */
+            /**
+             * Format: password
+             * @description Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
+             */
             password: string;
             /** @description The scopes the account may be granted; none when omitted. */
             scopes?: components["schemas"]["Scope"][];
@@ -474,7 +480,10 @@ export interface components {
             disabled?: boolean;
             /** @description Replaces the scopes the account may be granted. */
             scopes?: components["schemas"]["Scope"][];
-            /** Format: password */
+            /**
+             * Format: password
+             * @description Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
+             */
             password?: string;
         };
         UserPage: {
