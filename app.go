@@ -30,7 +30,7 @@ func openStore(ctx context.Context, cfg config) (store.Store, error) {
 	if isPostgres(cfg.DB) {
 		return postgres.Open(ctx, cfg.DB, cfg.DBMaxConns)
 	}
-	return sqlite.Open(ctx, cfg.DB, cfg.DBMaxConns)
+	return sqlite.OpenWith(ctx, cfg.DB, sqlite.Options{MaxConns: cfg.DBMaxConns, BusyTimeout: cfg.DBTimeout})
 }
 
 // isPostgres reports whether a --db value names a PostgreSQL database.

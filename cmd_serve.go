@@ -51,8 +51,14 @@ func runServe(ctx context.Context, in invocation) error {
 		return err
 	}
 	defer raw.Close()
-	st := store.WithDeadline(raw, cfg.DBTimeout)
-	if !isPostgres(cfg.DB) {
+	// A server database can stop answering with its connection open: every
+	// call to it gets --db-timeout. SQLite is a local file whose only wait
+	// is for the write lock, which its busy timeout (--db-timeout too)
+	// bounds; a deadline per call would cost more than its reads.
+	st := raw
+	if isPostgres(cfg.DB) {
+		st = store.WithDeadline(raw, cfg.DBTimeout)
+	} else {
 		if loose := sqlite.ReadableByOthers(cfg.DB); len(loose) > 0 {
 			logger.Warn("the database holds password hashes and signing keys, and other users can read it: run chmod 600 on each file",
 				"files", strings.Join(loose, " "))

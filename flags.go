@@ -59,7 +59,7 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins (https://app.example.com) whose browser apps may call the API (default none)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address (such as 127.0.0.1:9090) instead of the API's (default: the API's)")
-	fs.DurationVar(&c.DBTimeout, "db-timeout", 5*time.Second, "longest wait for the database on one call; past it the request gets 503")
+	fs.DurationVar(&c.DBTimeout, "db-timeout", 5*time.Second, "longest wait for the database on one call (PostgreSQL: a deadline on every call; SQLite: the longest wait for the write lock); past it the request gets 503")
 }
 
 // envName is the environment variable of a flag: db → PASSFLOW_DB.

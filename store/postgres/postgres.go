@@ -137,6 +137,10 @@ func (dialect) ForUpdate(of string) string {
 
 func (dialect) SkipLocked() string { return " FOR UPDATE SKIP LOCKED" }
 
+// Read keeps ctx: a query to a server can wait on the network or on locks,
+// and a caller that has gone away or run out of time must end it.
+func (dialect) Read(ctx context.Context) context.Context { return ctx }
+
 func (dialect) IsUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"

@@ -53,6 +53,30 @@ type Store struct {
 // would re-run its pragmas and prepare its statements again, which under
 // concurrency cost more than the queries.
 func Open(ctx context.Context, path string, maxConns int) (*Store, error) {
+	return OpenWith(ctx, path, Options{MaxConns: maxConns})
+}
+
+// Options are how OpenWith opens a database.
+type Options struct {
+	// MaxConns is the most connections the pool keeps (0: DefaultMaxConns).
+	MaxConns int
+	// BusyTimeout is the longest a write waits for another connection's
+	// or process's write lock before failing as unavailable (0:
+	// DefaultBusyTimeout). It is the only wait a local database has, so it
+	// is what bounds a call: serve sets it to --db-timeout.
+	BusyTimeout time.Duration
+}
+
+// DefaultBusyTimeout is a write's longest wait for the write lock.
+const DefaultBusyTimeout = 5 * time.Second
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
+	maxConns := o.MaxConns
+	busy := o.BusyTimeout
+	if busy <= 0 {
+		busy = DefaultBusyTimeout
+	}
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: database path %q: must be non-empty and contain no '?' or '#'", path)
 	}
@@ -61,7 +85,7 @@ func Open(ctx context.Context, path string, maxConns int) (*Store, error) {
 	}
 	// busy_timeout first: switching a new file to WAL takes a lock that a
 	// second process opening it at once must wait for, not fail on.
-	dsn := path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
+	dsn := path + fmt.Sprintf("?_pragma=busy_timeout(%d)", busy.Milliseconds()) + "&_pragma=journal_mode(WAL)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -195,6 +219,10 @@ func (*dialect) LockCounters(context.Context, *sql.Tx, []string) error { return 
 func (*dialect) ForUpdate(string) string { return "" }
 
 func (*dialect) SkipLocked() string { return "" }
+
+// Read drops ctx's cancellation and deadline: a read in WAL mode waits for
+// no writer, and the busy timeout bounds the rare wait for the WAL index.
+func (*dialect) Read(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func (*dialect) IsUniqueViolation(err error) bool {
 	var se *sqlite.Error

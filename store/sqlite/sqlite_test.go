@@ -6,7 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/passflow/passflow/fault"
 	"github.com/passflow/passflow/store"
 	"github.com/passflow/passflow/store/sqlite"
 	"github.com/passflow/passflow/store/sqlstore"
@@ -152,5 +154,45 @@ func TestAdminLookupUsesItsIndex(t *testing.T) {
 	}
 	if got := strings.Join(plan, "; "); !strings.Contains(got, "INDEX users_admins") {
 		t.Errorf("the admin lookup's plan is %q, want the users_admins index", got)
+	}
+}
+
+// TestBusyTimeoutBoundsAWrite: a write waiting for another process's write
+// lock gives up after the busy timeout (serve's --db-timeout) as
+// unavailable, instead of waiting as long as the lock is held; reads go on
+// beside the held lock.
+func TestBusyTimeoutBoundsAWrite(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "p.db")
+	s, err := sqlite.OpenWith(context.Background(), path, sqlite.Options{BusyTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.CreateUser(ctx, store.User{ID: "u", Username: "u", PasswordHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	other := open(t, path) // another process's store
+	conn, err := other.DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, "ROLLBACK")
+
+	if _, err := s.ListItems(ctx, "u"); err != nil {
+		t.Fatalf("a read beside the held write lock: %v", err)
+	}
+	start := time.Now()
+	_, err = s.PutItem(ctx, "u", "k", "v")
+	if fault.As(err).Code != fault.Unavailable {
+		t.Fatalf("a write while another holds the lock = %v, want unavailable", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the write gave up after %v with a busy timeout of 200ms", d)
 	}
 }

@@ -37,7 +37,7 @@ func (q *itemQueries) close() { q.list.Close() }
 
 // ListItems returns a user's items ordered by key.
 func (s *Store) ListItems(ctx context.Context, userID string) ([]store.Item, error) {
-	rows, err := s.items.list.QueryContext(ctx, userID)
+	rows, err := s.items.list.QueryContext(s.d.Read(ctx), userID)
 	if err != nil {
 		return nil, s.unavailable("list items", err)
 	}

@@ -53,6 +53,12 @@ type Dialect interface {
 	SkipLocked() string
 	// IsUniqueViolation reports whether err is a unique constraint's.
 	IsUniqueViolation(err error) bool
+	// Read is the context a read outside a transaction runs with. Where
+	// the database is a local file read without waiting on anyone (SQLite
+	// in WAL mode), it may drop ctx's cancellation: database/sql watches a
+	// cancellable context with a goroutine per query, which costs more
+	// than the read.
+	Read(ctx context.Context) context.Context
 	// LatestChange returns the Seq of the newest change ever appended,
 	// pruned or not, once no append in progress can commit below it.
 	LatestChange(ctx context.Context, db *sql.DB) (int64, error)
@@ -204,11 +210,20 @@ type scanner interface{ Scan(dest ...any) error }
 
 // all runs a query and scans every row.
 func all[T any](ctx context.Context, s *Store, q querier, op string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
-	rows, err := q.QueryContext(ctx, s.q(query), args...)
+	rows, err := q.QueryContext(s.read(ctx, q), s.q(query), args...)
 	if err != nil {
 		return nil, s.unavailable(op, err)
 	}
 	return scanAll(s, op, rows, scan)
+}
+
+// read is the context of a query through q: the dialect's read context
+// outside a transaction, ctx itself inside one.
+func (s *Store) read(ctx context.Context, q querier) context.Context {
+	if db, ok := q.(*sql.DB); ok && db == s.db {
+		return s.d.Read(ctx)
+	}
+	return ctx
 }
 
 func scanAll[T any](s *Store, op string, rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
@@ -229,7 +244,7 @@ func scanAll[T any](s *Store, op string, rows *sql.Rows, scan func(scanner) (T, 
 
 // one runs a query for one row: fault.ErrNotFound when there is none.
 func one[T any](ctx context.Context, s *Store, q querier, op string, scan func(scanner) (T, error), query string, args ...any) (T, error) {
-	v, err := scan(q.QueryRowContext(ctx, s.q(query), args...))
+	v, err := scan(q.QueryRowContext(s.read(ctx, q), s.q(query), args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return v, s.notFound(op)
 	}
