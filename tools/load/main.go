@@ -215,16 +215,22 @@ func launch(cmd *exec.Cmd, name string) (*server, error) {
 	addr := make(chan string, 1)
 	s := &server{cmd: cmd}
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		sent := false
-		for sc.Scan() {
-			s.logBytes.Add(int64(len(sc.Bytes()) + 1))
-			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
+		// Lines are read until the one naming the address; the rest of the
+		// log is only counted, so that reading it costs the machine next to
+		// nothing while the server is measured.
+		r := bufio.NewReaderSize(stderr, 64<<10)
+		for {
+			line, err := r.ReadString('\n')
+			s.logBytes.Add(int64(len(line)))
+			if m := servingRe.FindStringSubmatch(line); m != nil {
 				addr <- m[1]
-				sent = true
+				break
+			}
+			if err != nil {
+				return
 			}
 		}
+		io.Copy(counter{&s.logBytes}, r)
 	}()
 	select {
 	case a := <-addr:
@@ -234,6 +240,14 @@ func launch(cmd *exec.Cmd, name string) (*server, error) {
 		cmd.Process.Kill()
 		return nil, fmt.Errorf("%s did not start", name)
 	}
+}
+
+// counter counts the bytes written to it.
+type counter struct{ n *atomic.Int64 }
+
+func (c counter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
 }
 
 func (s *server) stop() {
