@@ -144,7 +144,9 @@ type accessLine struct {
 }
 
 func (l *accessLine) read(c *gin.Context, start time.Time) {
-	l.requestID = c.Writer.Header().Get(RequestIDHeader)
+	if ids := c.Writer.Header()[canonicalRequestID]; len(ids) > 0 {
+		l.requestID = ids[0]
+	}
 	l.method = Method(c.Request.Method)
 	l.path = Clip(c.Request.URL.Path, maxLoggedPath)
 	l.route = c.FullPath()
