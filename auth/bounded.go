@@ -34,6 +34,15 @@ var ErrOverloaded = &fault.Error{
 	Reason:      "overloaded",
 }
 
+// Full reports whether every slot is taken and the queue is full: a hash
+// asked for now would be turned away. Callers check it before work a
+// refused login would waste (the throttle's store writes), so that a flood
+// beyond the queue is refused at once and costs the logins under way
+// nothing.
+func (b *Bounded) Full() bool {
+	return len(b.slots) == cap(b.slots) && b.waiting.Load() >= b.queue
+}
+
 // Waiting is how many calls wait for a slot now.
 func (b *Bounded) Waiting() int { return int(b.waiting.Load()) }
 

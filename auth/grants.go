@@ -201,6 +201,12 @@ func (g *Grants) checkPassword(ctx context.Context, username, password, ip strin
 		// A name that cannot be normalised cannot exist; count it as sent.
 		name = username
 	}
+	// Beyond the hashing queue, refuse before counting the attempt (a
+	// store write), alike for every account: a flood must not slow the
+	// logins under way.
+	if full, ok := g.hasher.(interface{ Full() bool }); ok && full.Full() {
+		return store.User{}, ErrOverloaded
+	}
 	attempt, err := g.throttle.Reserve(ctx, AccountPassword(name), ip)
 	if err != nil {
 		return store.User{}, err

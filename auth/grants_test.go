@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/store"
 )
 
 // recordingHasher wraps a Hasher and records the hash work asked of it:
@@ -385,5 +386,74 @@ func BenchmarkLogin(b *testing.B) {
 			b.ReportMetric(pct(0.90), "p90-ms")
 			b.ReportMetric(pct(0.99), "p99-ms")
 		})
+	}
+}
+
+// TestFullHashQueueRefusesFirst: with every hashing slot busy and the queue
+// full, a login is refused before the throttle counts it (a store write),
+// for a known and an unknown account alike; once a slot is free the same
+// login goes through the throttle and succeeds.
+func TestFullHashQueueRefusesFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var ops []string
+	st := store.Around(openStore(t), func(ctx context.Context, op string, call func(context.Context) error) error {
+		mu.Lock()
+		ops = append(ops, op)
+		mu.Unlock()
+		return call(ctx)
+	})
+	taken := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := ops
+		ops = nil
+		return out
+	}
+	b := NewBounded(NewArgon2id(cheap), 1, 0, time.Second)
+	keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, slog.New(slog.DiscardHandler), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed, err := NewFeed(ctx, slog.New(slog.DiscardHandler), st, keys, 10, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := NewTokens(TokenConfig{Issuer: "https://p.test", TTL: time.Minute, CacheSize: 10}, keys, feed, NoEvents{}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	throttle := NewThrottle(st, looseThrottle, time.Now)
+	if _, err := NewAccounts(AccountConfig{Scopes: testScopes}, st, b, throttle, feed, NoEvents{}, time.Now).
+		Create(ctx, NewAccount{Username: "known", Password: "the-right-password"}); err != nil {
+		t.Fatal(err)
+	}
+	grants, err := NewGrants(GrantConfig{RefreshTTL: time.Hour, PasswordGrant: true, Scopes: testScopes}, slog.New(slog.DiscardHandler), st, b, tokens,
+		NewClients(ClientConfig{AllowPublic: true, Scopes: testScopes}, st, b, throttle, NoEvents{}, time.Now), feed, throttle, NoEvents{}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken()
+
+	b.slots <- struct{}{} // the one slot is busy, and the queue holds none
+	if !b.Full() {
+		t.Fatal("Full() = false with the slot taken and no queue")
+	}
+	for _, name := range []string{"known", "nobody"} {
+		_, err := grants.Password(ctx, PasswordRequest{Username: name, Password: "the-right-password", ClientIP: "192.0.2.1"})
+		if err != ErrOverloaded {
+			t.Fatalf("%s with the queue full: %v, want ErrOverloaded", name, err)
+		}
+		if got := taken(); slices.Contains(got, "ReserveLoginAttempt") {
+			t.Errorf("%s: a refused login counted its attempt in the store: %v", name, got)
+		}
+	}
+	<-b.slots
+	if _, err := grants.Password(ctx, PasswordRequest{Username: "known", Password: "the-right-password", ClientIP: "192.0.2.1"}); err != nil {
+		t.Fatalf("with the slot free: %v", err)
+	}
+	if got := taken(); !slices.Contains(got, "ReserveLoginAttempt") {
+		t.Errorf("an accepted login was not counted by the throttle: %v", got)
 	}
 }
