@@ -37,9 +37,10 @@ type Feed struct {
 	now    func() time.Time
 
 	// sync serialises reads of the feed.
-	sync    sync.Mutex
-	lastSeq int64
-	lastOK  atomic.Int64 // Unix nanoseconds of the last complete read
+	sync       sync.Mutex
+	lastSeq    int64
+	nextExpire time.Time    // when Sync next forgets expired revocations
+	lastOK     atomic.Int64 // Unix nanoseconds of the last complete read
 	// keysErr is set while a change to the signing keys could not be
 	// applied; every later change still is, and the keys are read again
 	// on each sync until they can be.
@@ -194,7 +195,10 @@ func (r *Feed) Sync(ctx context.Context) error {
 		}
 	}
 	r.lastOK.Store(now.UnixNano())
-	r.expire(now)
+	if now.After(r.nextExpire) {
+		r.expire(now)
+		r.nextExpire = now.Add(expireEvery)
+	}
 	return nil
 }
 
@@ -261,17 +265,41 @@ func (r *Feed) applyOne(ctx context.Context, c store.Change) {
 	}
 }
 
-// expire forgets revocations whose tokens have expired anyway.
+// expireEvery is how often Sync forgets expired revocations: each is kept
+// a minute past its token's expiry, so a minute more costs nothing, and
+// the scan, which reads every revocation held, runs once a minute instead
+// of at every sync.
+const expireEvery = time.Minute
+
+// expire forgets revocations whose tokens have expired anyway. It finds
+// them under the read lock, which token checks share, and takes the write
+// lock only to delete them.
 func (r *Feed) expire(now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	type entry struct {
+		m  map[string]time.Time
+		id string
+	}
+	var gone []entry
+	r.mu.RLock()
 	for _, m := range []map[string]time.Time{r.revoked, r.families} {
 		for id, exp := range m {
 			if now.After(exp.Add(time.Minute)) {
-				delete(m, id)
+				gone = append(gone, entry{m, id})
 			}
 		}
 	}
+	r.mu.RUnlock()
+	if len(gone) == 0 {
+		return
+	}
+	r.mu.Lock()
+	for _, e := range gone {
+		// Applied again since the scan with a later expiry: keep it.
+		if exp, ok := e.m[e.id]; ok && now.After(exp.Add(time.Minute)) {
+			delete(e.m, e.id)
+		}
+	}
+	r.mu.Unlock()
 }
 
 // Check refuses a principal whose token was revoked, whose account has
