@@ -52,8 +52,8 @@ func (t *around) DeleteClient(ctx context.Context, id string, now time.Time) err
 	return do(t, ctx, "DeleteClient", func(ctx context.Context) error { return t.s.DeleteClient(ctx, id, now) })
 }
 
-func (t *around) CreateUser(ctx context.Context, u User) error {
-	return do(t, ctx, "CreateUser", func(ctx context.Context) error { return t.s.CreateUser(ctx, u) })
+func (t *around) CreateUser(ctx context.Context, u User, mails ...Mail) error {
+	return do(t, ctx, "CreateUser", func(ctx context.Context) error { return t.s.CreateUser(ctx, u, mails...) })
 }
 
 func (t *around) CreateUsers(ctx context.Context, users []User) error {
@@ -185,3 +185,46 @@ func (t *around) Ping(ctx context.Context) error {
 
 // Close closes the store it wraps.
 func (t *around) Close() error { return t.s.Close() }
+
+func (t *around) UserByEmail(ctx context.Context, key string) (User, error) {
+	return call(t, ctx, "UserByEmail", func(ctx context.Context) (User, error) { return t.s.UserByEmail(ctx, key) })
+}
+
+func (t *around) QueueMail(ctx context.Context, m Mail) error {
+	return do(t, ctx, "QueueMail", func(ctx context.Context) error { return t.s.QueueMail(ctx, m) })
+}
+
+func (t *around) ClaimMail(ctx context.Context, now, until time.Time) (Mail, bool, error) {
+	var found bool
+	m, err := call(t, ctx, "ClaimMail", func(ctx context.Context) (Mail, error) {
+		var (
+			m   Mail
+			err error
+		)
+		m, found, err = t.s.ClaimMail(ctx, now, until)
+		return m, err
+	})
+	return m, found, err
+}
+
+func (t *around) MailDone(ctx context.Context, id int64, outcome string, at time.Time) error {
+	return do(t, ctx, "MailDone", func(ctx context.Context) error { return t.s.MailDone(ctx, id, outcome, at) })
+}
+
+func (t *around) MailRetry(ctx context.Context, id int64, next time.Time, reason string) error {
+	return do(t, ctx, "MailRetry", func(ctx context.Context) error { return t.s.MailRetry(ctx, id, next, reason) })
+}
+
+func (t *around) PendingMail(ctx context.Context) (int, error) {
+	return call(t, ctx, "PendingMail", t.s.PendingMail)
+}
+
+func (t *around) CreateEmailToken(ctx context.Context, tok EmailToken) error {
+	return do(t, ctx, "CreateEmailToken", func(ctx context.Context) error { return t.s.CreateEmailToken(ctx, tok) })
+}
+
+func (t *around) UseEmailToken(ctx context.Context, hash, purpose string, now time.Time, change func(EmailToken, *User) error) (User, error) {
+	return call(t, ctx, "UseEmailToken", func(ctx context.Context) (User, error) {
+		return t.s.UseEmailToken(ctx, hash, purpose, now, change)
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/passflow/passflow/fault"
@@ -38,9 +39,18 @@ type User struct {
 	// (password change, disable, logout everywhere); tokens carry the
 	// version they were issued at.
 	TokenVersion int64
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Email is the account's address as given, "" when it has none; it is
+	// unique by EmailKey(Email). EmailVerified says its owner followed a
+	// link mailed to it.
+	Email         string
+	EmailVerified bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
+
+// EmailKey is the form in which an address is unique: case folded, so
+// Ann@Example.com and ann@example.com are one.
+func EmailKey(email string) string { return strings.ToLower(email) }
 
 // HasScope reports whether the user may be granted scope.
 func (u User) HasScope(scope string) bool {
@@ -131,9 +141,10 @@ func (u User) IsEnabledAdmin() bool { return !u.Disabled && u.HasScope(ScopeUser
 
 // Users keeps accounts.
 type Users interface {
-	// CreateUser adds u; u.ID, u.CreatedAt and u.UpdatedAt must be set.
-	// It returns fault.ErrConflict when the username is taken.
-	CreateUser(ctx context.Context, u User) error
+	// CreateUser adds u, and queues mails in the same transaction; u.ID,
+	// u.CreatedAt and u.UpdatedAt must be set. It returns fault.ErrConflict
+	// when the username is taken and ErrEmailTaken when the email is.
+	CreateUser(ctx context.Context, u User, mails ...Mail) error
 	// CreateUsers adds users in one transaction: all of them or none. A
 	// taken username is a *BatchError naming it, wrapping fault.ErrConflict.
 	CreateUsers(ctx context.Context, users []User) error
@@ -141,14 +152,19 @@ type Users interface {
 	UserByUsername(ctx context.Context, username string) (User, error)
 	// UserByID returns fault.ErrNotFound when there is no such user.
 	UserByID(ctx context.Context, id string) (User, error)
+	// UserByEmail returns the user whose EmailKey is key, or
+	// fault.ErrNotFound.
+	UserByEmail(ctx context.Context, key string) (User, error)
 	// ListUsers returns up to limit users whose usernames sort after
 	// after, in username order.
 	ListUsers(ctx context.Context, after string, limit int) ([]User, error)
 	// UpdateUser applies change to the user in one transaction and returns
 	// the result. change may not alter ID, Username or CreatedAt. It returns
 	// fault.ErrNotFound when there is no such user, ErrLastAdmin when the
-	// change would leave no enabled user holding users:admin, and passes on
-	// any error change returns.
+	// change would leave no enabled user holding users:admin, ErrEmailTaken
+	// when another account has the new email, and passes on any error
+	// change returns. A new password hash ends the account's reset tokens;
+	// a new email, its verification tokens.
 	UpdateUser(ctx context.Context, username string, change func(*User) error) (User, error)
 	// DeleteUser deletes the user and everything they own. It returns
 	// fault.ErrNotFound when there is no such user and ErrLastAdmin when the
@@ -162,6 +178,82 @@ type Users interface {
 	// user and gives it u.Scopes (appending a ChangeUser). It reports which
 	// it did; BootstrapNone when an enabled admin existed.
 	BootstrapAdmin(ctx context.Context, u User) (Bootstrap, error)
+}
+
+// ErrEmailTaken refuses an email another account has.
+var ErrEmailTaken = &fault.Error{Code: fault.Conflict, Description: "another account has this email address", Field: "/email"}
+
+// Purposes of an EmailToken.
+const (
+	PurposeVerify = "verify"
+	PurposeReset  = "reset"
+)
+
+// EmailToken is a single-use token mailed to an account: a link to verify
+// its email, or to reset its password. Only its hash is kept.
+type EmailToken struct {
+	Hash    string
+	UserID  string
+	Purpose string
+	// Email is the address it was mailed to: a verification holds only
+	// while the account still has it.
+	Email     string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Mail kinds.
+const (
+	MailVerifyEmail   = "verify_email"
+	MailPasswordReset = "password_reset"
+)
+
+// Mail is a message waiting in the outbox. It holds no token and no body:
+// the sender makes both when it sends, so the outbox never holds a
+// credential.
+type Mail struct {
+	ID   int64
+	Kind string
+	// UserID is the account a verification mail is for.
+	UserID string
+	// To is the address of a verification mail, or the username or email
+	// a password reset was asked for (which may name no account).
+	To        string
+	Attempts  int
+	CreatedAt time.Time
+}
+
+// Mail outcomes, recorded when a mail leaves the outbox.
+const (
+	MailSent    = "sent"
+	MailDropped = "dropped" // nothing to send: no such account, or no email
+	MailFailed  = "failed"  // given up after its attempts
+)
+
+// Outbox keeps mails until a sender delivers them. A mail is queued in the
+// transaction of the change it tells of, then claimed by one sender at a
+// time (across processes) for a lease, and either marked done or put back
+// for a later attempt.
+type Outbox interface {
+	// QueueMail adds m to the outbox, due at once.
+	QueueMail(ctx context.Context, m Mail) error
+	// ClaimMail takes the oldest mail due at now that no sender holds, for
+	// this caller until until, counting an attempt; false when none is due.
+	ClaimMail(ctx context.Context, now, until time.Time) (Mail, bool, error)
+	// MailDone takes the mail id out of the outbox with outcome.
+	MailDone(ctx context.Context, id int64, outcome string, at time.Time) error
+	// MailRetry releases the mail id until next, recording why it failed.
+	MailRetry(ctx context.Context, id int64, next time.Time, reason string) error
+	// PendingMail counts the mails not yet done.
+	PendingMail(ctx context.Context) (int, error)
+	// CreateEmailToken stores t.
+	CreateEmailToken(ctx context.Context, t EmailToken) error
+	// UseEmailToken consumes the token whose hash is hash, made for purpose
+	// and not expired at now, and applies change to its account, in one
+	// transaction (as UpdateUser does); every other token of the account
+	// for that purpose ends with it. fault.ErrNotFound when there is no such
+	// token.
+	UseEmailToken(ctx context.Context, hash, purpose string, now time.Time, change func(EmailToken, *User) error) (User, error)
 }
 
 // Bootstrap is what BootstrapAdmin did.
@@ -354,6 +446,7 @@ type Store interface {
 	RefreshTokens
 	LoginAttempts
 	Changes
+	Outbox
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	Close() error

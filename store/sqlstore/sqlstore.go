@@ -302,18 +302,34 @@ func in(from int, values []string) (string, []any) {
 
 // Users
 
-const userColumns = `id, username, password_hash, scopes, disabled, token_version, created_at, updated_at`
+const userColumns = `id, username, password_hash, scopes, disabled, token_version, created_at, updated_at, email, email_verified`
 
 func scanUser(row scanner) (store.User, error) {
 	var u store.User
+	var email sql.NullString
 	err := row.Scan(&u.ID, &u.Username, &u.PasswordHash, listCol{&u.Scopes}, &u.Disabled, &u.TokenVersion,
-		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt})
+		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, &email, &u.EmailVerified)
+	u.Email = email.String
 	return u, err
 }
 
+// emailCols are the values of the email and email_key columns: NULL for
+// an account without one.
+func emailCols(email string) (any, any) {
+	if email == "" {
+		return nil, nil
+	}
+	return email, store.EmailKey(email)
+}
+
 func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u store.User) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`),
-		u.ID, u.Username, u.PasswordHash, list(u.Scopes), u.Disabled, u.TokenVersion, s.d.Time(u.CreatedAt), s.d.Time(u.UpdatedAt))
+	if err := s.emailFree(ctx, tx, u.Email, u.ID); err != nil {
+		return err
+	}
+	email, key := emailCols(u.Email)
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO users (`+userColumns+`, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`),
+		u.ID, u.Username, u.PasswordHash, list(u.Scopes), u.Disabled, u.TokenVersion, s.d.Time(u.CreatedAt), s.d.Time(u.UpdatedAt),
+		email, u.EmailVerified, key)
 	if s.d.IsUniqueViolation(err) {
 		return s.conflict("create user")
 	}
@@ -323,9 +339,39 @@ func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u store.User) error 
 	return nil
 }
 
-// CreateUser adds u.
-func (s *Store) CreateUser(ctx context.Context, u store.User) error {
-	return s.tx(ctx, "create user", func(tx *sql.Tx) error { return s.insertUser(ctx, tx, u) })
+// emailFree returns store.ErrEmailTaken when an account other than id has
+// email. Checked first, so that a unique violation of the insert or
+// update that follows names the username (or a race on the address).
+func (s *Store) emailFree(ctx context.Context, tx *sql.Tx, email, id string) error {
+	if email == "" {
+		return nil
+	}
+	var other string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT id FROM users WHERE email_key = $1`), store.EmailKey(email)).Scan(&other)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return s.unavailable("check email", err)
+	case other != id:
+		return store.ErrEmailTaken
+	}
+	return nil
+}
+
+// CreateUser adds u and queues mails with it.
+func (s *Store) CreateUser(ctx context.Context, u store.User, mails ...store.Mail) error {
+	return s.tx(ctx, "create user", func(tx *sql.Tx) error {
+		if err := s.insertUser(ctx, tx, u); err != nil {
+			return err
+		}
+		for _, m := range mails {
+			if err := s.queueMail(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // CreateUsers adds users, all or none.
@@ -348,6 +394,11 @@ func (s *Store) UserByUsername(ctx context.Context, username string) (store.User
 // UserByID returns the user whose ID is id.
 func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
 	return one(ctx, s, s.db, "user", scanUser, `SELECT `+userColumns+` FROM users WHERE id = $1`, id)
+}
+
+// UserByEmail returns the user whose email has the key key.
+func (s *Store) UserByEmail(ctx context.Context, key string) (store.User, error) {
+	return one(ctx, s, s.db, "user", scanUser, `SELECT `+userColumns+` FROM users WHERE email_key = $1`, key)
 }
 
 // ListUsers returns up to limit users after the username after.
@@ -398,29 +449,53 @@ func (s *Store) UpdateUser(ctx context.Context, username string, change func(*st
 		if err != nil {
 			return err
 		}
-		before := u
-		if err := change(&u); err != nil {
-			return err
-		}
-		if u.ID != before.ID || u.Username != before.Username || !u.CreatedAt.Equal(before.CreatedAt) {
-			return fmt.Errorf("%s: update user: id, username and created_at are immutable", s.d.Name())
-		}
-		if before.IsEnabledAdmin() && !u.IsEnabledAdmin() {
-			if err := s.otherAdminExists(ctx, tx, u.ID); err != nil {
-				return err
-			}
-		}
-		if _, err := s.execTx(ctx, tx, "update user", `UPDATE users SET password_hash = $1, scopes = $2, disabled = $3,
-			token_version = $4, updated_at = $5 WHERE id = $6`,
-			u.PasswordHash, list(u.Scopes), u.Disabled, u.TokenVersion, s.d.Time(u.UpdatedAt), u.ID); err != nil {
-			return err
-		}
-		return s.appendChange(ctx, tx, store.ChangeUser, u.ID, time.Time{})
+		u, err = s.updateUser(ctx, tx, u, func(u *store.User) error { return change(u) })
+		return err
 	})
 	if err != nil {
 		return store.User{}, err
 	}
 	return u, nil
+}
+
+// updateUser applies change to u, read in tx under LockAdmins, and writes
+// it back with its change to the feed.
+func (s *Store) updateUser(ctx context.Context, tx *sql.Tx, u store.User, change func(*store.User) error) (store.User, error) {
+	before := u
+	if err := change(&u); err != nil {
+		return store.User{}, err
+	}
+	if u.ID != before.ID || u.Username != before.Username || !u.CreatedAt.Equal(before.CreatedAt) {
+		return store.User{}, fmt.Errorf("%s: update user: id, username and created_at are immutable", s.d.Name())
+	}
+	if before.IsEnabledAdmin() && !u.IsEnabledAdmin() {
+		if err := s.otherAdminExists(ctx, tx, u.ID); err != nil {
+			return store.User{}, err
+		}
+	}
+	if u.Email != before.Email {
+		if err := s.emailFree(ctx, tx, u.Email, u.ID); err != nil {
+			return store.User{}, err
+		}
+	}
+	email, key := emailCols(u.Email)
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE users SET password_hash = $1, scopes = $2, disabled = $3,
+		token_version = $4, updated_at = $5, email = $6, email_key = $7, email_verified = $8 WHERE id = $9`),
+		u.PasswordHash, list(u.Scopes), u.Disabled, u.TokenVersion, s.d.Time(u.UpdatedAt), email, key, u.EmailVerified, u.ID); err != nil {
+		if s.d.IsUniqueViolation(err) {
+			return store.User{}, store.ErrEmailTaken
+		}
+		return store.User{}, s.unavailable("update user", err)
+	}
+	// A token mailed for the old password or the old address dies with it.
+	for purpose, changed := range map[string]bool{store.PurposeReset: u.PasswordHash != before.PasswordHash, store.PurposeVerify: store.EmailKey(u.Email) != store.EmailKey(before.Email)} {
+		if changed {
+			if _, err := s.execTx(ctx, tx, "update user", `DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2`, u.ID, purpose); err != nil {
+				return store.User{}, err
+			}
+		}
+	}
+	return u, s.appendChange(ctx, tx, store.ChangeUser, u.ID, time.Time{})
 }
 
 // DeleteUser deletes a user and everything they own.

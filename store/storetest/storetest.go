@@ -43,6 +43,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RotateSigningKey", testRotateSigningKey},
 		{"Settings", testSettings},
 		{"LoginFailures", testLoginFailures},
+		{"Emails", testEmails},
+		{"EmailTokens", testEmailTokens},
+		{"Outbox", testOutbox},
+		{"OutboxClaimsOnce", testOutboxClaimsOnce},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
