@@ -46,7 +46,7 @@ func TestAccessLogToWritesSlogsLine(t *testing.T) {
 			h.ServeHTTP(httptest.NewRecorder(), req)
 		}
 	}
-	vary := regexp.MustCompile(`^time=\S+ |duration=\S+`)
+	vary := regexp.MustCompile(`(?m)^time=\S+ |duration=\S+`)
 	got := strings.Split(vary.ReplaceAllString(direct.String(), ""), "\n")
 	want := strings.Split(vary.ReplaceAllString(viaSlog.String(), ""), "\n")
 	if len(got) != len(paths)+1 || len(got) != len(want) {
