@@ -19,6 +19,7 @@ import (
 	"github.com/passflow/passflow/generated/api"
 	"github.com/passflow/passflow/guard"
 	"github.com/passflow/passflow/impl"
+	"github.com/passflow/passflow/mail"
 	"github.com/passflow/passflow/store"
 	"github.com/passflow/passflow/store/postgres"
 	"github.com/passflow/passflow/store/sqlite"
@@ -86,6 +87,7 @@ type app struct {
 	feed     *auth.Feed
 	throttle *auth.Throttle
 	logger   *slog.Logger
+	sender   *mail.Sender // nil: mails wait in the outbox
 }
 
 // newApp wires everything: keys, the change feed, tokens, accounts, grants,
@@ -126,10 +128,18 @@ func newApp(ctx context.Context, logger *slog.Logger, accessLog io.Writer, cfg c
 		return nil, err
 	}
 	rules.Passwords = cfg.passwordPolicy()
+	if rules.Self, err = cfg.selfService(rules.Scopes); err != nil {
+		return nil, err
+	}
 	throttle := auth.NewThrottle(st, cfg.throttleConfig(), time.Now)
 	accounts := auth.NewAccounts(rules, st, hasher, throttle, feed, ev, time.Now)
+	sender, err := newSender(cfg, st, accounts, m, logger)
+	if err != nil {
+		return nil, err
+	}
 	clients := auth.NewClients(auth.ClientConfig{AllowPublic: cfg.PublicClients, Scopes: rules.Scopes}, st, hasher, throttle, ev, time.Now)
-	grants, err := auth.NewGrants(auth.GrantConfig{RefreshTTL: cfg.RefreshTokenTTL, PasswordGrant: cfg.PasswordGrant, Scopes: rules.Scopes},
+	grants, err := auth.NewGrants(auth.GrantConfig{RefreshTTL: cfg.RefreshTokenTTL, PasswordGrant: cfg.PasswordGrant, Scopes: rules.Scopes,
+		RequireVerifiedEmail: cfg.RequireVerifiedEmail},
 		logger, st, hasher, tokens, clients, feed, throttle, ev, time.Now)
 	if err != nil {
 		return nil, err
@@ -163,7 +173,31 @@ func newApp(ctx context.Context, logger *slog.Logger, accessLog io.Writer, cfg c
 			MaxAge:         600,
 		}).Handler(engine)
 	}
-	return &app{handler: handler, accounts: accounts, tokens: tokens, feed: feed, throttle: throttle, logger: logger}, nil
+	return &app{handler: handler, accounts: accounts, tokens: tokens, feed: feed, throttle: throttle, logger: logger, sender: sender}, nil
+}
+
+// newSender is the sender of the outbox's mails, nil without --smtp-url:
+// mails then wait in the outbox. Queued mails wake it, and are counted.
+func newSender(cfg config, st store.Store, accounts *auth.Accounts, m *metrics, logger *slog.Logger) (*mail.Sender, error) {
+	queued := func() { m.mail.WithLabelValues("queued").Inc() }
+	if cfg.SMTPURL == "" {
+		accounts.OnMailQueued(queued)
+		return nil, nil
+	}
+	server, err := mail.ParseServer(cfg.SMTPURL)
+	if err != nil {
+		return nil, err
+	}
+	templates, err := mail.LoadTemplates(cfg.MailTemplates)
+	if err != nil {
+		return nil, fmt.Errorf("--mail-templates: %w", err)
+	}
+	sender := mail.NewSender(st, accounts.PrepareMail, mail.Config{
+		Server: server, From: cfg.MailFrom, Templates: templates,
+		Observe: func(outcome string) { m.mail.WithLabelValues(outcome).Inc() },
+	}, logger, time.Now)
+	accounts.OnMailQueued(func() { queued(); sender.Wake() })
+	return sender, nil
 }
 
 // runBackground follows the change feed every auth.SyncInterval, and keeps
@@ -179,6 +213,9 @@ func (a *app) runBackground(ctx context.Context) {
 			}
 		})
 	})
+	if a.sender != nil {
+		wg.Go(func() { a.sender.Run(ctx) })
+	}
 	wg.Go(func() {
 		every(ctx, time.Hour, func() {
 			if err := a.feed.Prune(ctx); err != nil && ctx.Err() == nil {

@@ -41,6 +41,8 @@ var userAdd = command{
 	flags: func(fs *flag.FlagSet, c *config) {
 		bindPasswords(fs, c)
 		fs.StringVar(&c.Scopes, "scopes", "", "comma-separated scopes the user may be granted, of the spec's: "+specScopes()+" (default none)")
+		fs.StringVar(&c.Email, "email", "", "the user's email address (default none)")
+		fs.BoolVar(&c.EmailVerified, "email-verified", false, "declare --email verified (no mail is sent)")
 	},
 	run: func(ctx context.Context, in invocation) error {
 		password, err := readPassword(in.stdin, in.stderr)
@@ -51,7 +53,8 @@ var userAdd = command{
 		if err != nil {
 			return err
 		}
-		u, err := a.Create(ctx, auth.NewAccount{Username: in.args[0], Password: password, Scopes: splitList(in.cfg.Scopes)})
+		u, err := a.Create(ctx, auth.NewAccount{Username: in.args[0], Password: password, Scopes: splitList(in.cfg.Scopes),
+			Email: in.cfg.Email, EmailVerified: in.cfg.EmailVerified})
 		if err != nil {
 			return err
 		}
@@ -71,7 +74,7 @@ var userList = command{
 			return err
 		}
 		w := tabwriter.NewWriter(in.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "USERNAME\tSCOPES\tDISABLED\tCREATED")
+		fmt.Fprintln(w, "USERNAME\tSCOPES\tDISABLED\tEMAIL\tCREATED")
 		after := ""
 		for {
 			users, next, err := a.List(ctx, after, 500)
@@ -79,7 +82,14 @@ var userList = command{
 				return err
 			}
 			for _, u := range users {
-				fmt.Fprintf(w, "%s\t%s\t%v\t%s\n", u.Username, strings.Join(u.Scopes, " "), u.Disabled, u.CreatedAt.Format(time.RFC3339))
+				email := "-"
+				if u.Email != "" {
+					email = u.Email
+					if !u.EmailVerified {
+						email += " (unverified)"
+					}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\n", u.Username, strings.Join(u.Scopes, " "), u.Disabled, email, u.CreatedAt.Format(time.RFC3339))
 			}
 			if next == "" {
 				return w.Flush()
@@ -233,8 +243,8 @@ const maxImportLine = 64 << 10
 
 // readImport reads users to import from a .jsonl or .csv file, chosen by
 // extension. Both carry FastAPI's names: username, hashed_password, scopes
-// (a JSON array; space-delimited in CSV) and disabled. Other fields (email,
-// full_name, ...) are ignored.
+// (a JSON array; space-delimited in CSV), disabled and email, with
+// email_verified beside it. Other fields (full_name, ...) are ignored.
 func readImport(path string) ([]auth.ImportedUser, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -264,6 +274,8 @@ func readJSONL(r io.Reader) ([]auth.ImportedUser, error) {
 			HashedPassword *string  `json:"hashed_password"`
 			Scopes         []string `json:"scopes"`
 			Disabled       *bool    `json:"disabled"`
+			Email          *string  `json:"email"`
+			EmailVerified  *bool    `json:"email_verified"`
 		}
 		dec := json.NewDecoder(bytes.NewReader(text))
 		if err := dec.Decode(&rec); err != nil {
@@ -275,6 +287,7 @@ func readJSONL(r io.Reader) ([]auth.ImportedUser, error) {
 		users = append(users, auth.ImportedUser{
 			Line: line, Username: *rec.Username, HashedPassword: *rec.HashedPassword,
 			Scopes: rec.Scopes, Disabled: rec.Disabled != nil && *rec.Disabled,
+			Email: valueOr(rec.Email), EmailVerified: rec.EmailVerified != nil && *rec.EmailVerified,
 		})
 	}
 	if err := sc.Err(); err != nil {
@@ -321,9 +334,24 @@ func readCSV(r io.Reader) ([]auth.ImportedUser, error) {
 				return nil, fmt.Errorf("line %d: disabled must be true or false", line)
 			}
 		}
+		verified := false
+		if v := field(rec, "email_verified"); v != "" {
+			if verified, err = strconv.ParseBool(v); err != nil {
+				return nil, fmt.Errorf("line %d: email_verified must be true or false", line)
+			}
+		}
 		users = append(users, auth.ImportedUser{
 			Line: line, Username: field(rec, "username"), HashedPassword: field(rec, "hashed_password"),
 			Scopes: strings.Fields(field(rec, "scopes")), Disabled: disabled,
+			Email: field(rec, "email"), EmailVerified: verified,
 		})
 	}
+}
+
+// valueOr is *s, or "" for nil.
+func valueOr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/passflow/passflow/auth"
+	"github.com/passflow/passflow/fault"
+	"github.com/passflow/passflow/mail"
+	"github.com/passflow/passflow/store"
 )
 
 // config holds every setting. Each has a flag --kebab-name and an env
@@ -51,6 +54,19 @@ type config struct {
 
 	// How passwords and client secrets are hashed: serve, user, client.
 	Argon2idParams string
+	// user add.
+	Email         string
+	EmailVerified bool
+	// Self-service accounts and mail.
+	Registration         string
+	RegistrationScopes   string
+	RequireVerifiedEmail bool
+	AppURL               string
+	EmailTokenTTL        time.Duration
+	ResetTokenTTL        time.Duration
+	SMTPURL              string
+	MailFrom             string
+	MailTemplates        string
 	// PasswordMinLength and PasswordMinScore are the password policy.
 	PasswordMinLength int
 	PasswordMinScore  int
@@ -83,6 +99,53 @@ func (c *config) keyConfig() (auth.KeyConfig, error) {
 }
 
 // hasher is the password hasher --argon2id-params describes.
+// checkSelfService checks the sign-up and mail settings.
+func (c *config) checkSelfService() error {
+	switch {
+	case c.Registration != "open" && c.Registration != "closed":
+		return fmt.Errorf("--registration must be open or closed, not %q", c.Registration)
+	case c.AppURL != "" && !strings.HasPrefix(c.AppURL, "https://") && !strings.HasPrefix(c.AppURL, "http://"):
+		return errors.New("--app-url must be an http:// or https:// URL")
+	case c.EmailTokenTTL < time.Minute || c.ResetTokenTTL < time.Minute:
+		return errors.New("--email-token-ttl and --reset-token-ttl must be at least 1m")
+	case c.SMTPURL != "" && c.MailFrom == "":
+		return errors.New("--smtp-url needs --mail-from, the address mails come from")
+	}
+	for _, s := range splitList(c.RegistrationScopes) {
+		if s == store.ScopeUsersAdmin {
+			return fmt.Errorf("--registration-scopes may not hold %s: a stranger signing up would manage every account", store.ScopeUsersAdmin)
+		}
+	}
+	if c.SMTPURL != "" {
+		if _, err := mail.ParseServer(c.SMTPURL); err != nil {
+			return err
+		}
+	}
+	if c.MailFrom != "" {
+		if err := mail.CheckFrom(c.MailFrom); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// selfService is how accounts may serve themselves, the scopes checked
+// against the spec's.
+func (c *config) selfService(scopes auth.Scopes) (auth.SelfService, error) {
+	regScopes, err := scopes.Check(splitList(c.RegistrationScopes), fault.InvalidRequest)
+	if err != nil {
+		return auth.SelfService{}, fmt.Errorf("--registration-scopes: %w", err)
+	}
+	appURL := c.AppURL
+	if appURL == "" {
+		appURL = c.Issuer
+	}
+	return auth.SelfService{
+		Open: c.Registration == "open", Scopes: regScopes, RequireVerifiedEmail: c.RequireVerifiedEmail,
+		AppURL: appURL, VerifyTTL: c.EmailTokenTTL, ResetTTL: c.ResetTokenTTL,
+	}, nil
+}
+
 // passwordPolicy is what a new password must be.
 func (c *config) passwordPolicy() auth.PasswordPolicy {
 	return auth.PasswordPolicy{MinChars: c.PasswordMinLength, MinScore: c.PasswordMinScore}
@@ -176,6 +239,9 @@ func (c *config) validate() error {
 		return err
 	}
 	if err := c.checkPasswordPolicy(); err != nil {
+		return err
+	}
+	if err := c.checkSelfService(); err != nil {
 		return err
 	}
 	if _, err := c.trustedProxies(); err != nil {

@@ -59,7 +59,20 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins (https://app.example.com) whose browser apps may call the API (default none)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address (such as 127.0.0.1:9090) instead of the API's (default: the API's)")
+	bindSelfService(fs, c)
 	fs.DurationVar(&c.DBTimeout, "db-timeout", 5*time.Second, "longest wait for the database on one call (PostgreSQL: a deadline on every call; SQLite: the longest wait for the write lock); past it the request gets 503")
+}
+
+func bindSelfService(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.Registration, "registration", "closed", "open: anyone may sign up at POST /register; closed: only an administrator creates accounts")
+	fs.StringVar(&c.RegistrationScopes, "registration-scopes", "", "comma-separated scopes a signed-up account gets (default none; never users:admin)")
+	fs.BoolVar(&c.RequireVerifiedEmail, "require-verified-email", false, "refuse logins of accounts whose email is not verified (accounts without one may log in)")
+	fs.StringVar(&c.AppURL, "app-url", "", "base URL of the app whose pages take mailed links: APP/verify-email?token=… and APP/reset-password?token=… (default: the issuer)")
+	fs.DurationVar(&c.EmailTokenTTL, "email-token-ttl", 24*time.Hour, "how long a mailed email verification link works")
+	fs.DurationVar(&c.ResetTokenTTL, "reset-token-ttl", time.Hour, "how long a mailed password reset link works")
+	fs.StringVar(&c.SMTPURL, "smtp-url", "", "SMTP server mails are sent through: smtp://user:password@host:port (STARTTLS when offered) or smtps://… (TLS); unset: mails wait in the outbox (prefer the env)")
+	fs.StringVar(&c.MailFrom, "mail-from", "", "From address of mails, such as \"App <no-reply@example.com>\" (required with --smtp-url)")
+	fs.StringVar(&c.MailTemplates, "mail-templates", "", "folder whose verify_email.txt, verify_email.html, password_reset.txt, password_reset.html replace the built-in mail templates")
 }
 
 // envName is the environment variable of a flag: db → PASSFLOW_DB.

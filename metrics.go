@@ -22,6 +22,7 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	logins    *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
+	mail      *prometheus.CounterVec
 	hashQueue prometheus.GaugeFunc
 }
 
@@ -47,12 +48,16 @@ func newMetrics(queued func() int) *metrics {
 			Name: "passflow_token_verification_failures_total",
 			Help: "Bearer tokens refused, by reason.",
 		}, []string{"reason"}),
+		mail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "passflow_mail_total",
+			Help: "Mails by event: queued, sent, dropped (no account or address to send to), retry (an attempt failed), failed (given up).",
+		}, []string{"event"}),
 		hashQueue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "passflow_hash_queue_depth",
 			Help: "Logins waiting for a password hashing slot.",
 		}, func() float64 { return float64(queued()) }),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rejected, m.hashQueue)
+	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rejected, m.mail, m.hashQueue)
 	// The runtime's and the process's own metrics, under the same prefix.
 	prometheus.WrapRegistererWithPrefix("passflow_", m.registry).MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

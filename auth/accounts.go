@@ -20,12 +20,20 @@ import (
 // and the command line alike.
 type Accounts struct {
 	cfg      AccountConfig
-	users    store.Users
+	queued   func()
+	users    accountStore
 	hasher   Hasher
 	throttle *Throttle
 	feed     *Feed
 	events   Events
 	now      func() time.Time
+}
+
+// accountStore is what accounts are kept in, with the outbox of the mails
+// they are sent.
+type accountStore interface {
+	store.Users
+	store.Outbox
 }
 
 // AccountConfig is the rules accounts follow that come from the API.
@@ -38,6 +46,8 @@ type AccountConfig struct {
 	ReservedUsernames []string
 	// Passwords is what a new password must be.
 	Passwords PasswordPolicy
+	// Self is how accounts may serve themselves.
+	Self SelfService
 }
 
 // NewAccounts returns the account service. Checks of a current password
@@ -48,7 +58,7 @@ type AccountConfig struct {
 // from the change feed.
 func NewAccounts(
 	cfg AccountConfig,
-	users store.Users,
+	users accountStore,
 	hasher Hasher,
 	throttle *Throttle,
 	feed *Feed,
@@ -63,6 +73,9 @@ type NewAccount struct {
 	Username string
 	Password string
 	Scopes   []string
+	// Email is optional; EmailVerified declares it verified.
+	Email         string
+	EmailVerified bool
 }
 
 // Create adds an account: the username is normalised, the password checked
@@ -72,7 +85,13 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 	if err != nil {
 		return store.User{}, err
 	}
-	if err := a.cfg.Passwords.Check("/password", n.Password, name); err != nil {
+	var email string
+	if n.Email != "" {
+		if email, err = NormalizeEmail("/email", n.Email); err != nil {
+			return store.User{}, err
+		}
+	}
+	if err := a.cfg.Passwords.Check("/password", n.Password, name, localPart(email)); err != nil {
 		return store.User{}, err
 	}
 	scopes, err := a.cfg.Scopes.Check(n.Scopes, fault.InvalidRequest)
@@ -89,11 +108,13 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 		Username:     name,
 		PasswordHash: hash,
 		Scopes:       scopes,
+		Email:        email,
 		CreatedAt:    now,
 		UpdatedAt:    now,
 	}
+	u.EmailVerified = email != "" && n.EmailVerified
 	if err := a.users.CreateUser(ctx, u); err != nil {
-		if fault.As(err).Code == fault.Conflict {
+		if fault.As(err).Code == fault.Conflict && !errors.Is(err, store.ErrEmailTaken) {
 			return store.User{}, &fault.Error{Code: fault.Conflict, Description: "username is taken", Field: "/username", Err: err}
 		}
 		return store.User{}, err
@@ -140,6 +161,10 @@ type Change struct {
 	Disabled *bool
 	Scopes   []string // nil: unchanged; empty: none
 	Password *string
+	// Email sets the address ("" removes it); a new address is unverified
+	// unless EmailVerified says otherwise.
+	Email         *string
+	EmailVerified *bool
 }
 
 // Update applies c to the account called username. Disabling it, changing
@@ -168,7 +193,22 @@ func (a *Accounts) Update(ctx context.Context, username string, c Change) (store
 			return store.User{}, withField(err, "/scopes")
 		}
 	}
+	var email string
+	if c.Email != nil && *c.Email != "" {
+		if email, err = NormalizeEmail("/email", *c.Email); err != nil {
+			return store.User{}, err
+		}
+	}
 	u, err := a.users.UpdateUser(ctx, name, func(u *store.User) error {
+		if c.Email != nil && email != u.Email {
+			u.Email, u.EmailVerified = email, false
+		}
+		if c.EmailVerified != nil {
+			if *c.EmailVerified && u.Email == "" {
+				return fault.Invalid("/email_verified", "the account has no email address to verify")
+			}
+			u.EmailVerified = *c.EmailVerified
+		}
 		revoke := false
 		if c.Disabled != nil {
 			revoke = *c.Disabled && !u.Disabled
@@ -209,6 +249,12 @@ func (c Change) describe() string {
 	}
 	if c.Password != nil {
 		parts = append(parts, "password")
+	}
+	if c.Email != nil {
+		parts = append(parts, "email")
+	}
+	if c.EmailVerified != nil {
+		parts = append(parts, fmt.Sprintf("email_verified=%v", *c.EmailVerified))
 	}
 	return strings.Join(parts, " ")
 }
@@ -323,6 +369,10 @@ type ImportedUser struct {
 	HashedPassword string
 	Scopes         []string
 	Disabled       bool
+	// Email is optional; imported addresses count as verified when
+	// EmailVerified says so.
+	Email         string
+	EmailVerified bool
 }
 
 // Import creates every account of users, or none. Hashes must be argon2id
@@ -352,13 +402,27 @@ func (a *Accounts) Import(ctx context.Context, users []ImportedUser) error {
 		if err != nil {
 			return lineErr(in, err)
 		}
+		var email string
+		if in.Email != "" {
+			if email, err = NormalizeEmail("", in.Email); err != nil {
+				return lineErr(in, err)
+			}
+			if first, ok := seen["@"+store.EmailKey(email)]; ok {
+				return lineErr(in, fmt.Errorf("email %s is also on line %d", email, first))
+			}
+			seen["@"+store.EmailKey(email)] = in.Line
+		}
 		batch[i] = store.User{
 			ID: uuid.NewString(), Username: name, PasswordHash: in.HashedPassword,
 			Scopes: scopes, Disabled: in.Disabled, CreatedAt: now, UpdatedAt: now,
+			Email: email, EmailVerified: email != "" && in.EmailVerified,
 		}
 	}
 	err := a.users.CreateUsers(ctx, batch)
 	var be *store.BatchError
+	if errors.As(err, &be) && errors.Is(err, store.ErrEmailTaken) {
+		return lineErr(users[be.Index], fmt.Errorf("email %s is taken", batch[be.Index].Email))
+	}
 	if errors.As(err, &be) && errors.Is(err, fault.ErrConflict) {
 		return lineErr(users[be.Index], fmt.Errorf("username %s is taken", batch[be.Index].Username))
 	}

@@ -53,6 +53,10 @@ type GrantConfig struct {
 	PasswordGrant bool
 	// Scopes are the scopes a token may be asked for.
 	Scopes Scopes
+	// RequireVerifiedEmail refuses the password grant to an account whose
+	// email is not verified (an account without one, which an
+	// administrator made, may log in).
+	RequireVerifiedEmail bool
 }
 
 // NewGrants returns the grants service. It hashes a random password once,
@@ -149,6 +153,9 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 	if err != nil {
 		return Grant{}, err
 	}
+	if g.cfg.RequireVerifiedEmail && u.Email != "" && !u.EmailVerified {
+		return Grant{}, errUnverified
+	}
 
 	scopes, err := narrow(client.Limit(u.Scopes), requested, "the account or client may not be granted a requested scope")
 	if err != nil {
@@ -172,6 +179,14 @@ func (g *Grants) Password(ctx context.Context, req PasswordRequest) (grant Grant
 		return Grant{}, err
 	}
 	return g.issue(u, fam, scopes, refresh)
+}
+
+// errUnverified refuses a login, its password right, until the account's
+// email is verified.
+var errUnverified = &fault.Error{
+	Code:        fault.InvalidGrant,
+	Description: "the account's email address is not verified yet: follow the link in the mail sent to it",
+	Reason:      "unverified",
 }
 
 // preamble is what every grant does first: authenticate the client, check

@@ -37,6 +37,9 @@ const (
 	UnauthorizedClient   Code = "unauthorized_client"
 	UnsupportedGrantType Code = "unsupported_grant_type"
 	SlowDown             Code = "slow_down"
+
+	// RegistrationClosed refuses a sign-up on a server that takes none.
+	RegistrationClosed Code = "registration_closed"
 )
 
 // Error is a failure with a client-facing code and description.

@@ -24,6 +24,7 @@ var statusOf = map[fault.Code]int{
 	fault.Unauthorized:         http.StatusUnauthorized,
 	fault.InvalidToken:         http.StatusUnauthorized,
 	fault.InsufficientScope:    http.StatusForbidden,
+	fault.RegistrationClosed:   http.StatusForbidden,
 	fault.NotFound:             http.StatusNotFound,
 	fault.MethodNotAllowed:     http.StatusMethodNotAllowed,
 	fault.Conflict:             http.StatusConflict,

@@ -254,9 +254,11 @@ func (s *Server) ListUsers(ctx context.Context, req api.ListUsersRequestObject) 
 // CreateUser is POST /users.
 func (s *Server) CreateUser(ctx context.Context, req api.CreateUserRequestObject) (api.CreateUserResponseObject, error) {
 	u, err := s.accounts.Create(ctx, auth.NewAccount{
-		Username: req.Body.Username,
-		Password: deref(req.Body.Password),
-		Scopes:   scopes(req.Body.Scopes),
+		Username:      req.Body.Username,
+		Password:      deref(req.Body.Password),
+		Scopes:        scopes(req.Body.Scopes),
+		Email:         deref(req.Body.Email),
+		EmailVerified: req.Body.EmailVerified != nil && *req.Body.EmailVerified,
 	})
 	if err != nil {
 		return nil, err
@@ -267,9 +269,11 @@ func (s *Server) CreateUser(ctx context.Context, req api.CreateUserRequestObject
 // UpdateUser is PATCH /users/{username}.
 func (s *Server) UpdateUser(ctx context.Context, req api.UpdateUserRequestObject) (api.UpdateUserResponseObject, error) {
 	u, err := s.accounts.Update(ctx, req.Username, auth.Change{
-		Disabled: req.Body.Disabled,
-		Scopes:   scopes(req.Body.Scopes),
-		Password: req.Body.Password,
+		Disabled:      req.Body.Disabled,
+		Scopes:        scopes(req.Body.Scopes),
+		Password:      req.Body.Password,
+		Email:         req.Body.Email,
+		EmailVerified: req.Body.EmailVerified,
 	})
 	if err != nil {
 		return nil, err
@@ -303,7 +307,8 @@ func userJSON(u store.User) api.User {
 	if scopes == nil {
 		scopes = []string{}
 	}
-	return api.User{Username: u.Username, Scopes: scopes, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+	return api.User{Username: u.Username, Scopes: scopes, Disabled: u.Disabled, CreatedAt: u.CreatedAt,
+		Email: optional(u.Email), EmailVerified: u.EmailVerified}
 }
 
 // principal returns the request's principal. The guard only lets requests

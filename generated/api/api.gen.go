@@ -74,7 +74,7 @@ func (e TokenResponseTokenType) Valid() bool {
 type Error struct {
 	// Error A machine-readable code: `invalid_request`, `unauthorized`, `invalid_token`,
 	// `insufficient_scope`, `not_found`, `method_not_allowed`, `conflict`,
-	// `payload_too_large`, `slow_down`, `unavailable` or `internal_error`.
+	// `payload_too_large`, `slow_down`, `registration_closed`, `unavailable` or `internal_error`.
 	Error string `json:"error"`
 
 	// ErrorDescription A human-readable explanation. It never repeats a submitted value.
@@ -82,6 +82,13 @@ type Error struct {
 
 	// Field A JSON pointer to the part of the request at fault, when there is one.
 	Field *string `json:"field,omitempty"`
+}
+
+// ForgotPassword The account's username or its email address, one of the two.
+type ForgotPassword struct {
+	// Email An email address such as `ann@example.com`, unique whatever its case.
+	Email    *string `json:"email,omitempty"`
+	Username *string `json:"username,omitempty"`
 }
 
 // IntrospectionRequest An RFC 7662 §2.1 introspection request.
@@ -143,8 +150,20 @@ type JWKS struct {
 	Keys []JWK `json:"keys"`
 }
 
+// MailedToken defines model for MailedToken.
+type MailedToken struct {
+	// Token The token of the mailed link.
+	Token string `json:"token"`
+}
+
 // NewUser defines model for NewUser.
 type NewUser struct {
+	// Email An email address such as `ann@example.com`, unique whatever its case.
+	Email *string `json:"email,omitempty"`
+
+	// EmailVerified Declares the email verified (no mail is sent); false when omitted.
+	EmailVerified *bool `json:"email_verified,omitempty"`
+
 	// Password Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
 	Password *string `json:"password,omitempty"`
 
@@ -174,6 +193,27 @@ type PasswordChange struct {
 
 	// NewPassword Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
 	NewPassword *string `json:"new_password,omitempty"`
+}
+
+// PasswordReset defines model for PasswordReset.
+type PasswordReset struct {
+	// NewPassword Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
+	NewPassword *string `json:"new_password,omitempty"`
+
+	// Token The token of the mailed link.
+	Token string `json:"token"`
+}
+
+// Registration defines model for Registration.
+type Registration struct {
+	// Email An email address such as `ann@example.com`, unique whatever its case.
+	Email string `json:"email"`
+
+	// Password Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
+	Password *string `json:"password,omitempty"`
+
+	// Username Normalised with PRECIS UsernameCaseMapped (RFC 8265), so `Alice` is `alice`.
+	Username string `json:"username"`
 }
 
 // RevocationRequest An RFC 7009 §2.1 revocation request.
@@ -262,8 +302,14 @@ type TokenResponseTokenType string
 type User struct {
 	CreatedAt time.Time `json:"created_at"`
 	Disabled  bool      `json:"disabled"`
-	Scopes    []string  `json:"scopes"`
-	Username  string    `json:"username"`
+
+	// Email The account's email address; absent when it has none.
+	Email *string `json:"email,omitempty"`
+
+	// EmailVerified Whether the owner followed a link mailed to the address.
+	EmailVerified bool     `json:"email_verified"`
+	Scopes        []string `json:"scopes"`
+	Username      string   `json:"username"`
 }
 
 // UserPage defines model for UserPage.
@@ -277,6 +323,12 @@ type UserPage struct {
 type UserPatch struct {
 	// Disabled A disabled account cannot log in, and its tokens stop working.
 	Disabled *bool `json:"disabled,omitempty"`
+
+	// Email Sets the account's email address (unverified, unless `email_verified` is sent too); `""` removes it.
+	Email *string `json:"email,omitempty"`
+
+	// EmailVerified Declares the email verified, or not.
+	EmailVerified *bool `json:"email_verified,omitempty"`
 
 	// Password Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
 	Password *string `json:"password,omitempty"`
@@ -327,6 +379,9 @@ type OAuthUnavailable = OAuthError
 // PayloadTooLarge The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type PayloadTooLarge = Error
 
+// RegistrationClosed The body of every non-2xx JSON response outside the OAuth2 endpoints.
+type RegistrationClosed = Error
+
 // TooManyRequests The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type TooManyRequests = Error
 
@@ -345,11 +400,23 @@ type ListUsersParams struct {
 	After *string `form:"after,omitempty" json:"after,omitempty"`
 }
 
+// VerifyEmailJSONRequestBody defines body for VerifyEmail for application/json ContentType.
+type VerifyEmailJSONRequestBody = MailedToken
+
 // IntrospectTokenFormdataRequestBody defines body for IntrospectToken for application/x-www-form-urlencoded ContentType.
 type IntrospectTokenFormdataRequestBody = IntrospectionRequest
 
 // PutMyDataJSONRequestBody defines body for PutMyData for application/json ContentType.
 type PutMyDataJSONRequestBody = ItemWrite
+
+// ForgotPasswordJSONRequestBody defines body for ForgotPassword for application/json ContentType.
+type ForgotPasswordJSONRequestBody = ForgotPassword
+
+// ResetPasswordJSONRequestBody defines body for ResetPassword for application/json ContentType.
+type ResetPasswordJSONRequestBody = PasswordReset
+
+// RegisterJSONRequestBody defines body for Register for application/json ContentType.
+type RegisterJSONRequestBody = Registration
 
 // RevokeTokenFormdataRequestBody defines body for RevokeToken for application/x-www-form-urlencoded ContentType.
 type RevokeTokenFormdataRequestBody = RevocationRequest
@@ -374,6 +441,9 @@ type ServerInterface interface {
 	// GetServerMetadata Authorization server metadata (RFC 8414)
 	// (GET /.well-known/oauth-authorization-server)
 	GetServerMetadata(c *gin.Context)
+	// VerifyEmail Verify an account's email with the token mailed to it
+	// (POST /email/verify)
+	VerifyEmail(c *gin.Context)
 	// IntrospectToken Whether an access token is active, and what it carries (RFC 7662)
 	// (POST /introspect)
 	IntrospectToken(c *gin.Context)
@@ -391,6 +461,15 @@ type ServerInterface interface {
 	// PutMyData Create or replace one of the caller's items
 	// (PUT /my_data/{key})
 	PutMyData(c *gin.Context, key ItemKey)
+	// ForgotPassword Ask for a password reset link by mail
+	// (POST /password/forgot)
+	ForgotPassword(c *gin.Context)
+	// ResetPassword Set a new password with the token of a reset mail
+	// (POST /password/reset)
+	ResetPassword(c *gin.Context)
+	// Register Sign up for an account
+	// (POST /register)
+	Register(c *gin.Context)
 	// RevokeToken Revoke an access or refresh token (RFC 7009)
 	// (POST /revoke)
 	RevokeToken(c *gin.Context)
@@ -406,6 +485,9 @@ type ServerInterface interface {
 	// GetMe The caller's own account
 	// (GET /users/me)
 	GetMe(c *gin.Context)
+	// RequestEmailVerification Mail a new verification link to the caller's email
+	// (POST /users/me/email/verify-request)
+	RequestEmailVerification(c *gin.Context)
 	// LogoutEverywhere Revoke every token the caller holds, on every device
 	// (POST /users/me/logout-all)
 	LogoutEverywhere(c *gin.Context)
@@ -453,6 +535,19 @@ func (siw *ServerInterfaceWrapper) GetServerMetadata(c *gin.Context) {
 	}
 
 	siw.Handler.GetServerMetadata(c)
+}
+
+// VerifyEmail operation middleware
+func (siw *ServerInterfaceWrapper) VerifyEmail(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.VerifyEmail(c)
 }
 
 // IntrospectToken operation middleware
@@ -544,6 +639,45 @@ func (siw *ServerInterfaceWrapper) PutMyData(c *gin.Context) {
 	siw.Handler.PutMyData(c, key)
 }
 
+// ForgotPassword operation middleware
+func (siw *ServerInterfaceWrapper) ForgotPassword(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.ForgotPassword(c)
+}
+
+// ResetPassword operation middleware
+func (siw *ServerInterfaceWrapper) ResetPassword(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.ResetPassword(c)
+}
+
+// Register operation middleware
+func (siw *ServerInterfaceWrapper) Register(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.Register(c)
+}
+
 // RevokeToken operation middleware
 func (siw *ServerInterfaceWrapper) RevokeToken(c *gin.Context) {
 
@@ -629,6 +763,19 @@ func (siw *ServerInterfaceWrapper) GetMe(c *gin.Context) {
 	}
 
 	siw.Handler.GetMe(c)
+}
+
+// RequestEmailVerification operation middleware
+func (siw *ServerInterfaceWrapper) RequestEmailVerification(c *gin.Context) {
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.RequestEmailVerification(c)
 }
 
 // LogoutEverywhere operation middleware
@@ -750,6 +897,11 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.GET(options.BaseURL+"/users/me", wrapper.GetMe)
 	router.POST(options.BaseURL+"/users/me/password", wrapper.ChangeMyPassword)
 	router.POST(options.BaseURL+"/users/me/logout-all", wrapper.LogoutEverywhere)
+	router.POST(options.BaseURL+"/register", wrapper.Register)
+	router.POST(options.BaseURL+"/email/verify", wrapper.VerifyEmail)
+	router.POST(options.BaseURL+"/users/me/email/verify-request", wrapper.RequestEmailVerification)
+	router.POST(options.BaseURL+"/password/forgot", wrapper.ForgotPassword)
+	router.POST(options.BaseURL+"/password/reset", wrapper.ResetPassword)
 }
 
 type BadRequestResponseHeaders struct {
@@ -840,6 +992,8 @@ type OAuthUnavailableJSONResponse struct {
 }
 
 type PayloadTooLargeJSONResponse Error
+
+type RegistrationClosedJSONResponse Error
 
 type TooManyRequestsResponseHeaders struct {
 	RetryAfter *int
@@ -954,6 +1108,84 @@ func (response GetServerMetadata500JSONResponse) VisitGetServerMetadataResponse(
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyEmailRequestObject struct {
+	Body *VerifyEmailJSONRequestBody
+}
+
+type VerifyEmailResponseObject interface {
+	VisitVerifyEmailResponse(w http.ResponseWriter) error
+}
+
+type VerifyEmail204Response struct {
+}
+
+func (response VerifyEmail204Response) VisitVerifyEmailResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type VerifyEmail400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response VerifyEmail400JSONResponse) VisitVerifyEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyEmail413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response VerifyEmail413JSONResponse) VisitVerifyEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyEmail500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response VerifyEmail500JSONResponse) VisitVerifyEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyEmail503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response VerifyEmail503JSONResponse) VisitVerifyEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1564,6 +1796,325 @@ func (response PutMyData500JSONResponse) VisitPutMyDataResponse(w http.ResponseW
 type PutMyData503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response PutMyData503JSONResponse) VisitPutMyDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ForgotPasswordRequestObject struct {
+	Body *ForgotPasswordJSONRequestBody
+}
+
+type ForgotPasswordResponseObject interface {
+	VisitForgotPasswordResponse(w http.ResponseWriter) error
+}
+
+type ForgotPassword202Response struct {
+}
+
+func (response ForgotPassword202Response) VisitForgotPasswordResponse(w http.ResponseWriter) error {
+	w.WriteHeader(202)
+	return nil
+}
+
+type ForgotPassword400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ForgotPassword400JSONResponse) VisitForgotPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ForgotPassword413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response ForgotPassword413JSONResponse) VisitForgotPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ForgotPassword429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ForgotPassword429JSONResponse) VisitForgotPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ForgotPassword500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response ForgotPassword500JSONResponse) VisitForgotPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ForgotPassword503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ForgotPassword503JSONResponse) VisitForgotPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ResetPasswordRequestObject struct {
+	Body *ResetPasswordJSONRequestBody
+}
+
+type ResetPasswordResponseObject interface {
+	VisitResetPasswordResponse(w http.ResponseWriter) error
+}
+
+type ResetPassword204Response struct {
+}
+
+func (response ResetPassword204Response) VisitResetPasswordResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type ResetPassword400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ResetPassword400JSONResponse) VisitResetPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ResetPassword413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response ResetPassword413JSONResponse) VisitResetPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ResetPassword429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ResetPassword429JSONResponse) VisitResetPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ResetPassword500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response ResetPassword500JSONResponse) VisitResetPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ResetPassword503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ResetPassword503JSONResponse) VisitResetPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegisterRequestObject struct {
+	Body *RegisterJSONRequestBody
+}
+
+type RegisterResponseObject interface {
+	VisitRegisterResponse(w http.ResponseWriter) error
+}
+
+type Register201JSONResponse User
+
+func (response Register201JSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Register400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response Register400JSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Register403JSONResponse struct{ RegistrationClosedJSONResponse }
+
+func (response Register403JSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Register409JSONResponse struct{ ConflictJSONResponse }
+
+func (response Register409JSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Register413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response Register413JSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Register429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response Register429JSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Register500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response Register500JSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Register503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response Register503JSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -2230,6 +2781,100 @@ func (response GetMe503JSONResponse) VisitGetMeResponse(w http.ResponseWriter) e
 	return err
 }
 
+type RequestEmailVerificationRequestObject struct {
+}
+
+type RequestEmailVerificationResponseObject interface {
+	VisitRequestEmailVerificationResponse(w http.ResponseWriter) error
+}
+
+type RequestEmailVerification202Response struct {
+}
+
+func (response RequestEmailVerification202Response) VisitRequestEmailVerificationResponse(w http.ResponseWriter) error {
+	w.WriteHeader(202)
+	return nil
+}
+
+type RequestEmailVerification400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response RequestEmailVerification400JSONResponse) VisitRequestEmailVerificationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestEmailVerification401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response RequestEmailVerification401JSONResponse) VisitRequestEmailVerificationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestEmailVerification409JSONResponse struct{ ConflictJSONResponse }
+
+func (response RequestEmailVerification409JSONResponse) VisitRequestEmailVerificationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestEmailVerification500JSONResponse struct{ InternalErrorJSONResponse }
+
+func (response RequestEmailVerification500JSONResponse) VisitRequestEmailVerificationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestEmailVerification503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response RequestEmailVerification503JSONResponse) VisitRequestEmailVerificationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type LogoutEverywhereRequestObject struct {
 }
 
@@ -2703,6 +3348,9 @@ type StrictServerInterface interface {
 	// GetServerMetadata Authorization server metadata (RFC 8414)
 	// (GET /.well-known/oauth-authorization-server)
 	GetServerMetadata(ctx context.Context, request GetServerMetadataRequestObject) (GetServerMetadataResponseObject, error)
+	// VerifyEmail Verify an account's email with the token mailed to it
+	// (POST /email/verify)
+	VerifyEmail(ctx context.Context, request VerifyEmailRequestObject) (VerifyEmailResponseObject, error)
 	// IntrospectToken Whether an access token is active, and what it carries (RFC 7662)
 	// (POST /introspect)
 	IntrospectToken(ctx context.Context, request IntrospectTokenRequestObject) (IntrospectTokenResponseObject, error)
@@ -2720,6 +3368,15 @@ type StrictServerInterface interface {
 	// PutMyData Create or replace one of the caller's items
 	// (PUT /my_data/{key})
 	PutMyData(ctx context.Context, request PutMyDataRequestObject) (PutMyDataResponseObject, error)
+	// ForgotPassword Ask for a password reset link by mail
+	// (POST /password/forgot)
+	ForgotPassword(ctx context.Context, request ForgotPasswordRequestObject) (ForgotPasswordResponseObject, error)
+	// ResetPassword Set a new password with the token of a reset mail
+	// (POST /password/reset)
+	ResetPassword(ctx context.Context, request ResetPasswordRequestObject) (ResetPasswordResponseObject, error)
+	// Register Sign up for an account
+	// (POST /register)
+	Register(ctx context.Context, request RegisterRequestObject) (RegisterResponseObject, error)
 	// RevokeToken Revoke an access or refresh token (RFC 7009)
 	// (POST /revoke)
 	RevokeToken(ctx context.Context, request RevokeTokenRequestObject) (RevokeTokenResponseObject, error)
@@ -2735,6 +3392,9 @@ type StrictServerInterface interface {
 	// GetMe The caller's own account
 	// (GET /users/me)
 	GetMe(ctx context.Context, request GetMeRequestObject) (GetMeResponseObject, error)
+	// RequestEmailVerification Mail a new verification link to the caller's email
+	// (POST /users/me/email/verify-request)
+	RequestEmailVerification(ctx context.Context, request RequestEmailVerificationRequestObject) (RequestEmailVerificationResponseObject, error)
 	// LogoutEverywhere Revoke every token the caller holds, on every device
 	// (POST /users/me/logout-all)
 	LogoutEverywhere(ctx context.Context, request LogoutEverywhereRequestObject) (LogoutEverywhereResponseObject, error)
@@ -2847,6 +3507,48 @@ func (sh *strictHandler) GetServerMetadata(ctx *gin.Context) {
 		sh.options.HandlerErrorFunc(ctx, err)
 	} else if validResponse, ok := response.(GetServerMetadataResponseObject); ok {
 		if err := validResponse.VisitGetServerMetadataResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// VerifyEmail operation middleware
+func (sh *strictHandler) VerifyEmail(ctx *gin.Context) {
+	var request VerifyEmailRequestObject
+
+	var body VerifyEmailJSONRequestBody
+	var err error
+	// A request validator built on kin-openapi's openapi3filter with
+	// KeepValidatedValue leaves the value it validated on the body. Bind
+	// that value, matching member names exactly, so the handler receives
+	// what was validated instead of a second, case-insensitive decode.
+	if vb, ok := ctx.Request.Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+		err = ctx.ShouldBindJSON(&body)
+	} else if binding.Validator != nil {
+		// ShouldBindJSON runs the struct validator after decoding; keep that.
+		err = binding.Validator.ValidateStruct(&body)
+	}
+	if err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.VerifyEmail(ctx, request.(VerifyEmailRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "VerifyEmail")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(VerifyEmailResponseObject); ok {
+		if err := validResponse.VisitVerifyEmailResponse(ctx.Writer); err != nil {
 			sh.options.ResponseErrorHandlerFunc(ctx, err)
 		}
 	} else if response != nil {
@@ -3003,6 +3705,132 @@ func (sh *strictHandler) PutMyData(ctx *gin.Context, key ItemKey) {
 		sh.options.HandlerErrorFunc(ctx, err)
 	} else if validResponse, ok := response.(PutMyDataResponseObject); ok {
 		if err := validResponse.VisitPutMyDataResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ForgotPassword operation middleware
+func (sh *strictHandler) ForgotPassword(ctx *gin.Context) {
+	var request ForgotPasswordRequestObject
+
+	var body ForgotPasswordJSONRequestBody
+	var err error
+	// A request validator built on kin-openapi's openapi3filter with
+	// KeepValidatedValue leaves the value it validated on the body. Bind
+	// that value, matching member names exactly, so the handler receives
+	// what was validated instead of a second, case-insensitive decode.
+	if vb, ok := ctx.Request.Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+		err = ctx.ShouldBindJSON(&body)
+	} else if binding.Validator != nil {
+		// ShouldBindJSON runs the struct validator after decoding; keep that.
+		err = binding.Validator.ValidateStruct(&body)
+	}
+	if err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ForgotPassword(ctx, request.(ForgotPasswordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ForgotPassword")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(ForgotPasswordResponseObject); ok {
+		if err := validResponse.VisitForgotPasswordResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ResetPassword operation middleware
+func (sh *strictHandler) ResetPassword(ctx *gin.Context) {
+	var request ResetPasswordRequestObject
+
+	var body ResetPasswordJSONRequestBody
+	var err error
+	// A request validator built on kin-openapi's openapi3filter with
+	// KeepValidatedValue leaves the value it validated on the body. Bind
+	// that value, matching member names exactly, so the handler receives
+	// what was validated instead of a second, case-insensitive decode.
+	if vb, ok := ctx.Request.Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+		err = ctx.ShouldBindJSON(&body)
+	} else if binding.Validator != nil {
+		// ShouldBindJSON runs the struct validator after decoding; keep that.
+		err = binding.Validator.ValidateStruct(&body)
+	}
+	if err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ResetPassword(ctx, request.(ResetPasswordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ResetPassword")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(ResetPasswordResponseObject); ok {
+		if err := validResponse.VisitResetPasswordResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// Register operation middleware
+func (sh *strictHandler) Register(ctx *gin.Context) {
+	var request RegisterRequestObject
+
+	var body RegisterJSONRequestBody
+	var err error
+	// A request validator built on kin-openapi's openapi3filter with
+	// KeepValidatedValue leaves the value it validated on the body. Bind
+	// that value, matching member names exactly, so the handler receives
+	// what was validated instead of a second, case-insensitive decode.
+	if vb, ok := ctx.Request.Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+		err = ctx.ShouldBindJSON(&body)
+	} else if binding.Validator != nil {
+		// ShouldBindJSON runs the struct validator after decoding; keep that.
+		err = binding.Validator.ValidateStruct(&body)
+	}
+	if err != nil {
+		sh.options.RequestErrorHandlerFunc(ctx, err)
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Register(ctx, request.(RegisterRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Register")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(RegisterResponseObject); ok {
+		if err := validResponse.VisitRegisterResponse(ctx.Writer); err != nil {
 			sh.options.ResponseErrorHandlerFunc(ctx, err)
 		}
 	} else if response != nil {
@@ -3178,6 +4006,30 @@ func (sh *strictHandler) GetMe(ctx *gin.Context) {
 	}
 }
 
+// RequestEmailVerification operation middleware
+func (sh *strictHandler) RequestEmailVerification(ctx *gin.Context) {
+	var request RequestEmailVerificationRequestObject
+
+	handler := func(ctx *gin.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RequestEmailVerification(ctx, request.(RequestEmailVerificationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RequestEmailVerification")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		sh.options.HandlerErrorFunc(ctx, err)
+	} else if validResponse, ok := response.(RequestEmailVerificationResponseObject); ok {
+		if err := validResponse.VisitRequestEmailVerificationResponse(ctx.Writer); err != nil {
+			sh.options.ResponseErrorHandlerFunc(ctx, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(ctx, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // LogoutEverywhere operation middleware
 func (sh *strictHandler) LogoutEverywhere(ctx *gin.Context) {
 	var request LogoutEverywhereRequestObject
@@ -3319,107 +4171,125 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F3rchs3ln4VbM9UWaptUpQsOw5d80Nx7B3PxLHLlktb6/aqwe5DElE3wABoURyXpvYh9h3yHnmUfZIt",
-	"HKDvIEVpJNlJ/Ctxsxu3c/vODfoUJCJfCA5cq2D8KZgDTUHi/z6jyRyeCa6lyMy/U1CJZAvNBA/GwVG2",
-	"pCtFYi4GSgsJMdl5++IZefzN4bfk118eDfd3h0EYqGQOOTVfAy/yYPwhKN8PPoaBXi0gGAdKS8ZnweVl",
-	"GLyRdGbfXztbYpZ1jdnwff9sb0HL1dFUg+zP+A4SwVNFtCBLyjSZwFRIIFquGJ8ROqOMt6fMGWe5mXW/",
-	"mopxDTOQONfJyclRoefANUuohv6Ex3Mgdk+PRuTXXx6SCVAJkiRzmmXAZ9CerrubyzBYUElz0I58LzXk",
-	"f4eVfyKmIX+gyBmszKjMPF5QPQ/CgNPcjHsGqyAMJPxcMAlpMNaygNZu6cUPwGd6Hoz3D56EZvfVv81K",
-	"tAZpRv3vD0eD/6KDf4wG3w5P/zn4+O9/DnyUeK9A2pl9q6VJIgquHyhSuPfITk51MoeUJFTBgHEFXDHN",
-	"ziFbhYQqQjXJxIzx3TX7KwfadpMHjx53N+mhgAS1EFwBEuA7mr6FnwtQ2vwrEVwDx/+li0VmmIAJvveT",
-	"Mrv81Jj0zxKmwTj4014tmHv2V7X3XEoh7VT9U5J2MpIKUIQLTfCIiJ4zRVKRFDlwTXZixs9pxtJT93q8",
-	"OyQnc+CEaUUSCanhUJqpiFMJJKfZVMgcUrKjl4LEhoWFZP/AxcfEaQsiOKFkIYWGRENKxAIkvrEbEm3o",
-	"x9USZMQTKiUDRShvcfpwv2ZyooUYRjwIm5ro5ORk0BUe3zG5T/a6soYH9kzwacaSeyZGklE1B0WWTM/x",
-	"LJJCSkMIpakGshMnblnxbkhUkcyReYmmZ8BrbheSSMjFuVE9ZpCMKk1omhsddBkGL4ScsDQFfj9708Is",
-	"LqPJmVmqSsQCLJdVdCdOphTymyqmU5Yw4PoUX47DDvlRSG+b3i+5UUE0s1u5l4NRIM9BkillmZGYmLkl",
-	"nIL5Kt59SlLQlGWKGNnKxGwGaUg4mI8k6EJySJGgPwr9QhQ8vftl/ygs10lQopCJ4Ugu9OnUzB7v4mJe",
-	"m7O9A2WG427BaKUoLakiEqaFMmfbsv4HXQZC6DJoYJdN3NPCOS0Msukr9xauHHfyhq4yQdNjIX6gcgb3",
-	"eEzlAU1EuiLMQBZBMrMGr7b//Cf1DsXkduXy6lPqCqf9dymaX8CxHAvxivKVEzN1X0cjBMkpX5UHY5Bb",
-	"vtCIoFCp1+BrQZVaCpkac4Q/JZlR6g8UUZBI0GHEp1Lk7rM0laCUeZdxQrPMHHkmlqepWHKjCrVcWRhN",
-	"qEHgJEY0PkA4HpsRDfzuQYF7JIzzDwaVg7Dpo4YrUVP0PacOL0F6T+R8hiQhtDaHxhw3LJJVB5Zyn5Pt",
-	"Q6+Vb28m/o4qlhAJNMv/EgWG/6aZWEZBaACjVKD/EgXvj18MnkRBTJYGxSLE6p0BpBaA/fX4+A2xg/os",
-	"yAbvqkHSc8oyOsnuU8OnVNMJVUBSliK0t4ia7DBONMthN0SZLEUZPR8LMiZgMGMyh+QMhTvigqOVN1Iu",
-	"JJUsW50W9aZ+/5J5V3b6xiZ6YRd0qoU4xWcOd92VPbhVU7BOqUf8OrzzL5DzTnTsJrjswjIWm+7ERWP+",
-	"OCS04coalSMKI6wEUQZJRAq7RlIpj7hTxUTwJk7DYY0vuADZ9pLuxCm+C3V2m5qs5DOPMos41cQps1tR",
-	"YDdmwsvScuAwFa7tbx6lX0yJcfhWhAs+OLi4IH979/pHUkaOiCi0YimgIUPDcECApwvBuFbGRi2k8bI1",
-	"szEm8E92RHKazBmHgQSammNB3huTnj8Qki4Hd1gxjLjfhW/4iSGJc9BzkZ6aZzTLxNIOVQU3zCh9PReS",
-	"hvawK6nIaNig60BbknVsc2gP4bR1Av0DmRc55fVxwMUioxzZe0he6soJXwDVGNUoJjnTBjic06zA2Gtv",
-	"3imDLPXNhRRFkqGiQFouqNSG9rphDagmU1pkOqywiwRjHQT3TXjZDFV+cKT37b6OdYvJT5DowEZDpFAL",
-	"SMwbDU++s3QbmPvm8eMD8usvB8N9wprflQvv86GFXKcs7YVNH3kOzr1tvQbzxVTInGoM0lp5D8JWhHl0",
-	"cOgZBhnUL2lWO2vRWL9Z9BXzPNn/9mDdPKfm8emccc+xxTRJQCknMci5EqYS1Nw9ekoEz1bEvmYXZzUa",
-	"ch1NNDsHYqg/bC/o8eFVXGDPYAuKW/VyNckPeiS3X7otxHaxDm0zbdh1SjMFfZ6wbzbQ9ESIDCg3i6NF",
-	"6oHZYZuP+oJ+sWhxC+P68WHQT7eEAaN62zeV8s71k2be56j+/L8UE+/zmn2amanvEEZ48lJhnZvwOCJt",
-	"6rsj9pJfQ24GaNPkzCaEelOikrt6PpsVsi+vm/REMgtGaJoyw0I0e9NYAzJLl1Wq6VtCPxqNrmL/9Uv5",
-	"28nffap5UUwyllgNfQIT8ndYWVfwm0f73+x6mDib+RlVnvtZ1Pv0bA1Dn2k/Obj3aaH8o194n662IKc2",
-	"5DSLC3Gjdoo1p/nOy034X6YhV1fBQkOQy2poKiVd+fhLeef/EZbvlcVl12CrSsv3GOFVoTSCS7THNhTY",
-	"dGsWImPJaoxpRKBKk3gwKH8c5IwPMuTSGOMQNNEgFdl5QgqeGQWvQJM5m81B7hLKU6K0FHxGgItiNieT",
-	"FfnHRXI+Md5DZ1SVCGlg0YF5KQUHDjDojchX5LngOOREAsX8ZwMh89Rm2yovTSw5MYpkd0iOqtB5tUfj",
-	"0JHD0agPCslyLhSQuActYqLoSpHlfIWztUET28bEWlPeSKQ+6Yp4GCyNBnnNs5XNyJZKV/lNvf2tuXOS",
-	"0xWZAJlJyjWkTw3SBmuwhAV1mBTehmnfoba/xC28tB/sP+4ycVtjdx1GmdOMqTIC9ebt82cv35Ey3/2M",
-	"KnhFF4sypfHk4PGj3ZAoQeKjjCUQGyrFFP+3gw22yEi3hauR8q5o45O1RjhqHVqo42bOsy1RwtYeymsO",
-	"Bg37/JFOjLLxBAmKvkTTZ2m8WHBVLBZCanAvo9ltDuG8l4g3PA+yU/mbZchjbIs+vI7jbhhxA/FaCQSU",
-	"h7VBtTo2iSKNEaCG3vnC/Bo7byFZC0KZf2/nk/iY6o3juGdzymfXhQcuZ37a1Oc3cBl8moXD8vSrmfhd",
-	"mIkOL/aYpkNsH5e+hXNhY15Xusij0bfORZbVR78d/9h5oqi50VGtPWaznTP4nN7y2KhLaZx4kglxRqZM",
-	"Kj0kr/UcpFVb1nlmMy6kNea35DO/K507r7HSbbQR2/BcqdmsQxfXgjPNxJKkkGRUghoTPTdagikdcaf+",
-	"j968fIDBHnxsZrCjh5WMupy1lUkjuisi8BR2DkcjDMx1rSenuSsSynetWdm+Uu/f/jSIog9R9HHwT2+d",
-	"XhjYzP0r0DSl2lOmiRDmcP+Q0GadWLmN3H3XF4/aVqvTyoK3PIs+m3UgWCtqcVqGTL2f+l89NWs+tXHM",
-	"m69CqcK6Kf2AwvJMlUa192OJn3xn0JGeD1Fg8GwUfIzHTSaZU0W46Jx8uTmElFzUYWYzT8Rt0VGr7o9g",
-	"Cl9wGJKKmlU1l5kuh3wC0vKotTQRtwpLkR0jERmb7DqWJUwTg6dWlhW3P8dap24mpee9W6GjFcSbfm1V",
-	"4MaFt1+5hTV3dJxjxN5a/Ee7VnwabBuukdJt93ItYl1XSD0U2yBUPtV/bDZxldV3fs/h8OHwoBXN3dLy",
-	"9w1xVULDUACnzIhWt5Khqug1ItWoYWhXefT8w62gxYYluaqef2E5N8MtNZ/5F4i/u2SgwapmpjKs2pio",
-	"BSr6gdYwuBgIs+SDgfNRA7/7GFyGGyJJ7fr08r0heeuEkUyxWgpqXIAj3/x02tvyrseD6VKA3LOo1mBb",
-	"rwxDD+sj451GigVNYJBCxnJm/M4SQYlSZp6WURmSA+XKZUfLsuI6qjMXWaqGW51Rcc12gq3IddW0HQ3c",
-	"YKAN+uaKtEzd4EJUgfpmWmSVylkXc2kCbF/MQLEZh5T87eTYRp2+HT1+smsoooCntgC9WeXgDxJcLAwk",
-	"OGV8fe9MwTXLShrWutJ92mK09QmaK/j9iBOxoD8XHa4Pa7a3RQJUk3jPuRwYiYtrAv2l7X+sCces4W+M",
-	"Qfp53AUgved3zaxQL/HToHBrsBZlykX7GLCMp3fMlQRq1F8nf5ZSDQPNMHjY20rKFJ1kkPpTfXXsdnsA",
-	"tX0GrBHUdBM11hM2t7PuDN5QG49qnwOHC31K/a1hxuMzUhJTGxdETqPWYzPfkQWdwVNCJ8pYS8Hrlg3z",
-	"g5cbzDa2T6Ug6a5CgHbI9bvWyfzKMFzOePPpflfRNCnfVTLlb5X+Tig3oCETM8K49R+YrrLhSosFWQp5",
-	"xviscUQNRvoapvudZ3PewiKjiXMzr0zr3G4O57InJ2ahkBSS6dU7M5JdsS/m09/JD8jj1s7Quo3LnHJF",
-	"sIZBemoNb89QUhXxdsvdmNgpSVSMRg8TfA3/F5zVmmZi2ct9Ng6cajo2ygqPm6ZkJQqJnIVHac4UX1na",
-	"JH7wDPWnYVokDe4ghQw0eL6UYLCzao3vntkSUiBwQfNFZmWUJWAOyT1Se+7V5kjlMl6wDG44FKrBMfbK",
-	"GU1BOZ2Bg5iOr4aVOX4vs2AcWKK0WALdBFvSyPhUeFGIK9arNACG/47evBwSxw2G4G9evzsmLRjSZo+I",
-	"l99j5yQnCc0sgrJxv6rDznUUbuSOJkiomSTix62O0DIXxfjMnKbtAhNTomWh5+O2RpWi0KDCErlHVtPg",
-	"3HXQ0kFHFD/LMU6WjY7z9QhSCYRmWcRnwM2PBoVjEEoS4FMhE0iNBmUaV//c0s6WjTY6SuP/HDj3ffDy",
-	"+5js6IYrG1blSmiSKVGUAxEcdocRPyILqueEi8bacMfKzaLI4eiwXe9odkWJjUMQagcwbnGEJg6/Joej",
-	"R2vqIidCz+uO0Pi5zSBORLrCHb6uiZxTeQYpiWtX1QVCxoY+EJOpMKNWvgLSi0kzFrMnG/G4Wcp7MVgu",
-	"lwOj1geFzIAnIoXUZi8Rw2CRl+vi6ZSt71DycwFyFXGr2w3nSPgJW353QzwF139uTxkDfwRFDOGS8/LM",
-	"m9bIALJ7+Q1TvmwwGi101Box98aBGU4tNx9xTElb6lgRr+KdJaPErTaFMamuL7DqM2MJOH/MNYq/enls",
-	"tAhqhrnWCzXe2xML4FZQhkLO9txHas+8a7QG0xk4m2m0QBAG5yCV1RSj4f5wZN4yg9AFC8bBw+Fo+BCz",
-	"8nqOWnpvuIQsG5xxseR7Py3P1LCswJ75gjZvy95NK6eKnINk0265YclvCsgZrBShmSszrbj+pdHaM9BY",
-	"7NNpZj8YjW6tQBzHX1Mf3irMegf6qgal9gh/FUuSCdckbXCbgwx4B0R6dYvPI7tL3+Kr09hrNxY3cUIw",
-	"/vAxDFSR51Su3IZcwZk98l79p/PEkTZ1GZqBv3SmDIp3puejmabFFvjDoBXtH1j6r+UTqznfv/3BWCNb",
-	"ujkpWKZrebdR47IluasGxmQK9tIF80vEY2tm7EfWwGy5xDhE6B/bT2Nrg6g2a3ugyIQqiPhOlX749ZeH",
-	"w4cum9Vj1k5K6g7ZtjPTxjbTB6qV7bohB5dDfGY2PtqUzCMVndaybR3KR2AqfAH2F7aIqK3HkCdy49wZ",
-	"hiJlvwfacuowMhqhc2GspJCGqyJe+gulBxoSSRE96TnlFRIoo1AEY940y0C2WgbRZtGIS5gxpUFCShLB",
-	"p8wlyspg+E4jAC4kiat4vysJagXc44gzGw4wtss4cnxVRmnNXplyPTFlTXjLHfi///nfcq9hxO3609BY",
-	"QFp720I6gF453tbgtmJjQhq4Y0cVUws6jaV6oHASY4o/Ra66OArGtsL7MvaJYE3cYxeMctriO5GuNsie",
-	"F4hsL4zefobLdgzEuZt3phD8Ffab7jJ4oOy9H5+32/xwG/XQvfUBv9vf8rtWU575cv/hll92uzPNxwff",
-	"bvlxt2NyW1XYu5UAP3y4/WarHrpNavRkDqiFULobYo2NlUbSLHBdoiLQFWLdKdszfPq1mcSq0s1lNdRe",
-	"vjot6zQcIGjLbsaUfrX6/hbs5laBGGxJ6IctveJiFfIDZaMLRmOlqIInK3tp1bZsfAMO7jHvNpxQX8Fz",
-	"Q/u7JcdtYLZ1wakPjajPx8sWS/7AlA2mtI+7wWjIPx+b3LTXwpcLCdhfX16e5QFEGNpQJP6P58ekHCQO",
-	"yRksdBnLQf/ZVVi9oEofvXlJJCRsYfNwGEpRmsoyNNB3W2pWPmF6/i6jav6Vp7/ydH3cNiBUMpcCSDFD",
-	"oOe7m7n90xmsLi2vG1TVV6L2+To1erj+/j280MhhtS+c+Id2H5u/qC6t+lK5xUaTO+zyvY1mi7rE8ypd",
-	"2L5o8YN/vfUre+VFjGbeReExw4uiaYW3Ac/XxKlVV959A2RUjn5lWEmASy1YETiw/Hx/s7sE8Zcuf9vg",
-	"Zw90/u2IoU002YJ0m2q6hkQafW0d4/UBhrfmd7y6tVMeZT9UGJBazkUGZEpzlq3Ijg0h27fMYMDTKval",
-	"S2RjbxltpmsbIT6Mb7nwHtNP7Vy4iLYPEPGc2jXg3SuucIZpshRFlpI5PQcXr0iH5IiTgmOEDa8SyYwR",
-	"XJHyOhE3HiuTF5CSg9GovlazrXrs5u/Vc+/3WGyvldY1+tdBIIxtLKmNo9gToXy1pKuvLvcf0OVGoYeG",
-	"tPUaXnbKZp7re9dVQZpf4TTry8qkbkzgIsEOOLW2LmAqZF892HyjZ+l1RTKWhSyxNKU1MHUP64JGdg4N",
-	"BdbprnRqY0he50xro6ti2zNp6y6uKs+MeMTXV9a1tt/eDW6bcFh2SiB4GnH7fP3uH+8+tTnyzF6npLRY",
-	"qKqYiLyRoIDrlvKPeCPsavRFqUexqqa0CestAGkbgGHEy2PK6cpmUTmVUixdVVh7W95AqrEV96qJWyXv",
-	"9wwN2+Wva1Ba68i+6u8/nv52lTM77WLs3aYa3/GUsF9fl1f1l97E6VHiqhhY607u1KjJY1/xZ1hXI2ZU",
-	"6YjXX03dVdkcGiWkT0lcF5zW6dDqK8xZ5QIvZF+5mg+fDsmY0u9xKz0ntS9deAeX0oQX+QQkppHKfWJF",
-	"qy4kr27Px8qP+vp8LHRu5SFdfWMwfjTCSjv7txAejUbhFX8ZoQ/UzcTVhUl2QbaEsTwPRZSQ2l3uVh7n",
-	"uqXaIt5N1/p3U6gf71DvVRXHHpX3mgNyT5MUX6OC13Iwm9V+vrhgeay2XGmGbQGUlIXtTmW4yunLsEJ2",
-	"bSmzMQMswr6bgE15281WNnn/VnlzgylGlPcbipmMtrCB1R+F+B0FWTbIgIuyWPfC0NPD9ZU53LP9F36L",
-	"yFeld91E68Y6uYpVhkWXVGMlEdPKFYF6C85eQXDHKvfKlEyzFvi+ePoLY5wOr7SORyy3ZZm9TMxEoQc0",
-	"y5q+cQen4DtYj4ZXPWyVN3leFm0bfrMFq02HsBUrbESEvpK0Gw5perWNI0MHPiSCuxdSOGcJXEXuZp+B",
-	"PxDyfON0FRpmPMmKFNKw7b4/dQ1D7k9uRfzY+dPlxA8UkUXmysjLi87xypCnrT+40+yU0XPgES9fLngK",
-	"suHQG2xrq7+sc9/qHWxeeG3G1M27Njo4AUMdr1Zvmj3Jt48WOlcrbQUa1qQlqzNCM4/j3bOZv6EN3srh",
-	"vamv+9nk1VK0nQIxmrjRjLVeNj+V3lIne+1zBJUmwNvdekY8MfrXgBNx2cM3gTpxHXrz4RU63obtmuDy",
-	"d5oQvzYa/Q2hSpdCr1Fl3YCh59goog3bKr+Lda1cevV3AjGZXvawtjnqe1sKq2z/kP3fRqC6amZTDVhq",
-	"3lWg7aPqEgdrbG4mHo163Exg9wrVdjKfqSgW6d26lHXP7z0Hejeib2thPgv4/hJl/o/ggVqTttkDvZa1",
-	"tL0C+J7t0tpD5eAG9XTmzlAl2cZrm6cf1tHCstUz/LTJWzRG+AxWe3gZXd0A68aw7SHhuijysP1XSFVw",
-	"+fHy/wMAAP//",
+	"7H39cts22u+t4Gh3JvYsJSuOk7bOdM5x0/asd5smE6ebMyfMMSHykYSaBFQAtKLtZGcv4lzD2/vopeyV",
+	"vIMHAAlSkCyntpu2+auNTOLz+fw9H/xxkItqIThwrQbHPw7mQAuQ+L9PaD6HJ4JrKUrz7wJULtlCM8EH",
+	"x4OTcklXimRcDJUWEjKy9+LrJ+TRJ0efkZ9/eji6vz8aJAOVz6Gi5m3gdTU4fj3wzw/eJAO9WsDgeKC0",
+	"ZHw2ePcuGTyXdGaf3zhbbpZ1jdnw+fhsL0DL1clUg1yf8QxywQtFtCBLyjSZwFRIIFquGJ8ROqOMd6es",
+	"GGeVmfV+MxXjGmYgca5Xr16d1HoOXLOcalif8OUciN3TwzH5+acHZAJUgiT5nJYl8Bl0p+vv5l0yWFBJ",
+	"K9Du+k41VH+HVXwipqG6p8gFrMyozPy8oHo+SAacVmbcC1gNkoGEH2omoRgca1lDZ7f07TfAZ3o+OL5/",
+	"+Glidt/826xEa5Bm1P/3+mT4f+nwn+PhZ6Pzfw3f/OXPg9hNfKdA2pljq6V5Lmqu7ylSu+fIXkV1PoeC",
+	"5FTBkHEFXDHNLqFcJYQqQjUpxYzx/Q378wPtusnDh4/6m4zcgAS1EFwBXsAXtHgBP9SgtPlXLrgGjv9L",
+	"F4vSEAET/OB7ZXb5YzDpnyVMB8eDPx20jHlg/6oOvpJSSDvV+ilJOxkpBCjChSZ4RETPmSKFyOsKuCZ7",
+	"GeOXtGTFuXs82x+RV3PghGlFcgmFoVBaqpRTCaSi5VTICgqyp5eCZIaEhWT/xMVnxEkLIjihZCGFhlxD",
+	"QcQCJD6xnxBt7o+rJciU51RKBopQ3qH00f2WyIkWYpTyQRJKolevXg37zBM7JvfKQZ/X8MCeCD4tWX7H",
+	"l5GXVM1BkSXTczyLvJbSXITSVAPZy3K3rGw/IarO50i8RNML4C21C0kkVOLSiB4zSEmVJrSojAx6lwy+",
+	"FnLCigL43exNC7O4kuYXZqkqFwuwVNbcO3E8pZDeVD2dspwB1+f4cJb0rh+Z9Kbv+5QbEURLu5U7ORgF",
+	"8hIkmVJWGo7JmFvCOZi3sv3HpABNWamI4a1SzGZQJISDeUmCriWHAi/0W6G/FjUvbn/Z3wpLdRKUqGVu",
+	"KJILfT41s2f7uJhn5mxvQZjhuDsQmmelJVVEwrRW5mw72v+wT0BougwD22Ub9XTsnI4Nsu0t9xSuHHfy",
+	"nK5KQYuXQnxD5Qzu8Jj8AU1EsSLMmCyClGYNUWn/65/UGbLJzfLl1afUZ077b8+aH8CxvBTiKeUrx2bq",
+	"ro5GCFJRvvIHYyy3aqHRgkKh3hpfC6rUUsjCqCP8U14aoX5PEQW5BJ2kfCpF5V4rCglKmWcZJ7QszZGX",
+	"YnleiCU3olDLlTWjCTUWOMnQGh+iOZ6ZEY35vWYK3OHFOP9g2DgI214KXIn2Rr/j1NlLUNzRdT7BKyG0",
+	"VYdGHQcayYoDe3O/JtknUS3f3Uz2BVUsJxJoWX2eDgz9TUuxTAeJMRilAv15Ovju5dfDT9NBRpbGikUT",
+	"a+0MoLAG2F9fvnxO7KAxDbLFuwqu9JKykk7Ku5TwBdV0QhWQghVo2luLmuwxTjSrYD9BnvSsjJ6PNTIm",
+	"YGzGfA75BTJ3ygVHLW+4XEgqWbk6r9tN/f4587b09Hur6IVd0LkW4hx/c3bXC5gxpa1B/aQUCoq7WCtT",
+	"XlM2fmQJ2msBRRSbcVIvyF4mg/Wd57hAt/Lb0mQ3qcS6HGN2NawXRl2lXIIC7a9M3Yze+gUEeytaZJtD",
+	"4IAna33vZXUwf5YQGjjrRqiK2ogjgnYUyUUB++ZkKU+5UzZE8NASxWGNt7sA2fUDb8Xtvw2BfZOy2tNj",
+	"RFynnGrixPWNiOj3JsJ3XjfiMI3lvr55lG9iSoxLuyJc8OHh27fkb2fPviUeGyOi1ooVgKoaVd8hAV4s",
+	"BONaGS28kGIBUjOLokF8shNS0XzOOAwl0MIcC9LeMVnzeBLSp+AeKSYpj4MUgSeckKwCPRfFufmNlqVY",
+	"2qEa+MaMsi7JExIIj4REZaZdYHO7hjr6yIG9yZ5RktizOe8czPo5zeuK8vaU4O2ipBwXMCKnukEfFkA1",
+	"wjn1pGLaWEyXtKwRdF6bd8qgLGJz4UXjTaL8wCteUKkNSehADVJNprQuddIYbRKMWhQ8NuG7EKN97Sgi",
+	"tvsW5BeT7yHXDhubCf3ccRnyfVEw8zgtnweUNqWlgmQ38Nn4NFoRqCgrvaOToJhz+9RLYfZR0bfhFPcR",
+	"Qe790qN2M2TkZHl3sgYpzCjn/wve0mpRwigXVZaQmrMfaiDLOdV4tYjrUgVuQS2gfdQBtB9E7rkOUPnr",
+	"YeGRizg1xp5aQG72FGBJazs1OuGTR48Oyc8/HY7uExa+5yloXU5Yo/+cFWuLfRjZmXva+q3mjamQFdUY",
+	"JnCU0jmt++PDo8gwKEDiktBqTy2C9ZtFXzHPp/c/O9w0z7n5+XzOeOTYMprnoJSTaChCJEwlqLn76TER",
+	"vFwR+5hdnNU4SCM01+wSiGHDHpk8OrqKHe0ZvLn6xq34v/rKD9eu3L7ptpDZxTp/j2kjN5B512nCPhn4",
+	"cxMhSqDcLI7WRcTRS7p0tC5x3y461MK4fnQ0WA/4JQNG9a5PKhWd63vNor+jeor/pZ5Ef2/JJ4yNfoFm",
+	"XiQy2mX87bfvjjh6/RoqM0D3Ti5sSHJtStQ2V89n45L24U2TvpLMGotbJX13Wc30HaYfj8dXkf/mpfzt",
+	"1d9jOnJRT0qWW1X5Cibk77CyYMQnD+9/sh8h4nIWJ1R5GSfR6K8XGwj6Qsevg0d/rVV89LfRX1c7XKc2",
+	"12kWl+BG7RQbTvMsSk34X6ahUleZ7eZCWs1EpaSrGH2p6PxP0bN86QX+NUjrSiXhjIbK+q4l4xc7aIqd",
+	"lPBucvpbWH6nrEtwjW19WKYKznl+CZJNGURs0y8hL6kEhSdtF+gfJntc4OETxD643n9sFYrVMMKaw4Fd",
+	"GmiRRWBXdid8WiuNzh3OaCGVEENfiJLlq2NMVACqNMmGQ//HYcX4sMTdZoh00lyDVGTvU1LzEg8VNJmz",
+	"2RzkPqG8IEpLwWcEuKhnczJZkX++zS8nxnvvjapyIY1bcmgeKsBZ4RhWQ89TVJXgOOREAsUMi8BD5YWN",
+	"5zcmsVhyYhTF/oicNMG5Zo/MOBRH4/G6U0aWc6GAZGs2fEYUXSmynK9wtq53wnYxoaypFpDLp31ySQZL",
+	"oyGe8XJlcz68UlVxLrV/C3dOKroiEyAzSbmG4rHxdNfJZSehdIba/B1u4dS+cP9RX0h1NXIfsJEVLZny",
+	"GPfzF189OT0jPqPmCVXwlC4WPmj66eGjh/sJUYJkJyXLITO3lFH839EvFDFBUk1zNzGBEwDem6zBFpl3",
+	"yJK3AndGCJ5ZdyyGB/SiIMEveKHoy4eYQfBgzVW9WAipwT2MZlU4hEMPUh54/mSvwXs8NHls08qiwM1+",
+	"knJjwndClMgPG2H7NvqBLI0YcyB3PjAAwc5bS9Yxkc2/d3P+Y0TlXfwnc8pn1zX/XFbOeSjP38MljEkW",
+	"Dsvzj2rid6EmerS4RjS9y95GpS9AWeDhGkT6kZJ+RwbHB+UV7EC4YTTyN+0pfOSg3wkH/WZNYuetbmCz",
+	"S2FjkldC5OPxZw4il81Lvx183CHRaNkjUN0i5mY7F/BrouXHxpyWRhKTUogLMmVS6RF5pucgrVlrwXM2",
+	"40JaZ++GMPMzD+5GnRnd9UYzGz71NoUFdLOWmaelWJLCIR/HRM+N5GJKp9y5ByfPT+9h1A1/NjPY0ZNG",
+	"brhcECsnjDhZEYGnsHc0HmPgtO9dcVq5NPVq37odu9eK/I8/DdP0dZq+Gf4rWimSDGzu6FPQtKA6UiiE",
+	"/Hx0/4jQsFLBb6Ny762zR+vLqfPGw+sgi+tk1nPRO1GLcx/Sjr4af/TcrPncxpnffxVK1RbLWw8oLC+U",
+	"d7rW/uj969gZ9LjndTrggkM6eJMdh0Qyp4pw0Tt5vzmUr1y0aQBmnpTbtPdO5QnBJFLBYUSa22zqCdAk",
+	"gmoC0tKo1X4ptwJLkT3DESWb7DuSJUwT42+vLCnufo6tTN1+lZHnbuQeLSO+79tWBG5dePeRG1hzT8Y5",
+	"QlxbS/xoN7JPQLbJBi7ddS/XuqzrMmnkxrYwVUz0Y2zhKq3vcLGj0YPRYSeau6PmX1fETRI3QwacMsNa",
+	"/VzaJhfQsFSQRdvNM14zlnYyLbYsyeWV/4LlvJ/d0tJZfIH4d5esZexnM5MPqwYTdYyK9UBrMng7FGbJ",
+	"h0OHYQ7i8OJ2t6WbpOKfG5EXjhnJFPP1obULcOT3P53utqLridh0BUAVWVRnsJ1Xhnb45sh4r5R3QXMY",
+	"FlCyimkoGgtKeJ557FF7UgHlymWv+cK2FvWfi7JQo53OqL5mQetO13XVtD0JHBDQFnlzRVpGW2Jt/HMj",
+	"b6Z12YicTZh8aGDHMGXFZhwK8rdXL60L9tn40af75kYU8MKWQIZZqHEQ+e3CmATnjG+u3q65ZqW/w1ZW",
+	"ulc7hLY5QeMKej/hRCzoD3WP6pOW7G0SJ9UkO3AuB7qlWXtBn3f9jw1w/Qb6xhhVnMZdgCp6ftfMCllL",
+	"/AhuuDNY52b8omME6IPOPXUlgRrx18ufKaiGoWboSa9tpWCKTkoo4qk+G/CnLiN2oKjHhE6UUTQ+x8ia",
+	"tnxDNOOK2POrOaDLZMhQLDlIMhU2g5RQBPY8yOcyJt0i4hHnNlC5uzW4ezpPAFe4iYLDXdtpEl7Wpht+",
+	"Tm00po9lv9XnNN56wfizFge0UTHkI2r9UfMeWdAZNFckeFsSbf4QvSKzr90TRZAwr7Jv7ZCbd63z+ZU4",
+	"6VXpoCFd90Wo/1ujnXLKsVpDzAjj1jtiusn1U1osyFLIC8ZnccrawCZnoFUPQuzCtns19xSReLAz61JK",
+	"5lMriBZi/zHJ0kE6yGxNO3iQsI/j3mSOB+bcc6E/ZnH8IbM4XsCipLmjjCvTOW42d2M9F9osFPJaMr06",
+	"MyPZFcewvPWdfIPcbe0H2makm1NuLiwwNB5bg2rNAKIq5d1mHsfETknSejx+kONj+L/grJFpKZa40JBb",
+	"ggOnmh4bMY3HTQuyErVEysKjNGeKjyxtcubgCWoOQ7R4NbiDAkrQEHlTgvGJVGd895st8QLi4kXIoywH",
+	"c0juJ3XgHg1H8sv4mpXwnkOhAjjGLhxGUlBOZ+BcB0dXo8bM+k6Wg+OBvZQOSaD7Z0uJGJ+KqHXpimQa",
+	"CYCw7snz0xFx1GAu/Pmzs5ekY152ySPlbeWbcZJJTktrGVs8t+nd4XqVbKWO0PhriSTlLzu9ZnwOCuMz",
+	"c5q2v4SYEi1rPT/uSlQpag0q8R5ZaiUNzt2C0c4lQPazFON42ci4WPcRKoHQskz5DLj5o/GuEFyUBPhU",
+	"yBwKI0GZxtV/Ze/OlmsFvWqy/zN0sMzw9MuM7OkAokgaExHVGyWKciCCw/4o5SdkQfWccBGsDXes3CyK",
+	"HI2PunVGZleUWHyJUDtAIUClqNzxbXI0frihHmki9LztNZN9ZTOHJqJY4Q6ftZdcUXkBBclaCMIBXMfm",
+	"fiBzNmrjA+J9MWnGYvZkU56FJXRvh8vlcmjE+rCWJfBcFEbxm/2g9YbJ+64/QK8gdo+SH2qQq5Rb2W4o",
+	"R8L32ExoP8FTcJ2t7CkjoEtcQSpV3ns3T1olA0ju/h2mYllgqLTQAQ9iKcGBGUr1m085pqLZ27Es3uDY",
+	"nlCyTgH0MWkao1nxWbIcnJ/tWlA9PX1ppAhKhrnWC3V8cCAWwC2jjIScHbiX1IF51kgNpktwOtNIgUEy",
+	"uASprKQYj+6PxuYpMwhdsMHx4MFoPHqAoUc9Ryl9MFpCWQ4vuFjyg++XF2rkKx9nMTDuhe8KY/lUWXuq",
+	"X0bi6U0BuYCVIrR0nlJD9adGas9AYxJ3r03W4Xh8Y4WZOP6GusxOwv0Z6KtaH3RH+KtYklK49kvGbnMm",
+	"A3aXK65uHvDQ7jK2+OY0Droti0I7YXD8+k0yUHVVUblyG3KFBPbI1+p6HMKCd9OWFxjzl86U8V+c6nlj",
+	"pumQBf5h2IniDO39b6QTKzm/e/GN0Ua2JGdSs1K3/G6jAb7ZUV8MHJMp2HZu5i8pz6yasS9ZBbPjErME",
+	"nZ7MvppZHUS1Wds9RSZUQcr3mrDSzz89GD1wUco1Yu2FGm+RbHszbW1gc091opjvScF+iF+ZjE+2BWlJ",
+	"c08byRadvAMrlNA0FUpvy6nKRQWqpT7EXsSUUOcnuhwK9ByNz0UXC6PLMvIXkrlZhjjl/8ThPv/Pv/8r",
+	"M9RzqtGzVojzJQ50zIb22SE+O9S6zFyxNrO9rIwqsxoFVeNybkxRPYeUe7dEaVaWiD0FsFD4OtEiRrx2",
+	"qV+hP29BC1D6C1Gsboxiw2qYd11kxLliPWY5il8L+LoL76ijyXy0C5UFHcnMK/cfXP1Kv/XHexK0eWuH",
+	"2cLOA9uY4B9Op/I1hKUx5Cz1tigh0wFH+NYcjifasOVmjvjaJtR3dTvKyapWmhghS3zvAbRvqVsCGmaX",
+	"wliOtgi6JVaPRyVEUgd3Ut5Yxx5xJxjfo2UJstOgB+04mnJbIA8SCpILPmUuKcAH/vaCYJ+QJGtimy49",
+	"vhNczFLOLDho7Ln9ETnhKx+RMntlyvVn8PWvHRf5P//+/36vScrt+ovEiosGexPSOa0NDGeN0E4cAKGn",
+	"JqvTOmLGeruncBJjnv6YukrKdHBsi4/eZTHObi/3pQPed+PuqHG+O7tHa7d34vubU5LxauJtnQPvKdtl",
+	"89ft7baTMOv3WMT37u/4XqdBzK6yMNqz0Lx8+NmOL/e7/OwqTdd6AO4qUNcacG2Tqj7oYsVqy9bYDMhw",
+	"mlW9SxQEuvHi9nwpeszmCAP2TWqNrww4qFbnPifNGcld3i2Z0k9XX96ALbkTOInl1+tBjCi7WIF8T1nE",
+	"zUisAkXwZGVbRL+nTt6FgteIdxdKaBve/moqfBNg+zpAQt+865DkN0xZgLF73AGhIf28CanpoONzLSRg",
+	"NzvfqjriJCDcp0j2v796SfwgWUIuYKE9vomYkssm/ZoqffL8lEjI2cLmHCC8qDSVHi5bd+VbUn7F9Pys",
+	"pGr+kaY/0nR73BYk9cSlAAqMmun5/nZq//ECVu8srRural2I2t83idGjzd3u0WdyttoHfvlHdh/b32ha",
+	"RH+o1GIjLD1y+dJGeIJWSVfJwu5nDV7H19s+cuA/e2DmXdQRNbyoQy18865x24Hkrg1kFI5xYdhwgAu3",
+	"WRY4tPR8d7O7dJEPnf9+U1jC+7ChDb7a4hsbfr0GRxp57WOJB1Nsr7YZaXAfbjkcH2KkzIYaZet3u8RK",
+	"hLhYt8UaYiAuIDbVIFOuvYGzFPLiuBNHYor8UEONQSAXLbSvs2nbXq6dMeU2RMobVM3nHmqRNMkqDVCI",
+	"Q4/IqVaIGaZ8DR3EnqFNkkaID3agwamQJBsO7dMtMDhKvVdtwXtcIxTYItMhH6fPbZAfZOeQmiScoNsA",
+	"IgzaIZwV0yqKcE+7jfFuRxj2uu/tJBEP16nodBpSi/30i7JIv02omwH2HjBXftcI4k4O8/v6yreLPJ6o",
+	"C6RI2uaO2N63CIxPVsQhyBuQxkYISF/MHpcBNjrkgbdeOjUmpimfmWa/3YMoebCoHFs6JDaNoe282AaA",
+	"G/SYtFh/y3aP19sCS0h5nMlCRiJdPoqyEe79lrmo2zTgl+DtYVKXAv2RV3bmlTPQhBIOy/YMe/A8IsOW",
+	"f7bzjce4N3PMs4UZD6NCmItjNEZbfk/EAnhG9jBxZ8kUkKPxA7KhH3fKgzxnKyeDJDgx7Q8+tH/JyB72",
+	"NArzCzF2m/IsSHzK9puMlSZg4XKatfDZAi3HNlraPol5N2e+9fbuig+lhOPptte90cobeVftj8ir5iyR",
+	"d4Zeatg4XRbKppR3smldSK+zkUbmRIWCu+HbkQedXgw7iYObs/NtbnTczvdUFpj6j6PBVWz1i8e5pL8A",
+	"itmBvSNN9PHVHeRQ88GwP6jAc43+0UBojK9tUu1SXMBmmfbC/B2/ndirDrMvKksOc1ECmdKKlSuyB4Hh",
+	"YAYDXjQpIo0vYD/zF2Y1B5kwmAbSSJvHdi5cRDcskPKK2jWgXGn4nSxFXRZkTi/BhTCLETkx8gATUdAC",
+	"LyXQYkV8t3s3HvM5flCQw/G4/a5dX1KYzd9pMG+9xcTuQMWmxIo2LozhziW1oVV7IpSvkM0/RuH+cFE4",
+	"ZHoIuG2t38ee72Vy/YBbU48XFzhheZ232TICb603oTamz7cCLxAP1siJLL0tyMbqiSVWcHQGpu7Htp6T",
+	"XUIgwHrNB53YGJFnFdPayKrMthS05QlXVaemPOWbCws72+/uxjqCxsDtVgoYn8v+vnn3j/Yf21Ty0n7t",
+	"o+PTjchzYxVz3RH+KQ8yMYy88HIUi0+8TtisAUhXAYxS7o+poitrO3MqpVi6srHutqK5FUZX3Kkk7lT8",
+	"3zFa3K3+3WzQtUf2UX7/8eS3KzDZ69ai74difC9SwX99Wd4UaEbzi0/816dY56O4hRGTL2PVoUlbtFdS",
+	"pVPevjV136rlENSYPiZZW5HaZg03b2EaWyXwi8grVxoRkyElU/o73Mpa3Gqdu/ATMUoTXlcTkIgf+H1i",
+	"yauuJW8+X40FEu33q9Gp7aTrOjd9cPxwjAVp9mPkD8fj5IpPk68b6mbi5nsRdkG20s+fhyJKSO2AOn+c",
+	"m5Zqq3y3fVe7n2n85hblXlOSHBF5zzgg9YRX8TFR4Foxp7AoLpYq4I/VVvXMsCsCJb6u34kMV1r9Lmks",
+	"uy6XWWwBkYjbAVh8R/wPG1v54NMY7ghk+Q3xgAu8RvEUT/WNOjywHRviGpGvvHcdWutGO7nCToa1iUG/",
+	"VAvsRuuynsLglkXulVlaYcnsXdH0B0Y4PVrpHI9Y7koynaKYoWz7icVlqXsAi0X+EQC1g13isidxbNdi",
+	"/Hcsnq4pbD7su3+KDTbQbe2csI+sdPI0YHu4qSGMUsxErYe0LDeTg30GI7bYAnWnHLuvfNG7EUS24DdE",
+	"Cjp5JQFU+JHX+zgZ9CLl7sgQ2UmI4O6BAi5ZDlfJgbBPw26B+e50jZvEeF7WBRRJF9d57INj+CFSF2gM",
+	"A6T3FJF16crw/SeosZWuRYtc//xOUFrPgafcP1zzwvVNskgPRvJsezBEfTo9taLRvyoatLcY2NPVHcXt",
+	"3ScpbiRwj/YfjnfHAvYPEQHblV/tjXbFsFHRQTObzbz5o3eje5nOMYRAaQK82+fJsCfCwmEc3nd/mkCb",
+	"5JxEc6cbt2kXsgu9jt9p8vRv3XLY5m64dOsgd65pYKHn2GhDG7JVcd/7WnnXvrm+Tbz23c96Dbps2aSy",
+	"/Vfs/wYRjKYZkAr8FfOsAm1/apqbWmXzfuwR1G6WArt/UG0ni6mKelHcLtbQdou74wjAVrfMaphfxSv7",
+	"EHn+jwBNWJW2HZq4lra0deX4nO1yc4DCwQ0a6Ww2Q5FkG9fZBI5RCyP7VlnJj9tgBKOEL2B1gB9paBuI",
+	"uTFse41kU3gheNLueP3RMyinQ98YrAUzlU1iSzptB53P1gkuY35gME/jq7178+6/AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

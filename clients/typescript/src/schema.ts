@@ -289,6 +289,117 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/register": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign up for an account
+         * @description Open only with `--registration open` (otherwise 403 `registration_closed`).
+         *     The account gets the scopes of `--registration-scopes` (none by default, never
+         *     `users:admin`), and a mail with a link to verify its email is queued with it.
+         *     Sign-ups are counted per client IP and per username, as failed logins are
+         *     (`slow_down` past the limits). With `--require-verified-email` the account
+         *     cannot log in until its email is verified.
+         */
+        post: operations["register"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/email/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Verify an account's email with the token mailed to it
+         * @description The token comes from the link of a verification mail (`--app-url` + `/verify-email?token=…`).
+         *     It works once, until `--email-token-ttl` after it was sent, and only while the
+         *     account still has the address it was sent to.
+         */
+        post: operations["verifyEmail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/users/me/email/verify-request": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Mail a new verification link to the caller's email */
+        post: operations["requestEmailVerification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/password/forgot": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask for a password reset link by mail
+         * @description Always 202, whether or not an account has this username or email, and after
+         *     the same work: the request is queued, and the mail, if there is an account
+         *     with an address to send to, is sent from the queue. Its link
+         *     (`--app-url` + `/reset-password?token=…`) works once, for `--reset-token-ttl`.
+         *     Requests are counted per client IP and per username or address (`slow_down`
+         *     past the limits).
+         */
+        post: operations["forgotPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/password/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Set a new password with the token of a reset mail
+         * @description Every token the account holds stops working, as after a password change, and
+         *     its email counts as verified. The token works once; failed attempts are
+         *     counted per client IP (`slow_down` past the limit).
+         */
+        post: operations["resetPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -443,7 +554,7 @@ export interface components {
             /**
              * @description A machine-readable code: `invalid_request`, `unauthorized`, `invalid_token`,
              *     `insufficient_scope`, `not_found`, `method_not_allowed`, `conflict`,
-             *     `payload_too_large`, `slow_down`, `unavailable` or `internal_error`.
+             *     `payload_too_large`, `slow_down`, `registration_closed`, `unavailable` or `internal_error`.
              */
             error: string;
             /** @description A human-readable explanation. It never repeats a submitted value. */
@@ -464,6 +575,42 @@ export interface components {
          *     `invalid_request`, naming them).
          */
         Scope: string;
+        Registration: {
+            /** @description Normalised with PRECIS UsernameCaseMapped (RFC 8265), so `Alice` is `alice`. */
+            username: string;
+            /**
+             * Format: password
+             * @description Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
+             */
+            password: string;
+            /** @description An email address such as `ann@example.com`, unique whatever its case. */
+            email: string;
+        };
+        MailedToken: {
+            /**
+             * Format: password
+             * @description The token of the mailed link.
+             */
+            token: string;
+        };
+        /** @description The account's username or its email address, one of the two. */
+        ForgotPassword: {
+            username?: string;
+            /** @description An email address such as `ann@example.com`, unique whatever its case. */
+            email?: string;
+        };
+        PasswordReset: {
+            /**
+             * Format: password
+             * @description The token of the mailed link.
+             */
+            token: string;
+            /**
+             * Format: password
+             * @description Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
+             */
+            new_password: string;
+        };
         NewUser: {
             /** @description Normalised with PRECIS UsernameCaseMapped (RFC 8265), so `Alice` is `alice`. */
             username: string;
@@ -474,6 +621,10 @@ export interface components {
             password: string;
             /** @description The scopes the account may be granted; none when omitted. */
             scopes?: components["schemas"]["Scope"][];
+            /** @description An email address such as `ann@example.com`, unique whatever its case. */
+            email?: string;
+            /** @description Declares the email verified (no mail is sent); false when omitted. */
+            email_verified?: boolean;
         };
         UserPatch: {
             /** @description A disabled account cannot log in, and its tokens stop working. */
@@ -485,6 +636,10 @@ export interface components {
              * @description Must pass the server's password policy: at least `--password-min-length` characters (8 unless set higher) and strong enough by zxcvbn (`--password-min-score`, 2 by default, refusing common and breached passwords and the account's own name). A refused password is a 400 `invalid_request` whose `error_description` says why and never repeats it.
              */
             password?: string;
+            /** @description Sets the account's email address (unverified, unless `email_verified` is sent too); `""` removes it. */
+            email?: string;
+            /** @description Declares the email verified, or not. */
+            email_verified?: boolean;
         };
         UserPage: {
             users: components["schemas"]["User"][];
@@ -495,6 +650,10 @@ export interface components {
             username: string;
             scopes: string[];
             disabled: boolean;
+            /** @description The account's email address; absent when it has none. */
+            email?: string;
+            /** @description Whether the owner followed a link mailed to the address. */
+            email_verified: boolean;
             /** Format: date-time */
             created_at: string;
         };
@@ -613,6 +772,15 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /** @description This server does not let accounts sign up (`registration_closed`). */
+        RegistrationClosed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description The request clashes with the current state (`conflict`), such as a taken username or removing the last admin. */
         Conflict: {
             headers: {
@@ -641,8 +809,8 @@ export interface components {
             };
         };
         /**
-         * @description Too many failed attempts at this account's password (`slow_down`); try again
-         *     after `Retry-After` seconds.
+         * @description Too many failed attempts at this account's password, or too many sign-ups or
+         *     reset requests (`slow_down`); try again after `Retry-After` seconds.
          */
         TooManyRequests: {
             headers: {
@@ -1150,6 +1318,140 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    register: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Registration"];
+            };
+        };
+        responses: {
+            /** @description The account was created; a verification mail is on its way. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["RegistrationClosed"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    verifyEmail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MailedToken"];
+            };
+        };
+        responses: {
+            /** @description The email is verified. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            413: components["responses"]["PayloadTooLarge"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    requestEmailVerification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A verification mail is queued. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    forgotPassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ForgotPassword"];
+            };
+        };
+        responses: {
+            /** @description If an account matches, its owner gets a mail. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    resetPassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordReset"];
+            };
+        };
+        responses: {
+            /** @description The password is set. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
