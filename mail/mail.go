@@ -339,7 +339,7 @@ func (s *Sender) Wake() {
 // a claimed mail is its own, and the back-off between attempts.
 const (
 	PollEvery   = time.Second
-	lease       = 2 * time.Minute
+	lease       = 2 * sendTimeout // past it, a mail whose sender died is sent again
 	firstRetry  = time.Second
 	maxRetry    = 5 * time.Minute
 	MaxAttempts = 20 // about 1 hour 20 minutes of attempts
