@@ -254,8 +254,10 @@ func compose(from, to, subject string, text, html []byte, now time.Time) ([]byte
 		return nil, err
 	}
 	domain := "passflow.invalid"
-	if at := strings.LastIndexByte(from, '@'); at >= 0 {
-		domain = from[at+1:]
+	if a, err := mail.ParseAddress(from); err == nil {
+		if at := strings.LastIndexByte(a.Address, '@'); at >= 0 {
+			domain = a.Address[at+1:]
+		}
 	}
 	var msg bytes.Buffer
 	for _, h := range [][2]string{
