@@ -10,6 +10,7 @@
 //	go run ./tools/load --compare                        # protected reads beside a bare gin peer and FastAPI
 //	go run ./tools/load --logins                         # logins against the hash-bound limit
 //	go run ./tools/load --scale 1000000                  # 1,000,000 users against 1,000
+//	go run ./tools/load --enumeration                    # known and unknown accounts, side by side
 package main
 
 import (
@@ -64,6 +65,7 @@ type options struct {
 	compare        bool
 	logins         bool
 	scale          int
+	enumeration    bool
 	rounds         int
 	roundTime      time.Duration
 	fastapiWorkers int
@@ -80,6 +82,7 @@ func run() error {
 	flag.IntVar(&o.hostile, "hostile", 0, "first send this many requests with random 60 KB methods and paths, and report what they cost (memory, metrics, log)")
 	flag.BoolVar(&o.compare, "compare", false, "instead of the flood and the mixed load, measure GET /my_data beside a bare gin peer doing the same read and FastAPI's OAuth2 recipe, and print the ratios")
 	flag.BoolVar(&o.logins, "logins", false, "instead of the flood and the mixed load, measure login throughput against the hash-bound limit, an overload, and a login's work besides hashing")
+	flag.BoolVar(&o.enumeration, "enumeration", false, "instead of the flood and the mixed load, compare the answers for known and unknown accounts at /token and /password/forgot")
 	flag.IntVar(&o.scale, "scale", 0, "instead of the flood and the mixed load, import this many users (and 1,000) into new stores and compare import, start-up, login, paging and protected reads")
 	flag.IntVar(&o.rounds, "rounds", 3, "with --compare: rounds per target (the median is reported)")
 	flag.DurationVar(&o.roundTime, "round-time", 5*time.Second, "with --compare and --logins: how long each round lasts")
@@ -126,6 +129,9 @@ func run() error {
 	}
 	if o.logins {
 		return loginRates(o, bin, dir, servers[0])
+	}
+	if o.enumeration {
+		return enumeration(o, bin, servers[0])
 	}
 	if o.scale > 0 {
 		return scale(o, bin, dir, o.scale)
