@@ -16,6 +16,18 @@ import (
 // section, in order, as one script (set -euo pipefail), in a fresh copy of
 // the module. The README cannot drift from what works.
 func TestWalkthrough(t *testing.T) {
+	runSection(t, "## Walk-through")
+}
+
+// TestMailWalkthrough runs README's section on sign-up and password reset
+// by mail the same way: it starts its own mail catcher (mailpit, from
+// tools/mailpit) and reads the mails through its API.
+func TestMailWalkthrough(t *testing.T) {
+	runSection(t, "## Sign-up and password reset by mail")
+}
+
+// runSection runs the shell blocks of one README section as one script.
+func runSection(t *testing.T, heading string) {
 	for _, tool := range []string{"bash", "curl", "jq"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("the walk-through needs %s (apt-get install -y %s)", tool, tool)
@@ -33,7 +45,7 @@ func TestWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := walkthrough(t, string(readme))
+	script := walkthrough(t, string(readme), heading)
 	dir := t.TempDir()
 	copyModule(t, ".", dir)
 	out, err := os.Create(filepath.Join(dir, "walkthrough.out"))
@@ -57,12 +69,12 @@ func TestWalkthrough(t *testing.T) {
 	t.Logf("the walk-through ran, %d lines of shell:\n%s", strings.Count(script, "\n"), output)
 }
 
-// walkthrough returns the shell blocks of README's walk-through section.
-func walkthrough(t *testing.T, readme string) string {
+// walkthrough returns the shell blocks of README's section under heading.
+func walkthrough(t *testing.T, readme, heading string) string {
 	t.Helper()
-	start := strings.Index(readme, "\n## Walk-through")
+	start := strings.Index(readme, "\n"+heading)
 	if start < 0 {
-		t.Fatal("README has no walk-through section")
+		t.Fatalf("README has no section %q", heading)
 	}
 	section := readme[start+1:]
 	if end := strings.Index(section, "\n## "); end >= 0 {
