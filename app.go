@@ -224,6 +224,9 @@ func (a *app) runBackground(ctx context.Context) {
 			if err := a.throttle.Prune(ctx); err != nil && ctx.Err() == nil {
 				a.logger.Warn("pruning login counters failed; will retry", "error", err)
 			}
+			if err := a.accounts.PruneMail(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Warn("pruning sent mails and expired tokens failed; will retry", "error", err)
+			}
 		})
 	})
 	wg.Wait()

@@ -82,6 +82,9 @@ func (a *Accounts) Register(ctx context.Context, r Registration) (store.User, er
 	if !a.cfg.Self.Open {
 		return store.User{}, ErrRegistrationClosed
 	}
+	if slices.Contains(a.cfg.Self.Scopes, store.ScopeUsersAdmin) {
+		return store.User{}, errors.New("auth: sign-ups may never be given " + store.ScopeUsersAdmin)
+	}
 	name, err := a.newUsername("/username", r.Username)
 	if err != nil {
 		return store.User{}, err
@@ -145,7 +148,15 @@ var errBadLink = fault.Invalid("/token", "the link is invalid, used or expired; 
 // VerifyEmail marks the email of the token's account verified, if the
 // account still has the address it was mailed to.
 func (a *Accounts) VerifyEmail(ctx context.Context, token string) (store.User, error) {
-	u, err := a.users.UseEmailToken(ctx, hashEmailToken(token), store.PurposeVerify, a.now(), func(t store.EmailToken, u *store.User) error {
+	hash := hashEmailToken(token)
+	// A read first: a guessed token costs no write.
+	if _, err := a.users.EmailToken(ctx, hash, store.PurposeVerify, a.now()); err != nil {
+		if errors.Is(err, fault.ErrNotFound) {
+			return store.User{}, errBadLink
+		}
+		return store.User{}, err
+	}
+	u, err := a.users.UseEmailToken(ctx, hash, store.PurposeVerify, a.now(), func(t store.EmailToken, u *store.User) error {
 		if store.EmailKey(t.Email) != store.EmailKey(u.Email) {
 			return errBadLink
 		}
@@ -203,8 +214,17 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password, ip string
 	if err := a.cfg.Passwords.Check("/new_password", password); err != nil {
 		return err
 	}
-	attempt, err := a.throttle.Reserve(ctx, resetLink(), ip)
+	tokenHash := hashEmailToken(token)
+	attempt, err := a.throttle.Reserve(ctx, resetLink(tokenHash), ip)
 	if err != nil {
+		return err
+	}
+	// A read first: a guessed token costs neither a hash nor a write.
+	if _, err := a.users.EmailToken(ctx, tokenHash, store.PurposeReset, a.now()); err != nil {
+		if errors.Is(err, fault.ErrNotFound) {
+			return errBadLink // counted: a guessed link is a failure
+		}
+		attempt.Abandon(ctx)
 		return err
 	}
 	hash, err := a.hasher.Hash(ctx, password)
@@ -212,7 +232,7 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password, ip string
 		attempt.Abandon(ctx)
 		return err
 	}
-	u, err := a.users.UseEmailToken(ctx, hashEmailToken(token), store.PurposeReset, a.now(), func(t store.EmailToken, u *store.User) error {
+	u, err := a.users.UseEmailToken(ctx, tokenHash, store.PurposeReset, a.now(), func(t store.EmailToken, u *store.User) error {
 		if err := a.cfg.Passwords.Check("/new_password", password, u.Username, localPart(u.Email)); err != nil {
 			return err
 		}
@@ -306,6 +326,16 @@ func (a *Accounts) PrepareMail(ctx context.Context, m store.Mail) (Letter, bool,
 	}, true, nil
 }
 
+// mailRetention is how long a sent (or dropped) mail's row is kept.
+const mailRetention = 7 * 24 * time.Hour
+
+// PruneMail drops mails done a week ago and expired tokens. It belongs in
+// a housekeeping loop.
+func (a *Accounts) PruneMail(ctx context.Context) error {
+	now := a.now()
+	return a.users.PruneMail(ctx, now.Add(-mailRetention), now)
+}
+
 // OnMailQueued sets what runs after a mail is queued (waking the sender).
 func (a *Accounts) OnMailQueued(f func()) { a.queued = f }
 
@@ -340,7 +370,9 @@ func localPart(email string) string {
 }
 
 // The throttle's secrets for self-service: each counts its attempts per
-// subject, per (subject, IP) and per IP.
-func signUp(username string) Secret   { return Secret{"signup", username} }
-func forgot(identifier string) Secret { return Secret{"forgot", identifier} }
-func resetLink() Secret               { return Secret{"reset", ""} }
+// subject, per (subject, IP) and per IP. A reset's subject is the token
+// tried, new with every guess, so guesses are bounded by the address's
+// limit and no one can block the resets of others.
+func signUp(username string) Secret     { return Secret{"signup", username} }
+func forgot(identifier string) Secret   { return Secret{"forgot", identifier} }
+func resetLink(tokenHash string) Secret { return Secret{"reset", tokenHash} }

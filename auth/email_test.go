@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -184,3 +185,31 @@ func TestVerificationFollowsTheAddress(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestResetGuessesBlockOnlyTheGuesser: guessed reset links count against
+// the guesser's address, never against the resets of others.
+func TestResetGuessesBlockOnlyTheGuesser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newSelfEnv(t, SelfService{}, ThrottleConfig{MaxFailures: 100, MaxPerUser: 3, MaxPerIP: 3, Window: time.Minute, MaxBackoff: time.Minute})
+	if _, err := e.accounts.Create(ctx, NewAccount{Username: "ann", Password: "ann-river-stone", Email: "ann@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	var last error
+	for i := range 5 {
+		last = e.accounts.ResetPassword(ctx, fmt.Sprintf("guess-%d", i), "ann-new-harbor", "198.51.100.7")
+	}
+	if fault.As(last).Code != fault.SlowDown {
+		t.Fatalf("the fifth guess = %v, want slow_down", last)
+	}
+	if err := e.accounts.ForgotPassword(ctx, "ann", "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	l, send, err := e.accounts.PrepareMail(ctx, e.claim(t))
+	if err != nil || !send {
+		t.Fatalf("PrepareMail = %v, %v", send, err)
+	}
+	if err := e.accounts.ResetPassword(ctx, l.Token, "ann-new-harbor", "192.0.2.1"); err != nil {
+		t.Fatalf("the owner's reset after another's guesses: %v", err)
+	}
+}

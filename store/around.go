@@ -228,3 +228,13 @@ func (t *around) UseEmailToken(ctx context.Context, hash, purpose string, now ti
 		return t.s.UseEmailToken(ctx, hash, purpose, now, change)
 	})
 }
+
+func (t *around) PruneMail(ctx context.Context, doneBefore, now time.Time) error {
+	return do(t, ctx, "PruneMail", func(ctx context.Context) error { return t.s.PruneMail(ctx, doneBefore, now) })
+}
+
+func (t *around) EmailToken(ctx context.Context, hash, purpose string, now time.Time) (EmailToken, error) {
+	return call(t, ctx, "EmailToken", func(ctx context.Context) (EmailToken, error) {
+		return t.s.EmailToken(ctx, hash, purpose, now)
+	})
+}

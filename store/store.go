@@ -246,8 +246,15 @@ type Outbox interface {
 	MailRetry(ctx context.Context, id int64, next time.Time, reason string) error
 	// PendingMail counts the mails not yet done.
 	PendingMail(ctx context.Context) (int, error)
+	// PruneMail deletes the mails done before doneBefore and the tokens
+	// expired at now.
+	PruneMail(ctx context.Context, doneBefore, now time.Time) error
 	// CreateEmailToken stores t.
 	CreateEmailToken(ctx context.Context, t EmailToken) error
+	// EmailToken returns the token whose hash is hash, made for purpose
+	// and alive at now, without using it; fault.ErrNotFound when there is
+	// none. A read: what a guess costs before any write.
+	EmailToken(ctx context.Context, hash, purpose string, now time.Time) (EmailToken, error)
 	// UseEmailToken consumes the token whose hash is hash, made for purpose
 	// and not expired at now, and applies change to its account, in one
 	// transaction (as UpdateUser does); every other token of the account

@@ -150,16 +150,19 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	// both find a migration pending; the loser's transaction fails and rolls
 	// back whole, since SQLite's DDL is transactional. Trying again then
 	// finds the winner's work recorded and has nothing left to do.
+	// The winner may take a while (every migration of a new file, each
+	// committed to disk): the loser tries again for up to 15 seconds.
+	deadline := time.Now().Add(15 * time.Second)
 	for attempt := 1; ; attempt++ {
 		_, err = p.Up(ctx)
 		if err == nil {
 			return nil
 		}
-		if attempt == 10 || ctx.Err() != nil {
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("sqlite: apply migrations: %w", err)
 		}
 		select {
-		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+		case <-time.After(min(time.Duration(attempt)*20*time.Millisecond, 200*time.Millisecond)):
 		case <-ctx.Done():
 		}
 	}

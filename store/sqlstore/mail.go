@@ -81,6 +81,27 @@ func (s *Store) PendingMail(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// PruneMail deletes done mails and expired tokens.
+func (s *Store) PruneMail(ctx context.Context, doneBefore, now time.Time) error {
+	return s.tx(ctx, "prune mail", func(tx *sql.Tx) error {
+		if _, err := s.execTx(ctx, tx, "prune mail", `DELETE FROM mail_outbox WHERE done_at < $1`, s.d.Time(doneBefore)); err != nil {
+			return err
+		}
+		_, err := s.execTx(ctx, tx, "prune mail", `DELETE FROM email_tokens WHERE expires_at <= $1`, s.d.Time(now))
+		return err
+	})
+}
+
+// EmailToken reads a live token.
+func (s *Store) EmailToken(ctx context.Context, hash, purpose string, now time.Time) (store.EmailToken, error) {
+	return one(ctx, s, s.db, "email token", func(row scanner) (store.EmailToken, error) {
+		t := store.EmailToken{Hash: hash}
+		err := row.Scan(&t.UserID, &t.Purpose, &t.Email, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt})
+		return t, err
+	}, `SELECT user_id, purpose, email, created_at, expires_at FROM email_tokens WHERE hash = $1 AND purpose = $2 AND expires_at > $3`,
+		hash, purpose, s.d.Time(now))
+}
+
 // CreateEmailToken stores t.
 func (s *Store) CreateEmailToken(ctx context.Context, t store.EmailToken) error {
 	return s.tx(ctx, "create email token", func(tx *sql.Tx) error {

@@ -75,6 +75,14 @@ func testEmailTokens(t *testing.T, s store.Store) {
 	tok("r1", store.PurposeReset, later)
 	tok("old", store.PurposeReset, epoch.Add(-time.Second))
 
+	if got, err := s.EmailToken(ctx, "v1", store.PurposeVerify, epoch); err != nil || got.UserID != ann.ID || got.Email != ann.Email {
+		t.Errorf("EmailToken(v1) = %+v, %v", got, err)
+	}
+	for _, tt := range []struct{ hash, purpose string }{{"v1", store.PurposeReset}, {"old", store.PurposeReset}, {"none", store.PurposeVerify}} {
+		if _, err := s.EmailToken(ctx, tt.hash, tt.purpose, epoch); !errors.Is(err, fault.ErrNotFound) {
+			t.Errorf("EmailToken(%s, %s) = %v, want ErrNotFound", tt.hash, tt.purpose, err)
+		}
+	}
 	verify := func(tk store.EmailToken, u *store.User) error {
 		if tk.Email != u.Email {
 			return errors.New("the address changed")
@@ -186,6 +194,30 @@ func testOutbox(t *testing.T, s store.Store) {
 	}
 	if _, ok, _ := s.ClaimMail(ctx, late.Add(time.Hour), late.Add(2*time.Hour)); ok {
 		t.Error("a done mail was claimed")
+	}
+	// Pruning drops the done mails and the expired tokens, nothing else.
+	if err := s.QueueMail(ctx, store.Mail{Kind: store.MailPasswordReset, To: "later", CreatedAt: late}); err != nil {
+		t.Fatal(err)
+	}
+	tok := store.EmailToken{Hash: "live", UserID: ann.ID, Purpose: store.PurposeReset, Email: ann.Email, CreatedAt: late, ExpiresAt: late.Add(time.Hour)}
+	if err := s.CreateEmailToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	tok.Hash, tok.ExpiresAt = "dead", late
+	if err := s.CreateEmailToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PruneMail(ctx, late.Add(time.Second), late.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.PendingMail(ctx); n != 1 {
+		t.Errorf("pending after pruning = %d, want the one not done", n)
+	}
+	if _, err := s.EmailToken(ctx, "live", store.PurposeReset, late.Add(time.Minute)); err != nil {
+		t.Errorf("pruning took a live token: %v", err)
+	}
+	if _, err := s.UseEmailToken(ctx, "dead", store.PurposeReset, epoch, func(store.EmailToken, *store.User) error { return nil }); !errors.Is(err, fault.ErrNotFound) {
+		t.Errorf("an expired token survived pruning: %v", err)
 	}
 }
 
