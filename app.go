@@ -139,7 +139,7 @@ func newApp(ctx context.Context, logger *slog.Logger, accessLog io.Writer, cfg c
 	}
 	clients := auth.NewClients(auth.ClientConfig{AllowPublic: cfg.PublicClients, Scopes: rules.Scopes}, st, hasher, throttle, ev, time.Now)
 	grants, err := auth.NewGrants(auth.GrantConfig{RefreshTTL: cfg.RefreshTokenTTL, PasswordGrant: cfg.PasswordGrant, Scopes: rules.Scopes,
-		RequireVerifiedEmail: cfg.RequireVerifiedEmail},
+		RequireVerifiedEmail: cfg.RequireVerifiedEmail, ReuseInterval: cfg.RefreshReuseInterval},
 		logger, st, hasher, tokens, clients, feed, throttle, ev, time.Now)
 	if err != nil {
 		return nil, err

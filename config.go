@@ -57,6 +57,7 @@ type config struct {
 	// user add.
 	Email         string
 	EmailVerified bool
+	RefreshReuseInterval time.Duration
 	// Self-service accounts and mail.
 	Registration         string
 	RegistrationScopes   string
@@ -232,6 +233,8 @@ func (c *config) validate() error {
 		return errors.New("--hash-concurrency must be at least 1 and --hash-queue at least 0")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("--tls-cert and --tls-key go together")
+	case c.RefreshReuseInterval < 0 || c.RefreshReuseInterval > time.Minute:
+		return errors.New("--refresh-reuse-interval must be from 0 to 1m")
 	case c.DBTimeout < 100*time.Millisecond:
 		return errors.New("--db-timeout must be at least 100ms")
 	}

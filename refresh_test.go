@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func wantGrantError(t *testing.T, res response, code string) {
@@ -268,4 +269,38 @@ func TestLogoutEverywhereAndChangePassword(t *testing.T) {
 		t.Error("the old password still works")
 	}
 	ts.passwordGrant("gil", "gil-password-2")
+}
+
+// TestRefreshReuseInterval: two tabs refreshing with the same token at once
+// both get new tokens in the same login; the same token presented after
+// the interval is theft, and the login ends.
+func TestRefreshReuseInterval(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--refresh-reuse-interval", "1s")
+	ts.addUser("tab", "tab-river-stone", "data:read")
+	login := ts.passwordGrant("tab", "tab-river-stone")
+	tab1, res := ts.refresh(login.Refresh)
+	if tab1.Access == "" {
+		t.Fatalf("tab 1 = %d %s", res.Status, res.Body)
+	}
+	tab2, res := ts.refresh(login.Refresh) // the same token, a moment later
+	if tab2.Access == "" {
+		t.Fatalf("tab 2 within the interval = %d %s", res.Status, res.Body)
+	}
+	_, p1 := claims(t, tab1.Access)
+	_, p2 := claims(t, tab2.Access)
+	if p1["sid"] != p2["sid"] || tab1.Refresh == tab2.Refresh {
+		t.Errorf("the tabs' tokens: sid %v and %v, refresh tokens equal: %v", p1["sid"], p2["sid"], tab1.Refresh == tab2.Refresh)
+	}
+	for i, tab := range []tokenPair{tab1, tab2} {
+		if next, res := ts.refresh(tab.Refresh); next.Access == "" {
+			t.Errorf("tab %d refreshing its own token = %d %s", i+1, res.Status, res.Body)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	_, res = ts.refresh(login.Refresh)
+	wantGrantError(t, res, "invalid_grant")
+	if ts.works(tab1.Access) || ts.works(tab2.Access) {
+		t.Error("the login's access tokens work after a reuse past the interval")
+	}
 }

@@ -53,6 +53,10 @@ type GrantConfig struct {
 	PasswordGrant bool
 	// Scopes are the scopes a token may be asked for.
 	Scopes Scopes
+	// ReuseInterval is how long after a rotation the rotated refresh token
+	// may be redeemed again by its client, for a new token in the same
+	// family (browser tabs refreshing at once); 0: reuse is theft at once.
+	ReuseInterval time.Duration
 	// RequireVerifiedEmail refuses the password grant to an account whose
 	// email is not verified (an account without one, which an
 	// administrator made, may log in).
@@ -368,7 +372,7 @@ func (g *Grants) Refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 	}
 	now := g.now()
 	_, err = g.st.RotateRefreshToken(ctx, hash,
-		store.RefreshToken{Hash: next, IssuedAt: now, ExpiresAt: now.Add(g.cfg.RefreshTTL)}, now, g.tokens.DeadAfter(now))
+		store.RefreshToken{Hash: next, IssuedAt: now, ExpiresAt: now.Add(g.cfg.RefreshTTL)}, now, g.tokens.DeadAfter(now), g.cfg.ReuseInterval)
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
 		g.logger.Warn("refresh token reused: its family is revoked", "family", fam.ID, "subject", fam.UserID)

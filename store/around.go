@@ -128,9 +128,9 @@ func (t *around) CreateRefreshFamily(ctx context.Context, f RefreshFamily, first
 	return do(t, ctx, "CreateRefreshFamily", func(ctx context.Context) error { return t.s.CreateRefreshFamily(ctx, f, first) })
 }
 
-func (t *around) RotateRefreshToken(ctx context.Context, hash []byte, next RefreshToken, now, accessUntil time.Time) (RefreshFamily, error) {
+func (t *around) RotateRefreshToken(ctx context.Context, hash []byte, next RefreshToken, now, accessUntil time.Time, reuseGrace time.Duration) (RefreshFamily, error) {
 	return call(t, ctx, "RotateRefreshToken", func(ctx context.Context) (RefreshFamily, error) {
-		return t.s.RotateRefreshToken(ctx, hash, next, now, accessUntil)
+		return t.s.RotateRefreshToken(ctx, hash, next, now, accessUntil, reuseGrace)
 	})
 }
 

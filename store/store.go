@@ -340,10 +340,13 @@ type RefreshTokens interface {
 	// transaction: it marks the token used and stores next in its family,
 	// with next.ExpiresAt cut to the family's expiry, and returns the
 	// family. Two calls racing for one token yield one rotation; the other
-	// finds it used. Errors: fault.ErrNotFound, ErrRefreshRevoked,
-	// ErrRefreshExpired, and ErrRefreshReused, after which the family is
-	// revoked as by RevokeRefreshFamily (that much is committed).
-	RotateRefreshToken(ctx context.Context, hash []byte, next RefreshToken, now, accessUntil time.Time) (RefreshFamily, error)
+	// finds it used. A token used less than reuseGrace ago is redeemed
+	// again (next joins the family; two browser tabs refreshing at once);
+	// past it, or with reuseGrace 0, reuse is theft. Errors:
+	// fault.ErrNotFound, ErrRefreshRevoked, ErrRefreshExpired, and
+	// ErrRefreshReused, after which the family is revoked as by
+	// RevokeRefreshFamily (that much is committed).
+	RotateRefreshToken(ctx context.Context, hash []byte, next RefreshToken, now, accessUntil time.Time, reuseGrace time.Duration) (RefreshFamily, error)
 	// RefreshFamilyByToken returns the family of the token with hash, used
 	// or not. It returns fault.ErrNotFound when there is none.
 	RefreshFamilyByToken(ctx context.Context, hash []byte) (RefreshFamily, error)

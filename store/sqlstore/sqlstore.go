@@ -772,7 +772,7 @@ func (s *Store) insertRefreshToken(ctx context.Context, tx *sql.Tx, t store.Refr
 // RotateRefreshToken redeems a refresh token and stores its successor. The
 // token's row is locked first: of two processes racing for it, the second
 // waits, then finds it used.
-func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, next store.RefreshToken, now, accessUntil time.Time) (store.RefreshFamily, error) {
+func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, next store.RefreshToken, now, accessUntil time.Time, reuseGrace time.Duration) (store.RefreshFamily, error) {
 	var f store.RefreshFamily
 	reused := false
 	err := s.tx(ctx, "rotate refresh token", func(tx *sql.Tx) error {
@@ -787,16 +787,18 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, next store.
 			return s.unavailable("rotate refresh token", err)
 		case !f.RevokedAt.IsZero():
 			return store.ErrRefreshRevoked
-		case !used.IsZero():
+		case !used.IsZero() && !(reuseGrace > 0 && now.Sub(used) < reuseGrace):
 			// Reuse: revoke the family, and commit that.
 			reused = true
 			return s.revokeFamily(ctx, tx, f.ID, now, accessUntil)
 		case !now.Before(expires) || !now.Before(f.ExpiresAt):
 			return store.ErrRefreshExpired
 		}
-		if _, err := s.execTx(ctx, tx, "rotate refresh token", `UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2`,
-			s.d.Time(now), hash); err != nil {
-			return err
+		if used.IsZero() {
+			if _, err := s.execTx(ctx, tx, "rotate refresh token", `UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2`,
+				s.d.Time(now), hash); err != nil {
+				return err
+			}
 		}
 		next.FamilyID = f.ID
 		return s.insertRefreshToken(ctx, tx, next, f.ExpiresAt)

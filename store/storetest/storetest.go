@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SigningKeys", testSigningKeys},
 		{"RefreshRotation", testRefreshRotation},
 		{"RefreshReuse", testRefreshReuse},
+		{"RefreshReuseGrace", testRefreshReuseGrace},
 		{"RefreshExpiry", testRefreshExpiry},
 		{"RefreshRace", testRefreshRace},
 		{"ChangeFeed", testChangeFeed},
@@ -469,18 +470,18 @@ func testRefreshRotation(t *testing.T, s store.Store) {
 		t.Fatalf("RefreshFamilyByToken = %+v, %v", got, err)
 	}
 	now := epoch.Add(time.Hour)
-	f, err := s.RotateRefreshToken(ctx, []byte("h1"), next("h2", now, 30*24*time.Hour), now, now.Add(time.Hour))
+	f, err := s.RotateRefreshToken(ctx, []byte("h1"), next("h2", now, 30*24*time.Hour), now, now.Add(time.Hour), 0)
 	if err != nil || f.ID != "fam1" {
 		t.Fatalf("rotate h1 = %+v, %v", f, err)
 	}
 	now = now.Add(time.Hour)
-	if _, err := s.RotateRefreshToken(ctx, []byte("h2"), next("h3", now, 30*24*time.Hour), now, now.Add(time.Hour)); err != nil {
+	if _, err := s.RotateRefreshToken(ctx, []byte("h2"), next("h3", now, 30*24*time.Hour), now, now.Add(time.Hour), 0); err != nil {
 		t.Fatalf("rotate h2: %v", err)
 	}
 	if f, err := s.RefreshFamilyByToken(ctx, []byte("h1")); err != nil || f.ID != "fam1" || !f.RevokedAt.IsZero() {
 		t.Errorf("a used token's family = %+v, %v; want found, not revoked", f, err)
 	}
-	if _, err := s.RotateRefreshToken(ctx, []byte("nope"), next("x", now, time.Hour), now, now); !errors.Is(err, fault.ErrNotFound) {
+	if _, err := s.RotateRefreshToken(ctx, []byte("nope"), next("x", now, time.Hour), now, now, 0); !errors.Is(err, fault.ErrNotFound) {
 		t.Errorf("rotating an unknown token: %v, want not found", err)
 	}
 	if _, err := s.RefreshFamilyByToken(ctx, []byte("nope")); !errors.Is(err, fault.ErrNotFound) {
@@ -491,7 +492,7 @@ func testRefreshRotation(t *testing.T, s store.Store) {
 	if err := s.RevokeRefreshFamily(ctx, "fam1", now, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateRefreshToken(ctx, []byte("h3"), next("h4", now, time.Hour), now, now); !errors.Is(err, store.ErrRefreshRevoked) {
+	if _, err := s.RotateRefreshToken(ctx, []byte("h3"), next("h4", now, time.Hour), now, now, 0); !errors.Is(err, store.ErrRefreshRevoked) {
 		t.Errorf("rotating in a revoked family: %v, want ErrRefreshRevoked", err)
 	}
 	changes, _ := s.ChangesSince(ctx, before, 10)
@@ -506,18 +507,47 @@ func testRefreshRotation(t *testing.T, s store.Store) {
 	}
 }
 
+// testRefreshReuseGrace: within the grace after its rotation, a token is
+// redeemed again into the same family (both successors live); past it,
+// reuse revokes the family.
+func testRefreshReuseGrace(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	family(t, s, "famg", []byte("g1"))
+	now := epoch.Add(time.Minute)
+	grace := 10 * time.Second
+	if _, err := s.RotateRefreshToken(ctx, []byte("g1"), next("g2", now, time.Hour), now, now.Add(time.Hour), grace); err != nil {
+		t.Fatal(err)
+	}
+	soon := now.Add(5 * time.Second)
+	if f, err := s.RotateRefreshToken(ctx, []byte("g1"), next("g3", soon, time.Hour), soon, soon.Add(time.Hour), grace); err != nil || f.ID != "famg" {
+		t.Fatalf("g1 again within the grace = %+v, %v", f, err)
+	}
+	for i, h := range []string{"g2", "g3"} {
+		if _, err := s.RotateRefreshToken(ctx, []byte(h), next(fmt.Sprint("g", 4+i), soon, time.Hour), soon, soon.Add(time.Hour), grace); err != nil {
+			t.Errorf("%s, a successor, = %v", h, err)
+		}
+	}
+	late := now.Add(20 * time.Second)
+	if _, err := s.RotateRefreshToken(ctx, []byte("g1"), next("g6", late, time.Hour), late, late.Add(time.Hour), grace); !errors.Is(err, store.ErrRefreshReused) {
+		t.Fatalf("g1 past the grace = %v, want ErrRefreshReused", err)
+	}
+	if _, err := s.RotateRefreshToken(ctx, []byte("g4"), next("g7", late, time.Hour), late, late, grace); !errors.Is(err, store.ErrRefreshRevoked) {
+		t.Errorf("the family after a late reuse: %v, want ErrRefreshRevoked", err)
+	}
+}
+
 func testRefreshReuse(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	family(t, s, "fam2", []byte("r1"))
 	now := epoch.Add(time.Minute)
-	if _, err := s.RotateRefreshToken(ctx, []byte("r1"), next("r2", now, time.Hour), now, now.Add(time.Hour)); err != nil {
+	if _, err := s.RotateRefreshToken(ctx, []byte("r1"), next("r2", now, time.Hour), now, now.Add(time.Hour), 0); err != nil {
 		t.Fatal(err)
 	}
-	f, err := s.RotateRefreshToken(ctx, []byte("r1"), next("r3", now, time.Hour), now, now.Add(time.Hour))
+	f, err := s.RotateRefreshToken(ctx, []byte("r1"), next("r3", now, time.Hour), now, now.Add(time.Hour), 0)
 	if !errors.Is(err, store.ErrRefreshReused) || f.ID != "fam2" {
 		t.Fatalf("reusing r1 = %+v, %v; want the family and ErrRefreshReused", f, err)
 	}
-	if _, err := s.RotateRefreshToken(ctx, []byte("r2"), next("r4", now, time.Hour), now, now); !errors.Is(err, store.ErrRefreshRevoked) {
+	if _, err := s.RotateRefreshToken(ctx, []byte("r2"), next("r4", now, time.Hour), now, now, 0); !errors.Is(err, store.ErrRefreshRevoked) {
 		t.Errorf("r2 after r1's reuse: %v, want ErrRefreshRevoked", err)
 	}
 	if _, err := s.RefreshFamilyByToken(ctx, []byte("r3")); !errors.Is(err, fault.ErrNotFound) {
@@ -533,7 +563,7 @@ func testRefreshExpiry(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	family(t, s, "fam3", []byte("e1"))
 	late := epoch.Add(30*24*time.Hour + time.Second)
-	if _, err := s.RotateRefreshToken(ctx, []byte("e1"), next("e2", late, time.Hour), late, late); !errors.Is(err, store.ErrRefreshExpired) {
+	if _, err := s.RotateRefreshToken(ctx, []byte("e1"), next("e2", late, time.Hour), late, late, 0); !errors.Is(err, store.ErrRefreshExpired) {
 		t.Errorf("rotating after the token's expiry: %v, want ErrRefreshExpired", err)
 	}
 	// A token's expiry is cut to its family's: rotate every 25 days, each
@@ -542,13 +572,13 @@ func testRefreshExpiry(t *testing.T, s store.Store) {
 	day := func(d int) time.Time { return epoch.Add(time.Duration(d) * 24 * time.Hour) }
 	for i, d := range []int{25, 50, 75} {
 		cur, nxt := fmt.Sprint("c", i), fmt.Sprint("c", i+1)
-		if _, err := s.RotateRefreshToken(ctx, []byte(cur), next(nxt, day(d), 30*24*time.Hour), day(d), day(d)); err != nil {
+		if _, err := s.RotateRefreshToken(ctx, []byte(cur), next(nxt, day(d), 30*24*time.Hour), day(d), day(d), 0); err != nil {
 			t.Fatalf("rotate %s on day %d: %v", cur, d, err)
 		}
 	}
 	// c3 was issued on day 75 for 30 days, but the family ends on day 90.
 	after := f2.ExpiresAt.Add(time.Second)
-	if _, err := s.RotateRefreshToken(ctx, []byte("c3"), next("c4", after, time.Hour), after, after); !errors.Is(err, store.ErrRefreshExpired) {
+	if _, err := s.RotateRefreshToken(ctx, []byte("c3"), next("c4", after, time.Hour), after, after, 0); !errors.Is(err, store.ErrRefreshExpired) {
 		t.Errorf("rotating after the family's expiry: %v, want ErrRefreshExpired", err)
 	}
 	if err := s.PruneRefreshFamilies(ctx, after.Add(time.Hour)); err != nil {
@@ -575,7 +605,7 @@ func testRefreshRace(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := s.RotateRefreshToken(ctx, []byte("race"), next(fmt.Sprint("won-", i), now, time.Hour), now, now.Add(time.Hour))
+			_, err := s.RotateRefreshToken(ctx, []byte("race"), next(fmt.Sprint("won-", i), now, time.Hour), now, now.Add(time.Hour), 0)
 			results <- err
 		}()
 	}
