@@ -57,6 +57,7 @@ type config struct {
 	// user add.
 	Email         string
 	EmailVerified bool
+	// How long a rotated refresh token still works for its client.
 	RefreshReuseInterval time.Duration
 	// Self-service accounts and mail.
 	Registration         string
