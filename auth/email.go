@@ -123,8 +123,14 @@ func (a *Accounts) Register(ctx context.Context, r Registration) (store.User, er
 // logging in (signing up, following a mailed link).
 const ActorSelf = "self-service"
 
-// RequestVerification queues a new verification mail for p's account.
-func (a *Accounts) RequestVerification(ctx context.Context, p *Principal) error {
+// RequestVerification queues a new verification mail for p's account,
+// asked from ip. Requests are counted per account and address, as
+// failed logins are: an unverified address may be someone else's, who
+// must not be flooded with mail.
+func (a *Accounts) RequestVerification(ctx context.Context, p *Principal, ip string) error {
+	if _, err := a.throttle.Reserve(ctx, verifyMail(p.UserID), ip); err != nil {
+		return err
+	}
 	u, err := a.users.UserByID(ctx, p.UserID)
 	if err != nil {
 		return notFound(err)
@@ -375,4 +381,5 @@ func localPart(email string) string {
 // limit and no one can block the resets of others.
 func signUp(username string) Secret     { return Secret{"signup", username} }
 func forgot(identifier string) Secret   { return Secret{"forgot", identifier} }
+func verifyMail(userID string) Secret   { return Secret{"verify-mail", userID} }
 func resetLink(tokenHash string) Secret { return Secret{"reset", tokenHash} }

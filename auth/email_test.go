@@ -176,7 +176,7 @@ func TestVerificationFollowsTheAddress(t *testing.T) {
 		t.Error("a verification was prepared for an address the account no longer has")
 	}
 	p := &Principal{UserID: u.ID}
-	if err := e.accounts.RequestVerification(ctx, p); err != nil {
+	if err := e.accounts.RequestVerification(ctx, p, "192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
 	if next := e.claim(t); next.To != "ann@elsewhere.example" {
@@ -211,5 +211,27 @@ func TestResetGuessesBlockOnlyTheGuesser(t *testing.T) {
 	}
 	if err := e.accounts.ResetPassword(ctx, l.Token, "ann-new-harbor", "192.0.2.1"); err != nil {
 		t.Fatalf("the owner's reset after another's guesses: %v", err)
+	}
+}
+
+// TestVerificationRequestsAreCounted: an account cannot have its
+// (perhaps someone else's) address flooded with verification mails.
+func TestVerificationRequestsAreCounted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newSelfEnv(t, SelfService{}, ThrottleConfig{MaxFailures: 2, MaxPerUser: 100, MaxPerIP: 100, Window: time.Minute, MaxBackoff: time.Minute})
+	u, err := e.accounts.Create(ctx, NewAccount{Username: "ann", Password: "ann-river-stone", Email: "ann@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last error
+	for range 3 {
+		last = e.accounts.RequestVerification(ctx, &Principal{UserID: u.ID}, "192.0.2.1")
+	}
+	if fault.As(last).Code != fault.SlowDown {
+		t.Fatalf("the third request = %v, want slow_down", last)
+	}
+	if n, _ := e.st.PendingMail(ctx); n != 2 {
+		t.Errorf("%d mails queued, want 2", n)
 	}
 }

@@ -33,7 +33,11 @@ func (s *Server) VerifyEmail(ctx context.Context, req api.VerifyEmailRequestObje
 
 // RequestEmailVerification is POST /users/me/email/verify-request.
 func (s *Server) RequestEmailVerification(ctx context.Context, _ api.RequestEmailVerificationRequestObject) (api.RequestEmailVerificationResponseObject, error) {
-	if err := s.accounts.RequestVerification(ctx, principal(ctx)); err != nil {
+	ip, err := clientIP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.accounts.RequestVerification(ctx, principal(ctx), ip); err != nil {
 		return nil, err
 	}
 	return api.RequestEmailVerification202Response{}, nil

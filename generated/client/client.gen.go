@@ -766,6 +766,9 @@ type ClientInterface interface {
 
 	// RequestEmailVerification Mail a new verification link to the caller's email
 	//
+	// Requests are counted per account and client IP, as failed logins are
+	// (`slow_down` past the limits): the address may not be the caller's.
+	//
 	// Corresponds with POST /users/me/email/verify-request (the `RequestEmailVerification` operationId).
 	RequestEmailVerification(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1336,6 +1339,9 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 }
 
 // RequestEmailVerification Mail a new verification link to the caller's email
+//
+// Requests are counted per account and client IP, as failed logins are
+// (`slow_down` past the limits): the address may not be the caller's.
 //
 // Corresponds with POST /users/me/email/verify-request (the `RequestEmailVerification` operationId).
 func (c *Client) RequestEmailVerification(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2562,6 +2568,9 @@ type ClientWithResponsesInterface interface {
 	GetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMeResponse, error)
 
 	// RequestEmailVerificationWithResponse Mail a new verification link to the caller's email
+	//
+	// Requests are counted per account and client IP, as failed logins are
+	// (`slow_down` past the limits): the address may not be the caller's.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4275,6 +4284,11 @@ type RequestEmailVerificationResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// RequestEmailVerificationResponse429Headers the declared response headers of an HTTP 429 response for RequestEmailVerification
+type RequestEmailVerificationResponse429Headers struct {
+	RetryAfter *int
+}
+
 // RequestEmailVerificationResponse503Headers the declared response headers of an HTTP 503 response for RequestEmailVerification
 type RequestEmailVerificationResponse503Headers struct {
 	RetryAfter *int
@@ -4289,6 +4303,8 @@ type RequestEmailVerificationResponse struct {
 	JSON401 *Unauthorized
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *Conflict
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *InternalError
 	// JSON503 the response for an HTTP 503 `application/json` response
@@ -4297,6 +4313,8 @@ type RequestEmailVerificationResponse struct {
 	Headers400 *RequestEmailVerificationResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *RequestEmailVerificationResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RequestEmailVerificationResponse429Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *RequestEmailVerificationResponse503Headers
 }
@@ -4314,6 +4332,11 @@ func (r RequestEmailVerificationResponse) GetJSON401() *Unauthorized {
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
 func (r RequestEmailVerificationResponse) GetJSON409() *Conflict {
 	return r.JSON409
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r RequestEmailVerificationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
 }
 
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
@@ -5205,6 +5228,9 @@ func (c *ClientWithResponses) GetMeWithResponse(ctx context.Context, reqEditors 
 }
 
 // RequestEmailVerificationWithResponse Mail a new verification link to the caller's email
+//
+// Requests are counted per account and client IP, as failed logins are
+// (`slow_down` past the limits): the address may not be the caller's.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7173,6 +7199,13 @@ func ParseRequestEmailVerificationResponse(rsp *http.Response) (*RequestEmailVer
 		}
 		response.JSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7210,6 +7243,16 @@ func ParseRequestEmailVerificationResponse(rsp *http.Response) (*RequestEmailVer
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers RequestEmailVerificationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers RequestEmailVerificationResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {

@@ -345,7 +345,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Mail a new verification link to the caller's email */
+        /**
+         * Mail a new verification link to the caller's email
+         * @description Requests are counted per account and client IP, as failed logins are
+         *     (`slow_down` past the limits): the address may not be the caller's.
+         */
         post: operations["requestEmailVerification"];
         delete?: never;
         options?: never;
@@ -1398,6 +1402,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
