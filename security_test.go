@@ -232,3 +232,37 @@ func TestRequestValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestPublicOperationsRefuseBadBodies walks every operation the spec leaves
+// open (security: []) that takes a JSON body: a body that is not JSON, one
+// with a member the schema does not name, and an empty object are each a
+// 400 invalid_request with the error body, before any handler runs.
+func TestPublicOperationsRefuseBadBodies(t *testing.T) {
+	t.Parallel()
+	doc, err := loadSpec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, "--registration", "open")
+	checked := 0
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Security == nil || len(*op.Security) != 0 || op.RequestBody == nil || op.RequestBody.Value.Content.Get("application/json") == nil {
+				continue
+			}
+			checked++
+			t.Run(method+" "+path, func(t *testing.T) {
+				t.Parallel()
+				for _, body := range []string{`{`, `{"surely_not_a_member":1}`, `{}`} {
+					res := ts.do(method, path, jsonBody(nil), strings.NewReader(body))
+					if res.Status != http.StatusBadRequest || res.JSON(t)["error"] != "invalid_request" {
+						t.Errorf("body %s: %d %s, want 400 invalid_request", body, res.Status, res.Body)
+					}
+				}
+			})
+		}
+	}
+	if checked < 4 {
+		t.Fatalf("checked %d public JSON operations; the spec has more", checked)
+	}
+}
