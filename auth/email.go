@@ -265,6 +265,10 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password, ip string
 	return nil
 }
 
+// MailCooldown is the least time between two mails of one kind (a
+// verification, a reset) to one account; requests between are dropped.
+const MailCooldown = time.Minute
+
 // Letter is what a mail tells its recipient; the mail package renders it.
 type Letter struct {
 	Kind     string // store.MailVerifyEmail, store.MailPasswordReset
@@ -316,11 +320,23 @@ func (a *Accounts) PrepareMail(ctx context.Context, m store.Mail) (Letter, bool,
 		}
 		purpose, ttl, page = store.PurposeVerify, a.cfg.Self.VerifyTTL, "/verify-email"
 	}
+	now := a.now().UTC()
+	// At most one mail of a kind a minute to an account: asking again and
+	// again from many addresses must not flood its owner's inbox. A retry
+	// of this very mail (its earlier attempt made a token) is not a new one.
+	if m.Attempts <= 1 {
+		last, err := a.users.LastEmailToken(ctx, u.ID, purpose)
+		if err != nil {
+			return Letter{}, false, err
+		}
+		if !last.IsZero() && now.Sub(last) < MailCooldown {
+			return Letter{}, false, nil
+		}
+	}
 	token, err := newEmailToken()
 	if err != nil {
 		return Letter{}, false, err
 	}
-	now := a.now().UTC()
 	if err := a.users.CreateEmailToken(ctx, store.EmailToken{
 		Hash: hashEmailToken(token), UserID: u.ID, Purpose: purpose, Email: u.Email, CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}); err != nil {

@@ -238,3 +238,9 @@ func (t *around) EmailToken(ctx context.Context, hash, purpose string, now time.
 		return t.s.EmailToken(ctx, hash, purpose, now)
 	})
 }
+
+func (t *around) LastEmailToken(ctx context.Context, userID, purpose string) (time.Time, error) {
+	return call(t, ctx, "LastEmailToken", func(ctx context.Context) (time.Time, error) {
+		return t.s.LastEmailToken(ctx, userID, purpose)
+	})
+}

@@ -251,6 +251,9 @@ type Outbox interface {
 	PruneMail(ctx context.Context, doneBefore, now time.Time) error
 	// CreateEmailToken stores t.
 	CreateEmailToken(ctx context.Context, t EmailToken) error
+	// LastEmailToken returns when the newest token of the account for
+	// purpose was made, the zero time when it has none.
+	LastEmailToken(ctx context.Context, userID, purpose string) (time.Time, error)
 	// EmailToken returns the token whose hash is hash, made for purpose
 	// and alive at now, without using it; fault.ErrNotFound when there is
 	// none. A read: what a guess costs before any write.

@@ -92,6 +92,21 @@ func (s *Store) PruneMail(ctx context.Context, doneBefore, now time.Time) error 
 	})
 }
 
+// LastEmailToken returns when the account's newest token for purpose was
+// made.
+func (s *Store) LastEmailToken(ctx context.Context, userID, purpose string) (time.Time, error) {
+	var at time.Time
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT created_at FROM email_tokens WHERE user_id = $1 AND purpose = $2 ORDER BY created_at DESC LIMIT 1`),
+		userID, purpose).Scan(timeCol{&at})
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, s.unavailable("last email token", err)
+	}
+	return at, nil
+}
+
 // EmailToken reads a live token.
 func (s *Store) EmailToken(ctx context.Context, hash, purpose string, now time.Time) (store.EmailToken, error) {
 	return one(ctx, s, s.db, "email token", func(row scanner) (store.EmailToken, error) {

@@ -75,6 +75,12 @@ func testEmailTokens(t *testing.T, s store.Store) {
 	tok("r1", store.PurposeReset, later)
 	tok("old", store.PurposeReset, epoch.Add(-time.Second))
 
+	if at, err := s.LastEmailToken(ctx, ann.ID, store.PurposeVerify); err != nil || !at.Equal(epoch) {
+		t.Errorf("LastEmailToken = %v, %v; want %v", at, err, epoch)
+	}
+	if at, err := s.LastEmailToken(ctx, "id-nobody", store.PurposeReset); err != nil || !at.IsZero() {
+		t.Errorf("LastEmailToken of an account without tokens = %v, %v", at, err)
+	}
 	if got, err := s.EmailToken(ctx, "v1", store.PurposeVerify, epoch); err != nil || got.UserID != ann.ID || got.Email != ann.Email {
 		t.Errorf("EmailToken(v1) = %+v, %v", got, err)
 	}
