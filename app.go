@@ -79,6 +79,10 @@ func apiRules(doc *openapi3.T) (auth.AccountConfig, error) {
 	return auth.AccountConfig{Scopes: scopes, ReservedUsernames: guard.Reserved(doc)["username"]}, nil
 }
 
+// refreshCookieName is the refresh cookie's name, as openapi.yaml's
+// RefreshCookie parameter declares it.
+const refreshCookieName = "passflow_refresh"
+
 // app is the wired program: what serve runs and what tests drive in process.
 type app struct {
 	handler  http.Handler
@@ -152,6 +156,9 @@ func newApp(ctx context.Context, logger *slog.Logger, accessLog io.Writer, cfg c
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RefreshCookie {
+		g.UseRefreshCookie(guard.RefreshCookie{Name: refreshCookieName, MaxAge: cfg.RefreshTokenTTL})
+	}
 	server := impl.NewServer(accounts, st, grants, clients, keys, rules.Scopes, cfg.Issuer)
 	engine, err := routes(accessLog, g, server, middlewares, specJSON, m, cfg.MetricsAddr != "", proxies, st, feed)
 	if err != nil {
@@ -168,9 +175,11 @@ func newApp(ctx context.Context, logger *slog.Logger, accessLog io.Writer, cfg c
 		handler = cors.New(cors.Options{
 			AllowedOrigins: origins,
 			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
-			AllowedHeaders: []string{"Authorization", "Content-Type", guard.RequestIDHeader},
+			AllowedHeaders: []string{"Authorization", "Content-Type", guard.RequestIDHeader, guard.CSRFHeader},
 			ExposedHeaders: []string{"WWW-Authenticate", "Retry-After", guard.RequestIDHeader},
 			MaxAge:         600,
+			// The refresh cookie goes only with credentialed requests.
+			AllowCredentials: cfg.RefreshCookie,
 		}).Handler(engine)
 	}
 	return &app{handler: handler, accounts: accounts, tokens: tokens, feed: feed, throttle: throttle, logger: logger, sender: sender}, nil

@@ -235,3 +235,69 @@ func TestSwaggerUILogin(t *testing.T) {
 		t.Errorf("GET /my_data after a reload: %q, want 200 with wendy's item", got)
 	}
 }
+
+// TestBrowserTabsShareTheRefreshCookie: a page logs in in cookie mode, its
+// script never sees the refresh token (HttpOnly), two tabs refresh at
+// once from the shared cookie and both stay logged in
+// (--refresh-reuse-interval), and logging out in one clears the cookie
+// for both.
+func TestBrowserTabsShareTheRefreshCookie(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "--refresh-cookie", "--refresh-reuse-interval", "10s")
+	ts.addUser("tabby", "tabby-river-stone", "data:read")
+
+	browserCtx := browser(t)
+	screenshotOnFailure(t, browserCtx, "refresh-cookie-tabs")
+	ctx, cancel := context.WithTimeout(browserCtx, 60*time.Second)
+	defer cancel()
+	post := func(path, body string) string {
+		return `fetch("` + path + `", {method: "POST", headers: {"Content-Type": "application/x-www-form-urlencoded", "X-Passflow-CSRF": "1"}, body: "` + body + `"})
+			.then(async r => r.status + " " + await r.text())`
+	}
+	eval := func(ctx context.Context, what, js string) string {
+		t.Helper()
+		out, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return out
+	}
+
+	step(t, ctx, "open a page of passflow's", chromedp.Navigate(ts.URL+"/docs"))
+	login := eval(ctx, "log in", post("/token", "grant_type=password&username=tabby&password=tabby-river-stone"))
+	if !strings.HasPrefix(login, "200 ") || strings.Contains(login, "refresh_token") || !strings.Contains(login, "access_token") {
+		t.Fatalf("login = %s", login)
+	}
+	if cookies := eval(ctx, "read document.cookie", `document.cookie`); strings.Contains(cookies, "passflow_refresh") {
+		t.Fatalf("the page's script can read the refresh cookie: %q", cookies)
+	}
+
+	tab2, cancel2 := chromedp.NewContext(ctx)
+	defer cancel2()
+	step(t, tab2, "open a second tab", chromedp.Navigate(ts.URL+"/docs"))
+	answers := make(chan string, 2)
+	for _, tab := range []context.Context{ctx, tab2} {
+		go func() {
+			out, err := chromedp.Run(tab, chromedp.Evaluate[string](post("/token", "grant_type=refresh_token"), chromedp.EvalAwaitPromise))
+			if err != nil {
+				out = err.Error()
+			}
+			answers <- out
+		}()
+	}
+	for range 2 {
+		if got := <-answers; !strings.HasPrefix(got, "200 ") || !strings.Contains(got, "access_token") {
+			t.Errorf("a tab's refresh, both at once = %s", got)
+		}
+	}
+	if again := eval(tab2, "refresh again in tab 2", post("/token", "grant_type=refresh_token")); !strings.HasPrefix(again, "200 ") {
+		t.Errorf("tab 2 refreshing after the race = %s", again)
+	}
+
+	if out := eval(ctx, "log out", post("/revoke", "")); !strings.HasPrefix(out, "200 ") {
+		t.Fatalf("logout = %s", out)
+	}
+	if out := eval(tab2, "refresh after logout", post("/token", "grant_type=refresh_token")); !strings.HasPrefix(out, "400 ") {
+		t.Errorf("tab 2 after logout = %s, want 400", out)
+	}
+}

@@ -57,8 +57,10 @@ type config struct {
 	// user add.
 	Email         string
 	EmailVerified bool
-	// How long a rotated refresh token still works for its client.
+	// How long a rotated refresh token still works for its client, and
+	// whether refresh tokens also travel in a cookie.
 	RefreshReuseInterval time.Duration
+	RefreshCookie        bool
 	// Self-service accounts and mail.
 	Registration         string
 	RegistrationScopes   string

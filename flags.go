@@ -43,6 +43,7 @@ func bindServe(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password for the admin account created when no account holds users:admin (prefer the env)")
 	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
 	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime, from each token's own issue (a login's tokens never outlive 90 days)")
+	fs.BoolVar(&c.RefreshCookie, "refresh-cookie", false, "also set refresh tokens in an HttpOnly, Secure, SameSite=Strict cookie for /token and /revoke; a request with the X-Passflow-CSRF header gets none in its body and may use the cookie's")
 	fs.DurationVar(&c.RefreshReuseInterval, "refresh-reuse-interval", 0, "how long after a rotation the rotated refresh token still works for its client, for a new token in the same login (browser tabs refreshing at once); 0: presenting it again revokes the login at once, as theft (at most 1m)")
 	fs.DurationVar(&c.ClockLeeway, "clock-leeway", 5*time.Second, "clock skew tolerated when checking token times")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")

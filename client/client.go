@@ -112,7 +112,7 @@ func (c *Client) Logout(ctx context.Context) error {
 	if err != nil {
 		return oauthError(err)
 	}
-	body := gen.RevokeTokenFormdataRequestBody{Token: tok.RefreshToken}
+	body := gen.RevokeTokenFormdataRequestBody{Token: &tok.RefreshToken}
 	hint := "refresh_token"
 	body.TokenTypeHint = &hint
 	// Revocation authenticates the client, not the user: no bearer token.
@@ -127,7 +127,7 @@ func (c *Client) Logout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := plain.RevokeTokenWithFormdataBodyWithResponse(ctx, body)
+	res, err := plain.RevokeTokenWithFormdataBodyWithResponse(ctx, nil, body)
 	if err != nil {
 		return err
 	}

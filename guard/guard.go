@@ -74,6 +74,10 @@ type Guard struct {
 	maxBody  int64
 	routes   map[routeKey]*operation
 	checks   sync.Pool
+	// cookie, when set, carries refresh tokens in a cookie for the paths
+	// cookiePaths (see UseRefreshCookie).
+	cookie      *RefreshCookie
+	cookiePaths []string
 }
 
 type routeKey struct{ method, path string }
@@ -82,6 +86,8 @@ type operation struct {
 	route      *routers.Route
 	oauth      bool
 	pathParams bool
+	// cookieParam is the form parameter the refresh cookie stands in for.
+	cookieParam string
 }
 
 // New builds the guard's route table from doc, which must be valid. Request
@@ -102,12 +108,20 @@ func New(
 	for specPath, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			oauth, _ := op.Extensions[OAuth2EndpointExtension].(bool)
+			cookieParam, _ := op.Extensions[RefreshCookieExtension].(string)
+			if cookieParam != "" {
+				if !oauth {
+					return nil, fmt.Errorf("guard: %s %s: %s is for %s operations only", method, specPath, RefreshCookieExtension, OAuth2EndpointExtension)
+				}
+				g.cookiePaths = append(g.cookiePaths, specPath)
+			}
 			g.routes[routeKey{method, ginPath(specPath)}] = &operation{
 				route: &routers.Route{
 					Spec: doc, Path: specPath, PathItem: item, Method: method, Operation: op,
 				},
-				oauth:      oauth,
-				pathParams: strings.Contains(specPath, "{"),
+				oauth:       oauth,
+				pathParams:  strings.Contains(specPath, "{"),
+				cookieParam: cookieParam,
 			}
 		}
 	}
@@ -158,6 +172,7 @@ func (g *Guard) Middleware() gin.HandlerFunc {
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(c.Writer, r.Body, g.maxBody)
 		}
+		var held *cookieWriter
 		if op.oauth {
 			c.Header("Cache-Control", "no-store")
 			c.Header("Pragma", "no-cache")
@@ -165,6 +180,21 @@ func (g *Guard) Middleware() gin.HandlerFunc {
 			if r, err = g.prepareOAuth(r); err != nil {
 				g.WriteError(c, err)
 				return
+			}
+			if g.cookie != nil && op.cookieParam != "" {
+				if r, err = g.cookieIn(r, op); err != nil {
+					g.WriteError(c, err)
+					return
+				}
+				held = &cookieWriter{ResponseWriter: c.Writer}
+				c.Writer = held
+				defer func() {
+					c.Writer = held.ResponseWriter
+					if v := recover(); v != nil {
+						panic(v) // Recover answers on the real writer
+					}
+					g.cookieOut(held, op, r.Header.Get(CSRFHeader) != "")
+				}()
 			}
 			c.Request = r
 		}

@@ -103,7 +103,7 @@ func (s *Server) RevokeToken(ctx context.Context, req api.RevokeTokenRequestObje
 	if err != nil {
 		return nil, err
 	}
-	if err := s.grants.Revoke(ctx, auth.RevokeRequest{Token: b.Token, Hint: deref(b.TokenTypeHint), Client: client, ClientIP: ip}); err != nil {
+	if err := s.grants.Revoke(ctx, auth.RevokeRequest{Token: deref(b.Token), Hint: deref(b.TokenTypeHint), Client: client, ClientIP: ip}); err != nil {
 		return nil, err
 	}
 	return api.RevokeToken200Response{Headers: api.RevokeToken200ResponseHeaders{CacheControl: ptr(noStore), Pragma: ptr(noCache)}}, nil

@@ -221,8 +221,10 @@ type RevocationRequest struct {
 	ClientId     *string `json:"client_id,omitempty"`
 	ClientSecret *string `json:"client_secret,omitempty"`
 
-	// Token The access or refresh token to revoke.
-	Token string `json:"token"`
+	// Token The access or refresh token to revoke. Required, except in cookie mode
+	// (`--refresh-cookie` and `X-Passflow-CSRF`), where the cookie's refresh token
+	// stands in for it.
+	Token *string `json:"token,omitempty"`
 
 	// TokenTypeHint `access_token` or `refresh_token`: where to look first. Other values are ignored.
 	TokenTypeHint *string `json:"token_type_hint,omitempty"`
@@ -266,7 +268,9 @@ type TokenRequest struct {
 	// Password The account's password. Required for the password grant.
 	Password *string `json:"password,omitempty"`
 
-	// RefreshToken The refresh token to redeem. Required for the refresh_token grant.
+	// RefreshToken The refresh token to redeem. Required for the refresh_token grant, except in
+	// cookie mode (`--refresh-cookie` and `X-Passflow-CSRF`), where the cookie's
+	// stands in for it.
 	RefreshToken *string `json:"refresh_token,omitempty"`
 
 	// Scope Space-delimited scopes to request; omitted means every scope the account holds.
@@ -337,8 +341,14 @@ type UserPatch struct {
 	Scopes *[]Scope `json:"scopes,omitempty"`
 }
 
+// CSRF defines model for CSRF.
+type CSRF = string
+
 // ItemKey defines model for ItemKey.
 type ItemKey = string
+
+// RefreshCookie defines model for RefreshCookie.
+type RefreshCookie = string
 
 // Username defines model for Username.
 type Username = string
@@ -390,6 +400,32 @@ type Unauthorized = Error
 
 // Unavailable The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Unavailable = Error
+
+// RevokeTokenParams defines parameters for RevokeToken.
+type RevokeTokenParams struct {
+	// XPassflowCSRF Any value: asks for cookie mode, and is required to use the refresh cookie. A
+	// cross-site form cannot send a custom header, and a script of another origin
+	// cannot without passing CORS.
+	XPassflowCSRF *CSRF `json:"X-Passflow-CSRF,omitempty"`
+
+	// PassflowRefresh The refresh token, as `--refresh-cookie` sets it: `HttpOnly; Secure;
+	// SameSite=Strict`, for the paths `/token` and `/revoke` only. Used only with
+	// `X-Passflow-CSRF`.
+	PassflowRefresh *RefreshCookie `form:"passflow_refresh,omitempty" json:"passflow_refresh,omitempty"`
+}
+
+// IssueTokenParams defines parameters for IssueToken.
+type IssueTokenParams struct {
+	// XPassflowCSRF Any value: asks for cookie mode, and is required to use the refresh cookie. A
+	// cross-site form cannot send a custom header, and a script of another origin
+	// cannot without passing CORS.
+	XPassflowCSRF *CSRF `json:"X-Passflow-CSRF,omitempty"`
+
+	// PassflowRefresh The refresh token, as `--refresh-cookie` sets it: `HttpOnly; Secure;
+	// SameSite=Strict`, for the paths `/token` and `/revoke` only. Used only with
+	// `X-Passflow-CSRF`.
+	PassflowRefresh *RefreshCookie `form:"passflow_refresh,omitempty" json:"passflow_refresh,omitempty"`
+}
 
 // ListUsersParams defines parameters for ListUsers.
 type ListUsersParams struct {
@@ -472,10 +508,10 @@ type ServerInterface interface {
 	Register(c *gin.Context)
 	// RevokeToken Revoke an access or refresh token (RFC 7009)
 	// (POST /revoke)
-	RevokeToken(c *gin.Context)
+	RevokeToken(c *gin.Context, params RevokeTokenParams)
 	// IssueToken Log in (password grant) or refresh (refresh_token grant)
 	// (POST /token)
-	IssueToken(c *gin.Context)
+	IssueToken(c *gin.Context, params IssueTokenParams)
 	// ListUsers List accounts, a page at a time
 	// (GET /users)
 	ListUsers(c *gin.Context, params ListUsersParams)
@@ -681,6 +717,48 @@ func (siw *ServerInterfaceWrapper) Register(c *gin.Context) {
 // RevokeToken operation middleware
 func (siw *ServerInterfaceWrapper) RevokeToken(c *gin.Context) {
 
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RevokeTokenParams
+
+	headers := c.Request.Header
+
+	// ------------- Optional header parameter "X-Passflow-CSRF" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Passflow-CSRF")]; found {
+		var XPassflowCSRF CSRF
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandler(c, fmt.Errorf("Expected one value for X-Passflow-CSRF, got %d", n), http.StatusBadRequest)
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Passflow-CSRF", valueList[0], &XPassflowCSRF, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter X-Passflow-CSRF: %w", err), http.StatusBadRequest)
+			return
+		}
+
+		params.XPassflowCSRF = &XPassflowCSRF
+
+	}
+
+	{
+		var cookie string
+
+		if cookie, err = c.Cookie("passflow_refresh"); err == nil {
+			var value RefreshCookie
+			err = runtime.BindStyledParameterWithOptions("simple", "passflow_refresh", cookie, &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationCookie, Explode: true, Required: false, Type: "string", Format: ""})
+			if err != nil {
+				siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter passflow_refresh: %w", err), http.StatusBadRequest)
+				return
+			}
+			params.PassflowRefresh = &value
+
+		}
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -688,12 +766,54 @@ func (siw *ServerInterfaceWrapper) RevokeToken(c *gin.Context) {
 		}
 	}
 
-	siw.Handler.RevokeToken(c)
+	siw.Handler.RevokeToken(c, params)
 }
 
 // IssueToken operation middleware
 func (siw *ServerInterfaceWrapper) IssueToken(c *gin.Context) {
 
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params IssueTokenParams
+
+	headers := c.Request.Header
+
+	// ------------- Optional header parameter "X-Passflow-CSRF" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Passflow-CSRF")]; found {
+		var XPassflowCSRF CSRF
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandler(c, fmt.Errorf("Expected one value for X-Passflow-CSRF, got %d", n), http.StatusBadRequest)
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Passflow-CSRF", valueList[0], &XPassflowCSRF, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter X-Passflow-CSRF: %w", err), http.StatusBadRequest)
+			return
+		}
+
+		params.XPassflowCSRF = &XPassflowCSRF
+
+	}
+
+	{
+		var cookie string
+
+		if cookie, err = c.Cookie("passflow_refresh"); err == nil {
+			var value RefreshCookie
+			err = runtime.BindStyledParameterWithOptions("simple", "passflow_refresh", cookie, &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationCookie, Explode: true, Required: false, Type: "string", Format: ""})
+			if err != nil {
+				siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter passflow_refresh: %w", err), http.StatusBadRequest)
+				return
+			}
+			params.PassflowRefresh = &value
+
+		}
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -701,7 +821,7 @@ func (siw *ServerInterfaceWrapper) IssueToken(c *gin.Context) {
 		}
 	}
 
-	siw.Handler.IssueToken(c)
+	siw.Handler.IssueToken(c, params)
 }
 
 // ListUsers operation middleware
@@ -2130,7 +2250,8 @@ func (response Register503JSONResponse) VisitRegisterResponse(w http.ResponseWri
 }
 
 type RevokeTokenRequestObject struct {
-	Body *RevokeTokenFormdataRequestBody
+	Params RevokeTokenParams
+	Body   *RevokeTokenFormdataRequestBody
 }
 
 type RevokeTokenResponseObject interface {
@@ -2140,6 +2261,7 @@ type RevokeTokenResponseObject interface {
 type RevokeToken200ResponseHeaders struct {
 	CacheControl *string
 	Pragma       *string
+	SetCookie    *string
 }
 
 type RevokeToken200Response struct {
@@ -2152,6 +2274,9 @@ func (response RevokeToken200Response) VisitRevokeTokenResponse(w http.ResponseW
 	}
 	if response.Headers.Pragma != nil {
 		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.SetCookie != nil {
+		w.Header().Set("Set-Cookie", fmt.Sprint(*response.Headers.SetCookie))
 	}
 	w.WriteHeader(200)
 	return nil
@@ -2291,7 +2416,8 @@ func (response RevokeToken503JSONResponse) VisitRevokeTokenResponse(w http.Respo
 }
 
 type IssueTokenRequestObject struct {
-	Body *IssueTokenFormdataRequestBody
+	Params IssueTokenParams
+	Body   *IssueTokenFormdataRequestBody
 }
 
 type IssueTokenResponseObject interface {
@@ -2301,6 +2427,7 @@ type IssueTokenResponseObject interface {
 type IssueToken200ResponseHeaders struct {
 	CacheControl *string
 	Pragma       *string
+	SetCookie    *string
 }
 
 type IssueToken200JSONResponse struct {
@@ -2320,6 +2447,9 @@ func (response IssueToken200JSONResponse) VisitIssueTokenResponse(w http.Respons
 	}
 	if response.Headers.Pragma != nil {
 		w.Header().Set("Pragma", fmt.Sprint(*response.Headers.Pragma))
+	}
+	if response.Headers.SetCookie != nil {
+		w.Header().Set("Set-Cookie", fmt.Sprint(*response.Headers.SetCookie))
 	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
@@ -3856,8 +3986,10 @@ func (sh *strictHandler) Register(ctx *gin.Context) {
 }
 
 // RevokeToken operation middleware
-func (sh *strictHandler) RevokeToken(ctx *gin.Context) {
+func (sh *strictHandler) RevokeToken(ctx *gin.Context, params RevokeTokenParams) {
 	var request RevokeTokenRequestObject
+
+	request.Params = params
 
 	if err := ctx.Request.ParseForm(); err != nil {
 		sh.options.RequestErrorHandlerFunc(ctx, err)
@@ -3894,8 +4026,10 @@ func (sh *strictHandler) RevokeToken(ctx *gin.Context) {
 }
 
 // IssueToken operation middleware
-func (sh *strictHandler) IssueToken(ctx *gin.Context) {
+func (sh *strictHandler) IssueToken(ctx *gin.Context, params IssueTokenParams) {
 	var request IssueTokenRequestObject
+
+	request.Params = params
 
 	if err := ctx.Request.ParseForm(); err != nil {
 		sh.options.RequestErrorHandlerFunc(ctx, err)
@@ -4188,126 +4322,136 @@ func (sh *strictHandler) UpdateUser(ctx *gin.Context, username Username) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F19cttGlr9KL2eqLNWAlCzLTiJXaldxkh3NxLHLcsZba3iFJvBIdgR0M90N0ZyUp+YQe4bNPXKUOclW",
-	"v+4GGmCTohRJsRP/lZgC+vN9/t4HfhzkopoLDlyrwdGPgxnQAiT+7xOaz+CJ4FqK0vy7AJVLNtdM8MHR",
-	"4Lhc0KUiGRdDpYWEjOy8+PoJefTJ4Wfk558eju7vjgbJQOUzqKh5G3hdDY5eD/zzgzfJQC/nMDgaKC0Z",
-	"nw7evUsGzyWd2ufXzpabZV1hNnw+PtsL0HJ5PNEgV2c8hVzwQhEtyIIyTcYwERKIlkvGp4ROKePdKSvG",
-	"WWVmvd9MxbiGKUic69WrV8e1ngHXLKcaVid8OQNi9/Rwn/z80wMyBipBknxGyxL4FLrT9XfzLhnMqaQV",
-	"aHd9Jxqqv8IyPhHTUN1T5ByWZlRmfp5TPRskA04rM+45LAfJQMIPNZNQDI60rKGzW/r2G+BTPRsc3T/4",
-	"NDG7b/5tVqI1SDPq/7w+Hv43Hf59f/jZ6Owfwzd/+uMgdhPfKZB25thqaZ6Lmut7itTuObJTUZ3PoCA5",
-	"VTBkXAFXTLMLKJcJoYpQTUoxZXx3zf78QNtu8uDho/4mIzcgQc0FV4AX8AUtXsAPNSht/pULroHj/9L5",
-	"vDREwATf+16ZXf4YTPpHCZPB0eAPey1j7tm/qr2vpBTSTrV6StJORgoBinChCR4R0TOmSCHyugKuyU7G",
-	"+AUtWXHmHs92R+TVDDhhWpFcQmEolJYq5VQCqWg5EbKCguzohSCZIWEh2d9x8Rlx0oIITiiZS6Eh11AQ",
-	"MQeJT+wmRJv742oBMuU5lZKBIpR3KH10vyVyooUYpXyQhJLo1atXwz7zxI7JvbLX5zU8sCeCT0qW3/Fl",
-	"5CVVM1BkwfQMzyKvpTQXoTTVQHay3C0r202IqvMZEi/R9Bx4S+1CEgmVuDCixwxSUqUJLSojg94lg6+F",
-	"HLOiAH43e9PCLK6k+blZqsrFHCyVNfdOHE8ppDdVTyYsZ8D1GT6cJb3rRya96fs+4UYE0dJu5U4ORoG8",
-	"AEkmlJWGYzLmlnAG5q1s9zEpQFNWKmJ4qxTTKRQJ4WBekqBryaHAC/1W6K9FzYvbX/a3wlKdBCVqmRuK",
-	"5EKfTczs2S4u5pk521sQZjjuFoTmWWlBFZEwqZU52472P+gTEJouw8B22UQ9HTunY4Nsess9hSvHnTyn",
-	"y1LQ4qUQ31A5hTs8Jn9AY1EsCTMmiyClWUNU2v/6J3WKbHKzfHn5KfWZ0/7bs+Z7cCwvhXhK+dKxmbqr",
-	"oxGCVJQv/cEYy62aa7SgUKi3xtecKrUQsjDqCP+Ul0ao31NEQS5BJymfSFG514pCglLmWcYJLUtz5KVY",
-	"nBViwY0o1HJpzWhCjQVOMrTGh2iOZ2ZEY36vmAJ3eDHOPxg2DsKmlwJXor3R7zh19hIUd3SdT/BKCG3V",
-	"oVHHgUay4sDe3K9J9klUy3c3k31BFcuJBFpWn6cDQ3+TUizSQWIMRqlAf54Ovnv59fDTdJCRhbFi0cRa",
-	"OQMorAH255cvnxM7aEyDbPCugiu9oKyk4/IuJXxBNR1TBaRgBZr21qImO4wTzSrYTZAnPSuj52ONjDEY",
-	"mzGfQX6OzJ1ywVHLGy4XkkpWLs/qdlO/fc68LT19bRU9tws600Kc4W/O7noBU6a0NaiflEJBcRdrZcpr",
-	"ysaPLEF7LaCIYlNO6jnZyWSwvrMcF+hWflua7CaVWJdjzK6G9dyoq5RLUKD9lamb0Vu/gGBvRYtscggc",
-	"8GSt752sDubPEkIDZ90IVVEbcUTQjiK5KGDXnCzlKXfKhggeWqI4rPF25yC7fuCtuP23IbBvUlZ7eoyI",
-	"65RTTZy4vhERfW0ifOd1Iw7TWO6rm0f5JibEuLRLwgUfHrx9S/5y+uxb4rExImqtWAGoqlH1HRDgxVww",
-	"rpXRwnMp5iA1sygaxCc7JhXNZ4zDUAItzLEg7R2RFY8nIX0K7pFikvI4SBF4wgnJKtAzUZyZ32hZioUd",
-	"qoFvzCirkjwhgfBISFRm2gU2t2uoo48c2JvsGSWJPZuzzsGsntOsrihvTwnezkvKcQEjcqIb9GEOVCOc",
-	"U48rpo3FdEHLGkHnlXknDMoiNhdeNN4kyg+84jmV2pCEDtQg1WRC61InjdEmwahFwWMTvgsx2teOImK7",
-	"b0F+Mf4ecu2wsanQzx2XId8XBTOP0/J5QGkTWipItgOfjU+jFYGKstI7OgmKObdPvRBmHxV9G05xHxHk",
-	"3i89ajdDRk6WdydrkMKMcv4f8JZW8xJGuaiyhNSc/VADWcyoxqtFXJcqcAtqAe3DDqD9IHLPdYDKXw0L",
-	"j1zEiTH21Bxys6cAS1rZqdEJnzx6dEB+/ulgdJ+w8D1PQatywhr9Z6xYWezDyM7c09ZvNW9MhKyoxjCB",
-	"o5TOad3fPziMDIMCJC4JrfbUIli/WfQl83x6/7ODdfOcmZ/PZoxHji2jeQ5KOYmGIkTCRIKauZ8eE8HL",
-	"JbGP2cVZjYM0QnPNLoAYNuyRyaPDy9jRnsGby2/civ/Lr/xg5crtm24LmV2s8/eYNnIDmXeVJuyTgT83",
-	"FqIEys3iaF1EHL2kS0erEvftvEMtjOtHh4PVgF8yYFRv+6RS0bm+1yz6O6qn+F/qcfT3lnzC2OgXaOZF",
-	"IqNdxt98++6Io9evoTIDdO/k3IYkV6ZEbXP5fDYuaR9eN+kryayxuFHSd5fVTN9h+v39/cvIf/1S/vLq",
-	"rzEdOa/HJcutqnwFY/JXWFow4pOH9z/ZjRBxOY0TqryIk2j01/M1BH2u49fBo7/WKj762+ivyy2uU5vr",
-	"NItLcKN2ijWneRqlJvwv01Cpy8x2cyGtZqJS0mWMvlR0/qfoWb70Av8KpHWpknBGQ2V915Lx8y00xVZK",
-	"eDs5/S0svlPWJbjCtt4vUwXnPLsAySYMIrbpl5CXVILCk7YL9A+THS7w8AliH1zvPrYKxWoYYc3hwC4N",
-	"tMg8sCu7Ez6tlUbnDme0kEqIoc9FyfLlESYqAFWaZMOh/+OwYnxY4m4zRDpprkEqsvMpqXmJhwqazNh0",
-	"BnKXUF4QpaXgUwJc1NMZGS/J39/mF2PjvfdGVbmQxi05MA8V4KxwDKuh5ymqSnAcciyBYoZF4KHywsbz",
-	"G5NYLDgximJ3RI6b4FyzR2YcisP9/VWnjCxmQgHJVmz4jCi6VGQxW+JsXe+EbWNCWVMtIJdP++SSDBZG",
-	"Qzzj5dLmfHilquJcav8W7pxUdEnGQKaScg3FY+PprpLLVkLpFLX5O9zCiX3h/qO+kOpq5D5gIytaMuUx",
-	"7ucvvnpyckp8Rs0TquApnc990PTTg0cPdxOiBMmOS5ZDZm4po/i/o18oYoKkmuZuYgInALzXWYMtMu+Q",
-	"JW8Fbo0QPLPuWAwP6EVBgl/wQtGXDzGD4MGaq3o+F1KDexjNqnAIhx6kPPD8yU6D93ho8simlUWBm90k",
-	"5caE74QokR/WwvZt9ANZGjHmQO68ZwCCnbeWrGMim39v5/zHiMq7+E9mlE+vav65rJyzUJ5fwyWMSRYO",
-	"i7OPauI3oSZ6tLhCNL3L3kSlL0BZ4OEKRPqRkn5DBsd75RVsQbhhNPKD9hQ+ctBvhIM+WJPYeatr2OxC",
-	"2JjkpRD5/v5nDiKXzUsfDj7ukGi07BGobhFzs51z+DXR8iNjTksjiUkpxDmZMKn0iDzTM5DWrLXgOZty",
-	"Ia2zd0OY+akHd6POjO56o5kNn3qbwgK6WcvMk1IsSOGQjyOiZ0ZyMaVT7tyD4+cn9zDqhj+bGezoSSM3",
-	"XC6IlRNGnCyJwFPYOdzfx8Bp37vitHJp6tWudTu2rxX5tz8M0/R1mr4Z/iNaKZIMbO7oU9C0oDpSKIT8",
-	"fHj/kNCwUsFvo3LvrbJH68ups8bD6yCLq2TWc9E7UYszH9KOvhp/9Mys+czGma+/CqVqi+WtBhQW58o7",
-	"XSt/9P517Ax63PM6HXDBIR28yY5CIplRRbjonbzfHMpXLto0ADNPym3ae6fyhGASqeAwIs1tNvUEaBJB",
-	"NQZpadRqv5RbgaXIjuGIko13HckSponxt5eWFLc/x1ambr7KyHM3co+WEa/7thWBGxfefeQG1tyTcY4Q",
-	"V9YSP9q17BOQbbKGS7fdy5Uu66pMGrmxDUwVE/0YW7hM6ztc7HD0YHTQieZuqflXFXGTxM2QASfMsFY/",
-	"l7bJBTQsFWTRdvOMV4ylrUyLDUtyeeW/YDnXs1taOosvEP/ukrWM/Wxm8mHVYKKOUbEaaE0Gb4fCLPlg",
-	"6DDMQRxe3Oy2dJNU/HMj8sIxI5lgvj60dgGOfP3T6W4rup6ITVcAVJFFdQbbemVoh6+PjPdKeec0h2EB",
-	"JauYhqKxoITnmccetScVUK5c9povbGtR/5koCzXa6ozqKxa0bnVdl03bk8ABAW2QN5ekZbQl1sY/N/Jm",
-	"UpeNyFmHyYcGdgxTVmzKoSB/efXSumCf7T/6dNfciAJe2BLIMAs1DiK/nRuT4Izx9dXbNdes9HfYykr3",
-	"aofQ1idoXELvx5yIOf2h7lF90pK9TeKkmmR7zuVAtzRrL+jzrv+xBq5fQ98Yo4rTuAtQRc/vilkhK4kf",
-	"wQ13BuvcjF90jAB90LmnriRQI/56+TMF1TDUDD3pla0UTNFxCUU81WcN/tRlxA4U9ZjQsTKKxucYWdOW",
-	"r4lmXBJ7fjUDdJkMGYoFB0kmwmaQEorAngf5XMakW0Q84twGKre3BrdP5wngCjdRcLgrO03Cy1p3w8+p",
-	"jcb0sey3+ozGWy8Yf9bigDYqhnxErT9q3iNzOoXmigRvS6LNH6JXZPa1faIIEuZl9q0dcv2udT67FCe9",
-	"LB00pOu+CPV/a7RTTjlWa4gpYdx6R0w3uX5KizlZCHnO+DROWWvY5BS06kGIXdh2p+aeIhIPdmZdSsl8",
-	"agXRQuw+Jlk6SAeZrWkHDxL2cdybzPHAnHsu9Mcsjt9lFscLmJc0d5RxaTrHzeZurOZCm4VCXkuml6dm",
-	"JLviGJa3upNvkLut/UDbjHRzys2FBYbGY2tQrRhAVKW828zjiNgpSVrv7z/I8TH8X3DWyKQUC1xoyC3B",
-	"gVNNj4yYxuOmBVmKWiJl4VGaM8VHFjY5c/AENYchWrwa3EEBJWiIvCnB+ESqM777zZZ4AXHxIuRRloM5",
-	"JPeT2nOPhiP5ZXzNSrjmUKgAjrALh5EUlNMpONfB0dWoMbO+k+XgaGAvpUMS6P7ZUiLGJyJqXboimUYC",
-	"IKx7/PxkRBw1mAt//uz0JemYl13ySHlb+WacZJLT0lrGFs9tene4XiUbqSM0/loiSfnLTq8Zn4PC+NSc",
-	"pu0vISZEy1rPjroSVYpag0q8R5ZaSYNzt2C0cwmQ/SzFOF42Mi7WfYRKILQsUz4Fbv5ovCsEFyUBPhEy",
-	"h8JIUKZx9V/Zu7PlWkGvmuy/hg6WGZ58mZEdHUAUSWMionqjRFEORHDYHaX8mMypnhEugrXhjpWbRZHD",
-	"/cNunZHZFSUWXyLUDlAIUCkqd3ybHO4/XFOPNBZ61vaayb6ymUNjUSxxh8/aS66oPIeCZC0E4QCuI3M/",
-	"kDkbtfEB8b6YNGMxe7Ipz8ISurfDxWIxNGJ9WMsSeC4Ko/jNftB6w+R91x+gVxC7Q8kPNchlyq1sN5Qj",
-	"4XtsJrSb4Cm4zlb2lBHQJa4glSrvvZsnrZIBJHf/DlOxLDBUWuiAB7GU4MAMpfrNpxxT0eztWBZvcGxP",
-	"KFmnAPqINI3RrPgsWQ7Oz3YtqJ6evDRSBCXDTOu5OtrbE3PgllFGQk733EtqzzxrpAbTJTidaaTAIBlc",
-	"gFRWUuyP7o/2zVNmEDpng6PBg9H+6AGGHvUMpfTeaAFlOTznYsH3vl+cq5GvfJzGwLgXviuM5VNl7al+",
-	"GYmnNwXkHJaK0NJ5Sg3VnxipPQWNSdy9NlkH+/s3VpiJ46+py+wk3J+Cvqz1QXeEP4sFKYVrv2TsNmcy",
-	"YHe54vLmAQ/tLmOLb05jr9uyKLQTBkev3yQDVVcVlUu3IVdIYI98pa7HISx4N215gTF/6VQZ/8Wpnjdm",
-	"mg5Z4B+GnSjO0N7/WjqxkvO7F98YbWRLcsY1K3XL7zYa4Jsd9cXAEZmAbedm/pLyzKoZ+5JVMFsuMUvQ",
-	"6cnsq5nVQVSbtd1TZEwVpHynCSv9/NOD0QMXpVwh1l6o8RbJtjfTxgY291QninlNCvZD/MpkfLwpSEua",
-	"e1pLtujk7VmhhKapUHpTTlUuKlAt9SH2IiaEOj/R5VCg52h8LjqfG12WkT+RzM0yxCn/HYf7/F///L/M",
-	"UM+JRs9aIc6XONAxG9pnh/jsUOsyc8XazPayMqrMahRUjYuZMUX1DFLu3RKlWVki9hTAQuHrRIsY8dql",
-	"foX+vAUtQOkvRLG8MYoNq2HedZER54r1mOUwfi3g6y68o44m8+E2VBZ0JDOv3H9w+Sv91h/XJGjz1haz",
-	"hZ0HNjHB35xO5SsIS2PIWeptUUKmA47wrTkcT7Rhy/Uc8bVNqO/qdpSTVa00MUKW+N4DaN9StwQ0zC6E",
-	"sRxtEXRLrB6PSoikDu6kvLGOPeJOML5HyxJkp0EP2nE05bZAHiQUJBd8wlxSgA/87QTBPiFJ1sQ2XXp8",
-	"J7iYpZxZcNDYc7sjcsyXPiJl9sqU68/g6187LvK//vm/fq9Jyu36i8SKiwZ7E9I5rQ0MZ43QThwAoacm",
-	"q9M6YsZ6u6dwEmOe/pi6Ssp0cGSLj95lMc5uL/elA9634+6ocb49u0drt7fi+5tTkvFq4k2dA+8p22Xz",
-	"1+3ttpUw6/dYxPfub/lep0HMtrIw2rPQvHzw2ZYv97v8bCtNV3oAbitQVxpwbZKqPuhixWrL1tgMyHCa",
-	"Vb0LFAS68eJ2fCl6zOYIA/ZNao2vDNirlmc+J80ZyV3eLZnST5df3oAtuRU4ieXXq0GMKLtYgXxPWcTN",
-	"SKwCRfB4aVtEX1Mnb0PBK8S7DSW0DW9/NRW+DrB9HSChb951SPIbpizA2D3ugNCQft6E1LTX8bnmErCb",
-	"nW9VHXESEO5TJPvPr14SP0iWkHOYa49vIqbkskm/pkofPz8hEnI2tzkHCC8qTaWHy1Zd+ZaUXzE9Oy2p",
-	"mn2k6Y803R63BUk9cSmAAqNmera7mdp/PIflO0vrxqpaFaL293Vi9HB9t3v0mZyt9p5f/qHdx+Y3mhbR",
-	"7yu12AhLj1y+tBGeoFXSZbKw+1mD1/H1to/s+c8emHnndUQNz+tQC9+8a9x2ILlrAxmFY1wYNhzgwm2W",
-	"BQ4sPd/d7C5d5H3nvw8KS7gOG9rgqy2+seHXK3Ckkdc+lrg3wfZq65EG9+GWg/0DjJTZUKNs/W6XWIkQ",
-	"F+u2WEMMxAXEJhpkyrU3cBZCnh914khMkR9qqDEI5KKF9nU2advLtTOm3IZIeYOq+dxDLZImWaUBCnHo",
-	"ETnRCjHDlK+gg9gztEnSCPHBDjQ4EZJkw6F9ugUGR6n3qi14j2uEAltkOuTj5LkN8oPsHFKThBN0G0CE",
-	"QTuEs2JaRRHuSbcx3u0Iw173va0k4sEqFZ1MQmqxn35RFum3CXVTwN4D5srvGkHcymG+rq98u8jjsTpH",
-	"iqRt7ojtfYvA+HhJHIK8BmlshID0xexxGWCjQx5466VTY2Ka8plp9ts9iJIHi8qxpUNi0xjazottALhB",
-	"j0mL9bds93i1LbCElMeZLGQk0uWjKBvh3m+Zi7pNA34J3h4mdSnQH3lla145BU0o4bBoz7AHzyMybPln",
-	"M994jHs9xzybm/EwKoS5OEZjtOX3RMyBZ2QHE3cWTAE53H9A1vTjTnmQ52zlZJAEJyb9wYf2LxnZwZ5G",
-	"YX4hxm5TngWJT9luk7HSBCxcTrMWPlug5dhGS9snMe/m1Lfe3l7xoZRwPN32ujdaeS3vqt0RedWcJfLO",
-	"0EsNG6fLQtmU8k42rQvpdTbSyJyoUHA3fDvyoNOLYStxcHN2vs2Njtv5nsoCU/9xNLiKrX7xOBf0F0Ax",
-	"W7B3pIk+vrqFHGo+GPY7FXiu0T8aCI3xtUmqXYhzWC/TXpi/47cTe9Vh9kVlyWEmSiATWrFySXYgMBzM",
-	"YMCLJkWk8QXsZ/7CrOYgEwbTQBpp89jOhYvohgVSXlG7BpQrDb+ThajLgszoBbgQZjEix0YeYCIKWuCl",
-	"BFosie9278ZjPscPCnKwv99+164vKczm7zSYt9piYnugYl1iRRsXxnDngtrQqj0RypfI5h+jcL+7KBwy",
-	"PQTcttLvY8f3Mrl6wK2px4sLnLC8zttsGYG31ptQa9PnW4EXiAdr5ESW3hZkY/XEAis4OgNT92Nbz8ku",
-	"IBBgveaDTmyMyLOKaW1kVWZbCtryhMuqU1Oe8vWFhZ3td3djHUFj4HYrBYzPZX9fv/tHu49tKnlpv/bR",
-	"8elG5LmxirnuCP+UB5kYRl54OYrFJ14nrNcApKsARin3x1TRpbWdOZVSLFzZWHdb0dwKoyvuVBJ3Kv7v",
-	"GC3uVv+uN+jaI/sov39/8tsVmOx0a9F3QzG+E6ngv7osbwo0o/nFx/7rU6zzUdzCiMmXserQpC3aK6nS",
-	"KW/fmrhv1XIIakwfk6ytSG2zhpu3MI2tEvhF5KUrjYjJkJIp/R1uZSVutcpd+IkYpQmvqzFIxA/8PrHk",
-	"VdeSN5+vxgKJ9vvV6NR20nWdmz44eriPBWn2Y+QP9/eTSz5Nvmqom4mb70XYBdlKP38eiightQPq/HGu",
-	"W6qt8t30Xe1+pvGbW5R7TUlyROQ944DUE17Fx0SBK8WcwqK4WKqAP1Zb1TPFrgiU+Lp+JzJcafW7pLHs",
-	"ulxmsQVEIm4HYPEd8d9vbOW9T2O4I5DlA+IBF3iN4ime6ht1uGc7NsQ1Il967zq01o12coWdDGsTg36p",
-	"FtiN1mU9hcEti9xLs7TCktm7oun3jHB6tNI5HrHYlmQ6RTFD2fYTWwfLrYk7e4GDXfY8FH8t5P2oU75i",
-	"SJQLTcbQyTaIg2O4Nixk+VsAIg+2iRkfx3FnG3+4Y9F5VUH4QaHG29LzU2wagq5452Z8tKiTewKbQ2gN",
-	"sZdiKmo9pGUZknjPKMdnMAqNbV23yhv8yhfyG5q1Rcwh+tHJlQngz4/yq4/9QS/6744M0aqECO4eKOCC",
-	"5XCZbAt7T2yXbNCdrnH9GM/LuoAi6WJVj33ADz+u6oKnYdD3niKyLl1rAf9ZbWwPbBEw902ATqBdz4Cn",
-	"3D9c88L1grLoFcpI2/IMJWqnT1hUrlbRRASL6z1d3lEugvvMxo0kI6BNi+PdsWD+XUT1tuVXe6NdMWzM",
-	"jqBBz3re/NFDA73s7RjqoTQB3u1dZdgToe4wt8B3tBpDm7idRPPBG1dwG7ILPanfaEL4lS2OD8iFcink",
-	"QT5g05RDz7B5iDZkq+J4wpVyyf0HA2wyue/o1ms6ZktBle0pY/83iMo0DY5U4IOZZxVo+1PTsNUqm+ux",
-	"R1CPWgrsaEK1nSymKup5cbv4SdsB746jGhtdTathfhVP833k+d8D3GJV2ma45Ura0tbK43O2c88eCgc3",
-	"aKRb2xRFkm3GZ5NSRi007tt/JT9ugkaMEj6H5R5+eKJtiubGsC1DknUhk+BJu+PVR0+hnAx9s7MWoFU2",
-	"MS/ptFJ0PlsnYI45j8E8ja/27s27/w8AAP//",
+	"7H19chtHludVcjETITKmAFIUpbahcOyy1fa2uq2WQpRHE6vSspJVD0CahUw4M4sQ2qGJOcSeYfsefZQ+",
+	"yUS+l1lfSIAgTVKyW39JLFRVfr3P3/uonwe5mi+UBGnNYPzzYAa8AI3/fcbzGTxT0mpVur8LMLkWCyuU",
+	"HIwHJ+WSrwzLpBoaqzRkbO/1d8/Yk98df83+/rfHo4f7o0EyMPkM5tw9DbKaD8bvBuH+wftkYFcLGIwH",
+	"xmohp4OPH5PBK82ndP/G0XI3rWuMhvfHR3sNVq9OJhb0+oinkCtZGGYVW3Jh2TlMlAZm9UrIKeNTLmR3",
+	"yLmQYu5GfVgPJaSFKWgc6xTsa5hoMLNnSl0IWB/xrbAzlg2Hmm4b5nhfNmZ2BsxfZFZdgGRC4kW6g2UL",
+	"bsykVMszf1eWyr3sj9YuXspy9ZSdQl5peMpO+RxOhYVvTq0Wuc0SpmQObKI0y15xO/vmAN+eMS6L+qdU",
+	"+t80XKoLyBJWcmPdHrSmis8NrS2z/aeMuw1lnLkHcu4W5+ZLc03lXBWQ4OwNnwOzS+V/MiwvgWso2F72",
+	"gn8Ynkzhm8Nsf5TKzjavn+Lbt29PKjsDaUXObWRj38yAEbU8PmR//9sjdu7G0Syf8bIEOYXR1hE+JoMF",
+	"13wONjDG6evvIiQqV+ySlxWMGTcXBrfVHxCt2e2qMEzDT5Vwy7SKVQY6p0v3j9hJKnOtjBkaYfEU5izn",
+	"UirLDMiCcZZXxqo5I26lV3NGs2FqwrhUdgaaKS2mQqbSP7wUdqYqyxy9uBN89vL1Ke2vcCugtw2SgeRz",
+	"twP/MXzlCWuIS+5QO//wPcipnQ3GT44TR/zhz4cxTntuYf5nWMXPRliYPzDsAlajMJUFt7NmIhewGiSD",
+	"sHGDsdUVbJjMw6Ov+rNZcGtBu7f+33cnw//Dh389HH49OvvP4ft/+9dBXCxs5dM3fXZMGDcRxmUGrGHC",
+	"jtk6L6ZynRkdwThicGs3LGszYxa4jylZrkbsBwMF/hePNJVZ76iy1qnSbJrN7AuLTcf61cOvj2K784MB",
+	"Ta+KbQzPc1VJ+8A42sb72N6c23wGBcu5gaGQBqQRVlxCucKd45aVairk/obTDy/alQSOHj+5iiA/uleZ",
+	"hZIGkKN/z4vX8FMFxrq/ciUtSPwvXyxKQULs4EfjVvlza9B/1TAZjAf/ctDo0AP61Rx8q7XSNFSMfHAw",
+	"VigwzHEmbhGzM2FYofJqDtKyvUzIS16K4szfnu2P2NuZE//WsFxD4UQeL00quQY256UTFE5+OqGaOZmo",
+	"tPgrTj7zosIwJRlnC60s5NYR0QI03rFPQplLswTtJIbWTiZz2RGdo4eN1GRWKaKzltHw9u3bYV8ax7bJ",
+	"P3LQF964Yc+UnJQiv+fDyEtuZmCQpUi9Vlq7gzCWW2B7We6nle0nzFT5DImXWe40ck3tSjMNc3Xp5Kt7",
+	"idOWjBdzZy58TAbfKX0uigLk/ayNzIWS5xcGFYRaAFFZfe5BHxmkN1NNJiIXIO0Z3pwlveNHJr3t834u",
+	"nYDmJS3lXjbGgL4EzSZclGhxCD+FM3BPOTOmAMtFaZjjrVJNp1AkTIJ7SIOttIQCD/Qvyn6nKlnc/bT/",
+	"oojqNBhV6dxRpFT2bOJGz/ZxMi/d3t6BMMP37kBogZWW3Nk5k8qpqa6hftQnIPQyhi03Yxv1dFySjruw",
+	"7Sl/F84cV/KKr0rFizdKfc/1FO5xm8IGnati5YxBqxQr3Ryi0v7T79Qpssnt8uXVu9RnTvo7sOZnsC1v",
+	"lHrB5cqzmbmvrVGKzblchY1xdu18YdGCQqHeGF/OyFsqXTC0KYXzrZxQf2CYgVyDTVI50WruHysKDca4",
+	"e4VkvCzdljsLsVBL6USh1SvyeL1vl6HjPETP2Zm56CmvmQL3eDDelR/Wvvy2h1pef3OiP0ju7SUo7uk4",
+	"n+GRMN6oQ6eOWxqJxAGd3Kck+ySq5buLyX7PjciZBl7Ov0lrJyMdJM5g1AbsN+nghzffDb9KBxlbOisW",
+	"Tay1PYCCDLA/vnnzitFLYxpki7veOtJLLkp+Xt6nhC+45efcACtEgaY9WdRsT0hmxRz2E+TJwMro+ZCR",
+	"cQ7OZsxnkF8gc6cSMZi9zHG50lyLcnVWNYv67XPmXenpG6voBU3ozCp1hte83fUapsJYMqiflcpAcR9z",
+	"FSZoytqPLMEGLWCYEVPJqgXby3Rrfmc5TtDP/K402W0qsS7HuFUNq4VTV6nUYMCGIzO3o7d+AcHeiRbZ",
+	"5hB4JJOs772sao2fJYy3nPWA/XHJ0I5iuSpg3+0sl6n0yoYp2bZECYHaT9gCdNcPvBO3/y4E9m3K6kCP",
+	"EXGdSm6ZF9e3IqJvTIQfg27E19SW+/riUb6pCXMu7YpJJYdHHz6wP52+/AsL2BhTlTWiIIwaVd8RA1ks",
+	"lJDWOC280GoB2gpC0SA+2Amb83wmJAw18MJtC9LemK15PAnrU3CPFJNUxkGKliecsGwOdqaKM3eNl6Va",
+	"0qtq+Ma9ZV2SJ6wlPBIWlZk0wfp0HXX0kQM6yZ5RktDenHU2Zn2fZtWcy2aX4MOi5BInMGLPbY0+LIBb",
+	"hHOq87mwzmLCuMMoNu5EQFnExsKDxpNE+eGRZ43hA9tSg9yyCa9Km9RGmwanFpWMDfixjdG+8xQRW30T",
+	"j1PnP0JuPTY2VfaV5zLk+6IQ7nZevmpR2oSXBpLdwGfn01jDYM5FGRydBMWcX6ddKreOOf/QHuIhIsi9",
+	"Kz1qd6+MhYG6g9VIYcal/F/wgc8XJYxyNc8SVknxUwVsOeMWjxZxXW7AT6gBtLsRlkeRc65aqPz1sPDI",
+	"QTx3xp5ZQO7W1MKS1lbqdMLvnjw5Yn//29HoIRPt5wIFrcsJMvrPRLE22ceRlfm7yW91T0yUnnPrIxlI",
+	"KZ3denh4dBx5DQqQuCQk7WlVa/5u0leME42P+HHO3OWzmZCRbct4noMxXqKhCPGRGH/pKUV26DaaHGkc",
+	"pBGeW3EJzLFhj0yeHF/FjrQH768+cRL/Vx/50dqR05N+CRlN1vt7wjq5gcy7ThN0Z8ufO1eqBC7d5HhV",
+	"RBy9pEtH6xL3w6JDLULaJ8eD9dh8MhDc7nqnMdGxfrQieh3VU/yX6jx6vSGfdhrD79HMiyQxdBl/++n7",
+	"LY4ev4W5e0H3TC4oYLs2JGqbq8ejqC3dvGnQt1qQsbhV0nenVQ/fYfrDw8OryH/zVP709s8xHbmozkuR",
+	"k6p8C+fsz7AiMOJ3jx/+bj9CxOU0Tqj6Mk6i0asXGwj6wsaPQ0avVib+9g/Rq6sdjtO643STS3ChNMSG",
+	"3TyNUhP+KyzMzVVmuzuQRjNxrfkqRl8mOv4L9CzfBIF/DdK6Ukl4o2FOvmsp5MUOmmInJbybnP4LLH8w",
+	"5BJcY1mfl6mCY55dghYTARHb9A+Ql1yDwZ2mCYab2Z5UuPkMsQ9p95+SQiENo8gcbtmlLS2yaNmV3QFf",
+	"VIZyYigtCSGVNoa+UKXIV2NMVABuLMuGw/DjcC7ksMTVZoh08tyCNmzvK1bJEjcVLJuJ6Qz0PuZyGKuV",
+	"nDKQqprO2PmK/fVDfnnuvPfeW02utHNLjtxNBXgrHMNq6Hmq+VxJfOW5Bo4ZFi0PVRYUz69NYrWUzCmK",
+	"/RE7qYNz9RqFcyiODw/XnTK2nCkDLFuz4TNm+Mqw5WyFo3W9E7GLCUWmWotcvuqTSzJYOg3xUpYryvkI",
+	"StXEuZR+a6+czfmKnQObai4tFE+dp7tOLjsJpVPU5h9xCc/pgYdP+kKqq5H7gI2e81KYgHG/ev3ts+en",
+	"LGTUPOMGXvDFIgRNvzp68ng/YUax7KQUOWTulDKO/x39QhHTSqqpzyYmcFqA9yZrsEHmPbIUrMCdEYKX",
+	"5I7F8IBeFKR1BQ8Uffk2ZtC6sZKmWiyUtuBvRrOq/QqPHqSy5fmzvRrvCdDkmDJAo8DNfpJKZ8J3QpSU",
+	"s7UJtm+iH8jSiDG35M5nBiDQuJUWHRPZ/b2b8x8jquDiP5txOb2u+eezcs7a8vwGLmFMskhYnn1RE78J",
+	"NdGjxTWi6R32Nip9DYaAh2sQ6RdK+g0ZHJ+VV7AD4bajkb9qT+ELB/1GOOhXaxJ7b3UDm4X6lish8sPD",
+	"rz1E3iqK+dXg4x6JRsu+XYVkFaOyhBF77fcxYfAhh4VtKn6w+CWVe5H6CLSS+5UL+xho0tAqcHpgugOn",
+	"0lguC+MGmWCAh2zmTwXYj8OMFSuVumAToY0dsZdYgoOWNeH3YiqVJn/zSth+jdpOA5QcdZ1s1/fNKFgb",
+	"LBiCj7NGdLjtZoXHWcbMzpycFMam0jsjJ6+eP8AYH152I9Dbk1pK+cwTkkpOeK0Y1RztHR8eYpi278tJ",
+	"PvdJ8XNf1bV73c7/+Jdhmr5L0/fD/4xW7SQDylR9AZYX3EYqCFF6HD88ZrxdFxGWMffPrTNj4zmas9qf",
+	"7OCY6xTVAwQ6MZKzEECPPhq/9czN+Yyi2jefhTEVIYfr4YvlhQku3tqPwZuP7UGPUd6lA6kkpIP3vmrR",
+	"7+6MGyZVb+fD4lCaS9UkHbhxUklJ9p06F4Ypq0o6eRNOs65eQAMM5uehHI50bSpJPBq25ziiFOf7nmSZ",
+	"sMx59ytfKrXzPjYSfPtRRu67lXMkRrzp0yTttk68e8stzLmnZz0hrs0lvrUb2adFtskGLt11Ldc6rOsy",
+	"aeTEtjBVzNDASMZVNoZH4Y5Hj0ZHndjxjnbGutqvU8YFMuBEONbqZ+7WmYeOpVo5u92s5jXTbCdDZsuU",
+	"fBb7L5jOzaykhs7iE8TffWqYs9bdSCGI2xqoYz+sh3WTwYehclM+GnrEdBAHM7c7Sd2UmHBfY6y1Kk69",
+	"XYBvvvnudJd1deEsWZAFwDwyqc7LaGYt6zKVLfOS/TLr8ob2JDoYm0P+vXYCC57DsIBSzIWFojbWVGDP",
+	"pyEcwebApfFpeaFirwlnzFRZmNFOx1Fds1J3J8q4atiesG/R6hbRdkW+SdPmgZkKRdukKmvptinY0Dbb",
+	"Y2C5EVMJBfvT2zfkW359+OSrfXciVGPvvOt2em0cHf+wcNbHmZCbO0hU0ooynGEjlv2jHW7bnHlyBWud",
+	"SKYW/KdqrTK95jDKTuW2KSxHfztrDuibrlezIQ6xgb4x+BancR95i+7fNdNd1jJaWifceVnnZMKkYwQY",
+	"ouk9zaiBO0nbSwwquIWhFQgRrC2lEIafl1DEc5g2AGtdRuxgbE8ZPzdOp4XkKbKi5YYwzRVB9bczQO/M",
+	"kaFaStBsoig1lnFELAN66VNB/STiofQmAru74bl7nlILh/EDtTZ3baVJ+7A2nfArTmGmPkj/wZ7xePsX",
+	"pzYI4KRwH/IRJ9fXPccWfAr1ESnZ1Hq7H6JH5Na1ewYMEuZVpjS9cvOqbT67EgC+Ks+1Tdd9ERp+q7WT",
+	"bzRSqikT0rc8sXUSo7FqwZZKXwg5jVPWBjY5BWt62GgXj96rZKCIJKC4WZdSspAzwqxS+09Zlg7SQUbF",
+	"+hDQzz5AfZvJK1hMIJX9kp7yT5me8hoWJc89ZVyZp3K7SSnrgKKbKOSVFnZ16t5EM47Bhusr+R65m+wH",
+	"3qTau12uD6xlaDwlg2rNAOImld0uJWNGQ7K0Ojx8lBPY6/4L3hpxhjxOtM0trQ3nlo+dmMbt5gVbqUoj",
+	"ZeFWuj3FW5aUdTp4hprDES0eDa6ggBIsRJ7U4Nwv03m/v0a1a8B8IAx5VOTgNslfMgf+1vabwjS+EyXc",
+	"8FWoAMbYXsRJCi75FLzr4OlqVJtZP+hyMB7QoXRIAj1NqpEScqKi1qWv/qklACLIJ6+ej5inBnfgr16e",
+	"vmEd87JLHqlsSvqcP85yXpJl7NtVhaYkvgnLVupoG38NkaTyTaeJTkiuEXLqdpMaZ6gJs7qys3FXompV",
+	"WTBJ8MhSkjQ4doN7e5cA2Y8oxvOyk3GxtipcA+NlmcopSPej864Qx9QM5ETpHAonQdHpTOW3dHZUh9Zq",
+	"wpP9x9AjQMPnf8jYnm2hIUltIqJ648xwCUxJ2B+l8gT7STGpWnPDFRs/imHHh8fdAipqJ0ZQFuP0gkKB",
+	"SX0LMn0J7Pjw8YZCq3NlZ00TnexbSok6V8UKV/iyOeQ51xdQsKxBOzyWNnbnA5m3UWsfEM9LaPcuQTub",
+	"yqxdG/hhuFwuh06sDytdgsxV4RS/Ww9ab1iV4Bsf9Cp99zj7qQK9SiXJdmrV9iN2SdpPcBd8DzjaZcSO",
+	"ma+05SZ47wk2vlugRerIPTwjTCy9DZWWqdvAZU22XVbX54XFpxJz7Oh0iMVryDwQStap7B6zujkjic9S",
+	"5OD9bN9b68XzN06KoGSYWbsw44MDtQBJjDJSenrgHzIH7l4nNYQt233EBsngErQhSXE4ejg6dHe5l/CF",
+	"GIwHj0aHo0cYU7UzlNIHoyWU5fBCqqU8+HF5YUahpHMaw/1eh3Y3xKeG7Kl+fUygNwPsAlaG8dJ7SjXV",
+	"P3dSewoWs9N7/b+ODg9vreIU37+h4LRTSXAK9qqeDt03/FEtWal8Xylnt3mTATtcFld3RXhMq4xNvt6N",
+	"g24vpradMBi/e58MTDWfc73yC/IVErTlawVLHmHBs2nqJpz5y6fG+S9e9bx3w3TIAn8YdgJGQzr/jXRC",
+	"kvOH1987bUS1RueVKG3D7xR4CF2c+mJgzCZAfercL6nMSM3QQ6RgdpxilqDTk9GjGekgbt3cHhh2zg2k",
+	"cq+OYP39b49Gj3xAdI1Ye1HNOyTb3khbO/M8MJ2A6Q0pOLziE5PxybZ4MKvPaSPZopN3QEIJTVNl7LZk",
+	"sVzNwTTUh9iLmjDu/USfHIKeo/O5+GLhdFnG/o1lfpQhDvk/8XXf/OO//j82SX1u0bM2iPMlHnTMhnRv",
+	"q0Grr0IX1KTLqbLE93stV2w5c6aonUEqg1tirChLxJ5asFD7cWZVjHhpqt+iP0+gBRj7e1Wsbo1i22U+",
+	"H7vIiHfFesxyHD8WCAUlwVFHk/l4FyprtVpzjzx8dPUj/Z4mNyRo99QOo7VbKmxjgn/3OlWuISy1IUfU",
+	"26CEwrY4IvQc8TzRREg3c8R3VCnQ1e0oJ+eVscwJWRaaKqB9y0PzY+PTjgpf3d0Qa8CjEqa5hzu5rK3j",
+	"gLgzDCXysgTd6TyEdhxPJVX+g4aC5UpOhM8/CDHGvVZcUWmW1WFUH3PqxDGzVPpmzc6e2x+xE7kKwS+3",
+	"VmF844lQ2Ntxkf/xX/8vrDVJJc2/SEhc1Nib0t5prWE4MkI7cQCEnup0VXLEnPX2wOAgzjz9OfUloulg",
+	"TFVVH7MYZzeH+8YD77txd9Q4353do0XpO/H97SnJeJn0tpaIDwy1D/20Tet2Emb95pH43MMdn+t0vtlV",
+	"FkabMbqHj77e8eF++6Jdpelac8NdBepaZ7FtUjUEXUisNmyNXY4cp5HqXaIgsLUXtxdq7GM2Rzs3oM7i",
+	"CSUPB/PVWUh/80Zyl3dLYeyL1R9uwZbcCZzEuvL1IEaUXUggPzCEuDmJVaAIPl9RZ/Ab6uRdKHiNeHeh",
+	"hKaT7ydT4ZsA23ctJPT9xw5Jfi8MAYzd7W4RGtLP+zY1HXR8roUGbNMXenBHnASE+wzL/ve3b1h4SZaw",
+	"C1jYgG8ipuQTV7/jxp68es405GJBOQcILxrLdYDL1l35hpTfCjs7LTm2Mv9C019o2m83gaSBuAxAgVEz",
+	"O9vfTu0/X8DqI9G6s6rWhShd3yRGjzd/5AB9Jm+rfeaHf0zr2P5E3fv6c6UWirD0yOUPFOFp9YC6ShZ2",
+	"PwDyLj7f5paD8LULN+6iiqjhRdXWwrfvGjetVe7bQEbhGBeGNQf4cBuxwBHR8/2N7tNFPnf++1VhCTdh",
+	"Qwq+UlURhV+vwZFOXodY4sEE+8ZtRhr8x6OODo8wUua/jNP43T6xEiEu0e0dhxiID4hNLOhU1l8uWip9",
+	"Me7EkYRhP1VQYRDIRwvpcTFp+uY1I6aSQqSyRtVC7qFVSZ2sUgOF+OoRe24NYoZUUtVBB7EZap2k0cYH",
+	"O9Agfu9pOKS7G2BwlAavmsB7nCMU2PvTIx/PX1GQH3Rnk+oknFYbBUQYrEc458KaKMI96Xb8uxth2Gsr",
+	"uJNEPFqnoueTNrXQN20MIf2UUDcFbKrgjvy+EcSdHOab+sp3izyemAukSN7kjlBTXwTGz1fMI8gbkMZa",
+	"COhQpR+XARQdCsBbL50aE9NMyEyjjxL5j5jVk8qxV0VCaQxNS8kmAFyjx6zB+hu2e7re71hDKuNM1mYk",
+	"1uWjKBvh2u+Yi7rdEH4J3t5O6jJgv/DKzrxyCpZxJmHZ7GEPnkdkmPhnO98EjHszx7xcuPeFb4yRxmj6",
+	"CjC1AJmxPUzcWQoD7PjwEdvQaDyVrTxnkpOtJDg16b98SL9kbA+bNbXzCzF2m8qslfiU7dcZK3XAwuc0",
+	"WxWyBRqOrbU03Yl5N6ehp/juig+lhOfppom/08obedfsj1jzkUfknWGQGhSny9qyqf5sH2XT+pBeZyG1",
+	"zIkKBX/CdyMPOk0mdhIHt2fnU2503M4PVNYy9Z9Gg6vYwxi3c8l/ARSzA3tHvg6Aj+4gh+ovof2TCjz/",
+	"BQM0EGrja5tUu1QXsFmmvXa/4/dbe4Vo9KAhcpipEtiEz0W5YnvQMhzcy0AWdYpI7QvQ9wvbWc2tTBhM",
+	"A6mlzVMaCyfRDQukcs5pDihXan5nS1WVBZvxS/AhzGLETpw8wEQUtMBLDbxYsdDG379PhBw/KNjR4aH/",
+	"YF8qN3xplsKG5Ms4PwQ/8tqvoMNsjRLcZDLK9EylqmzTDCLyudrg1FHF3l6pplM6hHOtlsbZWYsFU5Xd",
+	"f+pzDyj9kVJES+DatJ6Pyzo3cghHXg+swU+bfkyuvK/7VVDny95L2HO9y8jukM6mFJQmgo6B4SWnIDTR",
+	"DpcrFIif7osxp2CHzcdXtz2z9lHlL9HOTxftfE3s30i1tYYxe6EZzrUCm+6HrqQajAdNFvtBXRIZl/nt",
+	"CsdgNmcMPpBDZzZWMDQ6pyWhyc6MrKopv8cCliUW0XRezP3FpqRWXEJLh/QaW3rJPWIv58LS97apXSVV",
+	"iFxVIOzE/Obazs7yu6shX9z5GN1iDef20vXNq39CApypkr4k03GrR+yVc0yk7ejfVLaSYZwgCqoM63+C",
+	"Wt6shFlXB49SGbbJ6Sl0XyTXWi195V53WVdpw5Z+6jchYlbzSyixaJwH1YbJSER8JtTCYeL5ngFgWUdW",
+	"ZfvjLVo2fEK8U+feLl7H9PCQMSBVvycR61JqrbRTKaxTtUEn47fFW18iDzXx0cQfZ8j8JpVsp8PGPYdM",
+	"uiXwm72ahmi/qOYvqvl6qtnXaO112znstzX0XqTfxi9X0922Baiu6zLoaBb/Sfh4neh8U7twmvBNrAY7",
+	"aUpjS25sKpunJv5T1xJaldxPWdbUfTe5+fVTmCw6V/hB9ZUvQIoJw1IY+wMuZU0WrrMvfmHKWCar+Tlo",
+	"ROnCOtFvspWW9dfvsQyp+fw9QkedpHgPhg3Gjw+x7FPMq7n74xCLVemvh+tNJJz47bvDbuD6czM0Iaqn",
+	"DfthmFHaejg8bOemqVIt/bbP8vfz+d/foWCtC/8jMvWlBKSe9lF8Sce5VmS3XXoaS8gJ20q1c1PsPcJZ",
+	"6J7hpYpvYPAxqY33LpcRgod4393AmOGDGp83gvnZJwvdE5T5K+IBn94QRS0D1dfq8ID6osQ1olwFZKbt",
+	"kDnt5MunBVYAt9otU/gkWv34AgZ3LHKvzIVsF6bfF01/ZoTTo5XO9qjlriTTKT0b6qZB4Cbwe0N2RxA4",
+	"2DYzBLxuFN8ad4rEHIk6D/gcOjk9cQAX54blYv/eCtUMdsnMOIlHdyjKd8+i87qC8FcVm9mVnl9gax5E",
+	"WzonE2KynQwv2B6orom9VFNV2SEvyzaJ94xyvAdzPRAp2Sk799vQLsPRLLUKiAUvqF6sgc6/yK8+8gu9",
+	"HBu/ZQhIJkxJf0MBlyKHq2Rbu8PLbik93eFq10/IvKwKKJIuHPk0hNXx28w+RaGdWvHAMF2VvoFH+Co/",
+	"tvYmkNN/UqSTzmJnIFMZbq5k4TuuEUCJMpIaC6JE7XTji8rVeTTdh6DbF6t7yvjxX+m5lZQftGnxffcs",
+	"mP8pYue78iudaFcMO7Oj1QZrM2/+HKCBXo1EDPUwloHsdohz7ImQdzuDJ2Dl59CURyTRqovaFdyF7Nqe",
+	"1G+07OLaFsevyIXyhRqtrNu69Y2dYYse68jWxPGEa8UnwvdGqGQj9E3stfajgmtDnZvov63AW91GzLR8",
+	"MHevAUuX6g7MpGxuxh6tqu9SYdCGWxospiqqRXG3+EnTZ/KewyZbXU3SMJ/E0/wcef6fAW4hlbYdbrmW",
+	"tqSOFHgf9cc6QOHgXxrpiYg5TYJaXlLq16iBxkOTveTnbdCIU8IXsDrAj8Y0rQf9O6gxT7IpZNK6k1a8",
+	"fusplJNhaCnYALSG0l+TTsNS77N1ciIws7g1Tu2rfXz/8b8DAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -216,8 +216,10 @@ type RevocationRequest struct {
 	ClientId     *string `json:"client_id,omitempty"`
 	ClientSecret *string `json:"client_secret,omitempty"`
 
-	// Token The access or refresh token to revoke.
-	Token string `json:"token"`
+	// Token The access or refresh token to revoke. Required, except in cookie mode
+	// (`--refresh-cookie` and `X-Passflow-CSRF`), where the cookie's refresh token
+	// stands in for it.
+	Token *string `json:"token,omitempty"`
 
 	// TokenTypeHint `access_token` or `refresh_token`: where to look first. Other values are ignored.
 	TokenTypeHint *string `json:"token_type_hint,omitempty"`
@@ -261,7 +263,9 @@ type TokenRequest struct {
 	// Password The account's password. Required for the password grant.
 	Password *string `json:"password,omitempty"`
 
-	// RefreshToken The refresh token to redeem. Required for the refresh_token grant.
+	// RefreshToken The refresh token to redeem. Required for the refresh_token grant, except in
+	// cookie mode (`--refresh-cookie` and `X-Passflow-CSRF`), where the cookie's
+	// stands in for it.
 	RefreshToken *string `json:"refresh_token,omitempty"`
 
 	// Scope Space-delimited scopes to request; omitted means every scope the account holds.
@@ -332,8 +336,14 @@ type UserPatch struct {
 	Scopes *[]Scope `json:"scopes,omitempty"`
 }
 
+// CSRF defines model for CSRF.
+type CSRF = string
+
 // ItemKey defines model for ItemKey.
 type ItemKey = string
+
+// RefreshCookie defines model for RefreshCookie.
+type RefreshCookie = string
 
 // Username defines model for Username.
 type Username = string
@@ -385,6 +395,32 @@ type Unauthorized = Error
 
 // Unavailable The body of every non-2xx JSON response outside the OAuth2 endpoints.
 type Unavailable = Error
+
+// RevokeTokenParams defines parameters for RevokeToken.
+type RevokeTokenParams struct {
+	// XPassflowCSRF Any value: asks for cookie mode, and is required to use the refresh cookie. A
+	// cross-site form cannot send a custom header, and a script of another origin
+	// cannot without passing CORS.
+	XPassflowCSRF *CSRF `json:"X-Passflow-CSRF,omitempty"`
+
+	// PassflowRefresh The refresh token, as `--refresh-cookie` sets it: `HttpOnly; Secure;
+	// SameSite=Strict`, for the paths `/token` and `/revoke` only. Used only with
+	// `X-Passflow-CSRF`.
+	PassflowRefresh *RefreshCookie `form:"passflow_refresh,omitempty" json:"passflow_refresh,omitempty"`
+}
+
+// IssueTokenParams defines parameters for IssueToken.
+type IssueTokenParams struct {
+	// XPassflowCSRF Any value: asks for cookie mode, and is required to use the refresh cookie. A
+	// cross-site form cannot send a custom header, and a script of another origin
+	// cannot without passing CORS.
+	XPassflowCSRF *CSRF `json:"X-Passflow-CSRF,omitempty"`
+
+	// PassflowRefresh The refresh token, as `--refresh-cookie` sets it: `HttpOnly; Secure;
+	// SameSite=Strict`, for the paths `/token` and `/revoke` only. Used only with
+	// `X-Passflow-CSRF`.
+	PassflowRefresh *RefreshCookie `form:"passflow_refresh,omitempty" json:"passflow_refresh,omitempty"`
+}
 
 // ListUsersParams defines parameters for ListUsers.
 type ListUsersParams struct {
@@ -686,10 +722,14 @@ type ClientInterface interface {
 	// makes it fail until it would have expired. An unknown or already invalid token
 	// is answered 200 too.
 	//
+	// With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+	// out to revoke the refresh token of the cookie (logging a browser app out); the
+	// answer then clears the cookie.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /revoke (the `RevokeToken` operationId).
-	RevokeTokenWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RevokeTokenWithBody(ctx context.Context, params *RevokeTokenParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RevokeTokenWithFormdataBody Revoke an access or refresh token (RFC 7009)
 	//
@@ -698,10 +738,14 @@ type ClientInterface interface {
 	// makes it fail until it would have expired. An unknown or already invalid token
 	// is answered 200 too.
 	//
+	// With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+	// out to revoke the refresh token of the cookie (logging a browser app out); the
+	// answer then clears the cookie.
+	//
 	// Takes a body of the `application/x-www-form-urlencoded` content type.
 	//
 	// Corresponds with POST /revoke (the `RevokeToken` operationId).
-	RevokeTokenWithFormdataBody(ctx context.Context, body RevokeTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RevokeTokenWithFormdataBody(ctx context.Context, params *RevokeTokenParams, body RevokeTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// IssueTokenWithBody Log in (password grant) or refresh (refresh_token grant)
 	//
@@ -714,10 +758,15 @@ type ClientInterface interface {
 	// token that was already used revokes every token descended from the same login.
 	// `scope` may only narrow the new access token.
 	//
+	// With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+	// scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+	// cookie mode, where the body carries no `refresh_token` and a refresh may leave
+	// it out of the form to use the cookie's.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /token (the `IssueToken` operationId).
-	IssueTokenWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	IssueTokenWithBody(ctx context.Context, params *IssueTokenParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// IssueTokenWithFormdataBody Log in (password grant) or refresh (refresh_token grant)
 	//
@@ -730,10 +779,15 @@ type ClientInterface interface {
 	// token that was already used revokes every token descended from the same login.
 	// `scope` may only narrow the new access token.
 	//
+	// With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+	// scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+	// cookie mode, where the body carries no `refresh_token` and a refresh may leave
+	// it out of the form to use the cookie's.
+	//
 	// Takes a body of the `application/x-www-form-urlencoded` content type.
 	//
 	// Corresponds with POST /token (the `IssueToken` operationId).
-	IssueTokenWithFormdataBody(ctx context.Context, body IssueTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	IssueTokenWithFormdataBody(ctx context.Context, params *IssueTokenParams, body IssueTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListUsers List accounts, a page at a time
 	//
@@ -1180,11 +1234,15 @@ func (c *Client) Register(ctx context.Context, body RegisterJSONRequestBody, req
 // makes it fail until it would have expired. An unknown or already invalid token
 // is answered 200 too.
 //
+// With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+// out to revoke the refresh token of the cookie (logging a browser app out); the
+// answer then clears the cookie.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /revoke (the `RevokeToken` operationId).
-func (c *Client) RevokeTokenWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRevokeTokenRequestWithBody(c.Server, contentType, body)
+func (c *Client) RevokeTokenWithBody(ctx context.Context, params *RevokeTokenParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeTokenRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1202,11 +1260,15 @@ func (c *Client) RevokeTokenWithBody(ctx context.Context, contentType string, bo
 // makes it fail until it would have expired. An unknown or already invalid token
 // is answered 200 too.
 //
+// With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+// out to revoke the refresh token of the cookie (logging a browser app out); the
+// answer then clears the cookie.
+//
 // Takes a body of the `application/x-www-form-urlencoded` content type.
 //
 // Corresponds with POST /revoke (the `RevokeToken` operationId).
-func (c *Client) RevokeTokenWithFormdataBody(ctx context.Context, body RevokeTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRevokeTokenRequestWithFormdataBody(c.Server, body)
+func (c *Client) RevokeTokenWithFormdataBody(ctx context.Context, params *RevokeTokenParams, body RevokeTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeTokenRequestWithFormdataBody(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1228,11 +1290,16 @@ func (c *Client) RevokeTokenWithFormdataBody(ctx context.Context, body RevokeTok
 // token that was already used revokes every token descended from the same login.
 // `scope` may only narrow the new access token.
 //
+// With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+// scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+// cookie mode, where the body carries no `refresh_token` and a refresh may leave
+// it out of the form to use the cookie's.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /token (the `IssueToken` operationId).
-func (c *Client) IssueTokenWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewIssueTokenRequestWithBody(c.Server, contentType, body)
+func (c *Client) IssueTokenWithBody(ctx context.Context, params *IssueTokenParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewIssueTokenRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1254,11 +1321,16 @@ func (c *Client) IssueTokenWithBody(ctx context.Context, contentType string, bod
 // token that was already used revokes every token descended from the same login.
 // `scope` may only narrow the new access token.
 //
+// With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+// scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+// cookie mode, where the body carries no `refresh_token` and a refresh may leave
+// it out of the form to use the cookie's.
+//
 // Takes a body of the `application/x-www-form-urlencoded` content type.
 //
 // Corresponds with POST /token (the `IssueToken` operationId).
-func (c *Client) IssueTokenWithFormdataBody(ctx context.Context, body IssueTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewIssueTokenRequestWithFormdataBody(c.Server, body)
+func (c *Client) IssueTokenWithFormdataBody(ctx context.Context, params *IssueTokenParams, body IssueTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewIssueTokenRequestWithFormdataBody(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1860,18 +1932,18 @@ func NewRegisterRequestWithBody(server string, contentType string, body io.Reade
 }
 
 // NewRevokeTokenRequestWithFormdataBody calls the generic RevokeToken builder with application/x-www-form-urlencoded body
-func NewRevokeTokenRequestWithFormdataBody(server string, body RevokeTokenFormdataRequestBody) (*http.Request, error) {
+func NewRevokeTokenRequestWithFormdataBody(server string, params *RevokeTokenParams, body RevokeTokenFormdataRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	bodyStr, err := runtime.MarshalForm(body, nil)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = strings.NewReader(bodyStr.Encode())
-	return NewRevokeTokenRequestWithBody(server, "application/x-www-form-urlencoded", bodyReader)
+	return NewRevokeTokenRequestWithBody(server, params, "application/x-www-form-urlencoded", bodyReader)
 }
 
 // NewRevokeTokenRequestWithBody constructs an http.Request for the RevokeToken method, with any body, and a specified content type
-func NewRevokeTokenRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewRevokeTokenRequestWithBody(server string, params *RevokeTokenParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -1896,22 +1968,54 @@ func NewRevokeTokenRequestWithBody(server string, contentType string, body io.Re
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.XPassflowCSRF != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Passflow-CSRF", *params.XPassflowCSRF, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Passflow-CSRF", headerParam0)
+		}
+
+	}
+
+	if params != nil {
+
+		if params.PassflowRefresh != nil {
+			var cookieParam0 string
+
+			cookieParam0, err = runtime.StyleParamWithOptions("simple", true, "passflow_refresh", *params.PassflowRefresh, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationCookie, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			cookie0 := &http.Cookie{
+				Name:  "passflow_refresh",
+				Value: cookieParam0,
+			}
+			req.AddCookie(cookie0)
+		}
+	}
 	return req, nil
 }
 
 // NewIssueTokenRequestWithFormdataBody calls the generic IssueToken builder with application/x-www-form-urlencoded body
-func NewIssueTokenRequestWithFormdataBody(server string, body IssueTokenFormdataRequestBody) (*http.Request, error) {
+func NewIssueTokenRequestWithFormdataBody(server string, params *IssueTokenParams, body IssueTokenFormdataRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	bodyStr, err := runtime.MarshalForm(body, nil)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = strings.NewReader(bodyStr.Encode())
-	return NewIssueTokenRequestWithBody(server, "application/x-www-form-urlencoded", bodyReader)
+	return NewIssueTokenRequestWithBody(server, params, "application/x-www-form-urlencoded", bodyReader)
 }
 
 // NewIssueTokenRequestWithBody constructs an http.Request for the IssueToken method, with any body, and a specified content type
-func NewIssueTokenRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewIssueTokenRequestWithBody(server string, params *IssueTokenParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -1936,6 +2040,38 @@ func NewIssueTokenRequestWithBody(server string, contentType string, body io.Rea
 
 	req.Header.Add("Content-Type", contentType)
 
+	if params != nil {
+
+		if params.XPassflowCSRF != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Passflow-CSRF", *params.XPassflowCSRF, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Passflow-CSRF", headerParam0)
+		}
+
+	}
+
+	if params != nil {
+
+		if params.PassflowRefresh != nil {
+			var cookieParam0 string
+
+			cookieParam0, err = runtime.StyleParamWithOptions("simple", true, "passflow_refresh", *params.PassflowRefresh, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationCookie, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			cookie0 := &http.Cookie{
+				Name:  "passflow_refresh",
+				Value: cookieParam0,
+			}
+			req.AddCookie(cookie0)
+		}
+	}
 	return req, nil
 }
 
@@ -2485,10 +2621,14 @@ type ClientWithResponsesInterface interface {
 	// makes it fail until it would have expired. An unknown or already invalid token
 	// is answered 200 too.
 	//
+	// With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+	// out to revoke the refresh token of the cookie (logging a browser app out); the
+	// answer then clears the cookie.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /revoke (the `RevokeToken` operationId).
-	RevokeTokenWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error)
+	RevokeTokenWithBodyWithResponse(ctx context.Context, params *RevokeTokenParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error)
 
 	// RevokeTokenWithFormdataBodyWithResponse Revoke an access or refresh token (RFC 7009)
 	//
@@ -2497,10 +2637,14 @@ type ClientWithResponsesInterface interface {
 	// makes it fail until it would have expired. An unknown or already invalid token
 	// is answered 200 too.
 	//
+	// With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+	// out to revoke the refresh token of the cookie (logging a browser app out); the
+	// answer then clears the cookie.
+	//
 	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /revoke (the `RevokeToken` operationId).
-	RevokeTokenWithFormdataBodyWithResponse(ctx context.Context, body RevokeTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error)
+	RevokeTokenWithFormdataBodyWithResponse(ctx context.Context, params *RevokeTokenParams, body RevokeTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error)
 
 	// IssueTokenWithBodyWithResponse Log in (password grant) or refresh (refresh_token grant)
 	//
@@ -2513,10 +2657,15 @@ type ClientWithResponsesInterface interface {
 	// token that was already used revokes every token descended from the same login.
 	// `scope` may only narrow the new access token.
 	//
+	// With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+	// scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+	// cookie mode, where the body carries no `refresh_token` and a refresh may leave
+	// it out of the form to use the cookie's.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /token (the `IssueToken` operationId).
-	IssueTokenWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IssueTokenResponse, error)
+	IssueTokenWithBodyWithResponse(ctx context.Context, params *IssueTokenParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IssueTokenResponse, error)
 
 	// IssueTokenWithFormdataBodyWithResponse Log in (password grant) or refresh (refresh_token grant)
 	//
@@ -2529,10 +2678,15 @@ type ClientWithResponsesInterface interface {
 	// token that was already used revokes every token descended from the same login.
 	// `scope` may only narrow the new access token.
 	//
+	// With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+	// scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+	// cookie mode, where the body carries no `refresh_token` and a refresh may leave
+	// it out of the form to use the cookie's.
+	//
 	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /token (the `IssueToken` operationId).
-	IssueTokenWithFormdataBodyWithResponse(ctx context.Context, body IssueTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*IssueTokenResponse, error)
+	IssueTokenWithFormdataBodyWithResponse(ctx context.Context, params *IssueTokenParams, body IssueTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*IssueTokenResponse, error)
 
 	// ListUsersWithResponse List accounts, a page at a time
 	//
@@ -3689,6 +3843,7 @@ func (r RegisterResponse) ContentType() string {
 type RevokeTokenResponse200Headers struct {
 	CacheControl *string
 	Pragma       *string
+	SetCookie    *string
 }
 
 // RevokeTokenResponse400Headers the declared response headers of an HTTP 400 response for RevokeToken
@@ -3824,6 +3979,7 @@ func (r RevokeTokenResponse) ContentType() string {
 type IssueTokenResponse200Headers struct {
 	CacheControl *string
 	Pragma       *string
+	SetCookie    *string
 }
 
 // IssueTokenResponse400Headers the declared response headers of an HTTP 400 response for IssueToken
@@ -5097,11 +5253,15 @@ func (c *ClientWithResponses) RegisterWithResponse(ctx context.Context, body Reg
 // makes it fail until it would have expired. An unknown or already invalid token
 // is answered 200 too.
 //
+// With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+// out to revoke the refresh token of the cookie (logging a browser app out); the
+// answer then clears the cookie.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /revoke (the `RevokeToken` operationId).
-func (c *ClientWithResponses) RevokeTokenWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error) {
-	rsp, err := c.RevokeTokenWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) RevokeTokenWithBodyWithResponse(ctx context.Context, params *RevokeTokenParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error) {
+	rsp, err := c.RevokeTokenWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5115,11 +5275,15 @@ func (c *ClientWithResponses) RevokeTokenWithBodyWithResponse(ctx context.Contex
 // makes it fail until it would have expired. An unknown or already invalid token
 // is answered 200 too.
 //
+// With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+// out to revoke the refresh token of the cookie (logging a browser app out); the
+// answer then clears the cookie.
+//
 // Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /revoke (the `RevokeToken` operationId).
-func (c *ClientWithResponses) RevokeTokenWithFormdataBodyWithResponse(ctx context.Context, body RevokeTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error) {
-	rsp, err := c.RevokeTokenWithFormdataBody(ctx, body, reqEditors...)
+func (c *ClientWithResponses) RevokeTokenWithFormdataBodyWithResponse(ctx context.Context, params *RevokeTokenParams, body RevokeTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*RevokeTokenResponse, error) {
+	rsp, err := c.RevokeTokenWithFormdataBody(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5137,11 +5301,16 @@ func (c *ClientWithResponses) RevokeTokenWithFormdataBodyWithResponse(ctx contex
 // token that was already used revokes every token descended from the same login.
 // `scope` may only narrow the new access token.
 //
+// With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+// scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+// cookie mode, where the body carries no `refresh_token` and a refresh may leave
+// it out of the form to use the cookie's.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /token (the `IssueToken` operationId).
-func (c *ClientWithResponses) IssueTokenWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IssueTokenResponse, error) {
-	rsp, err := c.IssueTokenWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) IssueTokenWithBodyWithResponse(ctx context.Context, params *IssueTokenParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IssueTokenResponse, error) {
+	rsp, err := c.IssueTokenWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5159,11 +5328,16 @@ func (c *ClientWithResponses) IssueTokenWithBodyWithResponse(ctx context.Context
 // token that was already used revokes every token descended from the same login.
 // `scope` may only narrow the new access token.
 //
+// With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+// scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+// cookie mode, where the body carries no `refresh_token` and a refresh may leave
+// it out of the form to use the cookie's.
+//
 // Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /token (the `IssueToken` operationId).
-func (c *ClientWithResponses) IssueTokenWithFormdataBodyWithResponse(ctx context.Context, body IssueTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*IssueTokenResponse, error) {
-	rsp, err := c.IssueTokenWithFormdataBody(ctx, body, reqEditors...)
+func (c *ClientWithResponses) IssueTokenWithFormdataBodyWithResponse(ctx context.Context, params *IssueTokenParams, body IssueTokenFormdataRequestBody, reqEditors ...RequestEditorFn) (*IssueTokenResponse, error) {
+	rsp, err := c.IssueTokenWithFormdataBody(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6512,6 +6686,13 @@ func ParseRevokeTokenResponse(rsp *http.Response) (*RevokeTokenResponse, error) 
 			}
 			headers.Pragma = &value
 		}
+		if values := rsp.Header.Values("Set-Cookie"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Set-Cookie", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.SetCookie = &value
+		}
 		response.Headers200 = &headers
 	case rsp.StatusCode == 400:
 		var headers RevokeTokenResponse400Headers
@@ -6722,6 +6903,13 @@ func ParseIssueTokenResponse(rsp *http.Response) (*IssueTokenResponse, error) {
 				return nil, err
 			}
 			headers.Pragma = &value
+		}
+		if values := rsp.Header.Values("Set-Cookie"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Set-Cookie", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.SetCookie = &value
 		}
 		response.Headers200 = &headers
 	case rsp.StatusCode == 400:

@@ -23,6 +23,11 @@ export interface paths {
          *     a new refresh token (RFC 6749 §6); the old one stops working. Presenting a refresh
          *     token that was already used revokes every token descended from the same login.
          *     `scope` may only narrow the new access token.
+         *
+         *     With `--refresh-cookie`, a browser app's refresh token travels in a cookie its
+         *     scripts cannot read (see `RefreshCookie`): sending `X-Passflow-CSRF` asks for
+         *     cookie mode, where the body carries no `refresh_token` and a refresh may leave
+         *     it out of the form to use the cookie's.
          */
         post: operations["issueToken"];
         delete?: never;
@@ -46,6 +51,10 @@ export interface paths {
          *     the same login) and the access tokens issued with it; revoking an access token
          *     makes it fail until it would have expired. An unknown or already invalid token
          *     is answered 200 too.
+         *
+         *     With `--refresh-cookie`, a request sending `X-Passflow-CSRF` may leave `token`
+         *     out to revoke the refresh token of the cookie (logging a browser app out); the
+         *     answer then clears the cookie.
          */
         post: operations["revokeToken"];
         delete?: never;
@@ -417,7 +426,9 @@ export interface components {
             grant_type: "password" | "refresh_token";
             /**
              * Format: password
-             * @description The refresh token to redeem. Required for the refresh_token grant.
+             * @description The refresh token to redeem. Required for the refresh_token grant, except in
+             *     cookie mode (`--refresh-cookie` and `X-Passflow-CSRF`), where the cookie's
+             *     stands in for it.
              */
             refresh_token?: string;
             /** @description The account's username. Required for the password grant. */
@@ -457,9 +468,11 @@ export interface components {
         RevocationRequest: {
             /**
              * Format: password
-             * @description The access or refresh token to revoke.
+             * @description The access or refresh token to revoke. Required, except in cookie mode
+             *     (`--refresh-cookie` and `X-Passflow-CSRF`), where the cookie's refresh token
+             *     stands in for it.
              */
-            token: string;
+            token?: string;
             /** @description `access_token` or `refresh_token`: where to look first. Other values are ignored. */
             token_type_hint?: string;
             client_id?: string;
@@ -849,6 +862,18 @@ export interface components {
         };
     };
     parameters: {
+        /**
+         * @description Any value: asks for cookie mode, and is required to use the refresh cookie. A
+         *     cross-site form cannot send a custom header, and a script of another origin
+         *     cannot without passing CORS.
+         */
+        CSRF: string;
+        /**
+         * @description The refresh token, as `--refresh-cookie` sets it: `HttpOnly; Secure;
+         *     SameSite=Strict`, for the paths `/token` and `/revoke` only. Used only with
+         *     `X-Passflow-CSRF`.
+         */
+        RefreshCookie: string;
         /** @description The item's key. */
         ItemKey: string;
         /** @description The account's username (matched case-insensitively, as at login). */
@@ -856,6 +881,13 @@ export interface components {
     };
     requestBodies: never;
     headers: {
+        /**
+         * @description With `--refresh-cookie`: the refresh token in the cookie `passflow_refresh`
+         *     (`HttpOnly; Secure; SameSite=Strict`, once for `Path=/token` and once for
+         *     `Path=/revoke`, lasting `--refresh-token-ttl`); after a revocation in cookie
+         *     mode, the same two cookies cleared (`Max-Age=0`).
+         */
+        SetRefreshCookie: string;
         /** @description Always `no-store` (RFC 6749 §5.1). */
         CacheControl: "no-store";
         /** @description Always `no-cache` (RFC 6749 §5.1). */
@@ -872,9 +904,23 @@ export interface operations {
     issueToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Any value: asks for cookie mode, and is required to use the refresh cookie. A
+                 *     cross-site form cannot send a custom header, and a script of another origin
+                 *     cannot without passing CORS.
+                 */
+                "X-Passflow-CSRF"?: components["parameters"]["CSRF"];
+            };
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /**
+                 * @description The refresh token, as `--refresh-cookie` sets it: `HttpOnly; Secure;
+                 *     SameSite=Strict`, for the paths `/token` and `/revoke` only. Used only with
+                 *     `X-Passflow-CSRF`.
+                 */
+                passflow_refresh?: components["parameters"]["RefreshCookie"];
+            };
         };
         requestBody: {
             content: {
@@ -887,6 +933,7 @@ export interface operations {
                 headers: {
                     "Cache-Control": components["headers"]["CacheControl"];
                     Pragma: components["headers"]["Pragma"];
+                    "Set-Cookie": components["headers"]["SetRefreshCookie"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -904,9 +951,23 @@ export interface operations {
     revokeToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Any value: asks for cookie mode, and is required to use the refresh cookie. A
+                 *     cross-site form cannot send a custom header, and a script of another origin
+                 *     cannot without passing CORS.
+                 */
+                "X-Passflow-CSRF"?: components["parameters"]["CSRF"];
+            };
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /**
+                 * @description The refresh token, as `--refresh-cookie` sets it: `HttpOnly; Secure;
+                 *     SameSite=Strict`, for the paths `/token` and `/revoke` only. Used only with
+                 *     `X-Passflow-CSRF`.
+                 */
+                passflow_refresh?: components["parameters"]["RefreshCookie"];
+            };
         };
         requestBody: {
             content: {
@@ -919,6 +980,7 @@ export interface operations {
                 headers: {
                     "Cache-Control": components["headers"]["CacheControl"];
                     Pragma: components["headers"]["Pragma"];
+                    "Set-Cookie": components["headers"]["SetRefreshCookie"];
                     [name: string]: unknown;
                 };
                 content?: never;
