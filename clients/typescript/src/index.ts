@@ -22,7 +22,17 @@ export interface PassflowOptions {
   refreshLeeway?: number;
   /** A fetch implementation; the global one by default. */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Cookie mode, for browser apps of a server run with `--refresh-cookie`: the
+   * refresh token stays in an HttpOnly cookie the page's scripts cannot read.
+   * Calls to /token and /revoke include credentials and the `X-Passflow-CSRF`
+   * header; `tokens.refreshToken` stays empty.
+   */
+  cookieMode?: boolean;
 }
+
+/** The header that asks for cookie mode (a custom header: see `cookieMode`). */
+export const CSRF_HEADER = "X-Passflow-CSRF";
 
 /** The tokens of a login. */
 export interface Tokens {
@@ -84,25 +94,34 @@ export class Passflow {
     return this.#grant({ grant_type: "password", username, password, scope: scope?.join(" ") });
   }
 
-  /** Exchanges the refresh token for new tokens (the old one stops working). */
+  /**
+   * Exchanges the refresh token (in cookie mode, the cookie's) for new tokens;
+   * the old one stops working.
+   */
   async refresh(): Promise<Tokens> {
     const rt = this.#tokens?.refreshToken;
-    if (!rt) throw new PassflowError(0, "invalid_request", "not logged in, or no refresh token");
-    // One refresh at a time: a second use of a rotated token revokes the login.
+    if (!rt && !this.opts.cookieMode) throw new PassflowError(0, "invalid_request", "not logged in, or no refresh token");
+    // One refresh at a time: a second use of a rotated token revokes the login
+    // (unless the server allows it for a moment: --refresh-reuse-interval).
     this.#refreshing ??= this.#grant({ grant_type: "refresh_token", refresh_token: rt }).finally(() => {
       this.#refreshing = undefined;
     });
     return this.#refreshing;
   }
 
-  /** Revokes the refresh token, and with it every token of this login. */
+  /**
+   * Revokes the refresh token, and with it every token of this login; in
+   * cookie mode, the cookie's, which the server then clears.
+   */
   async logout(): Promise<void> {
-    const token = this.#tokens?.refreshToken ?? this.#tokens?.accessToken;
-    if (!token) return;
+    const token = this.opts.cookieMode ? undefined : (this.#tokens?.refreshToken ?? this.#tokens?.accessToken);
+    if (!token && !this.opts.cookieMode) return;
+    const body = token ? { token, token_type_hint: this.#tokens?.refreshToken ? "refresh_token" : "access_token" } : {};
     const { error, response } = await this.api.POST("/revoke", {
-      body: { token, token_type_hint: this.#tokens?.refreshToken ? "refresh_token" : "access_token" },
-      bodySerializer: (b) => form({ ...b, ...this.#clientBody() }),
+      body,
+      bodySerializer: (b) => form({ ...(b as Record<string, string | undefined>), ...this.#clientBody() }),
       headers: this.#clientHeaders(),
+      ...this.#credentials(),
     });
     if (error) throw new PassflowError(response.status, error.error, error.error_description);
     this.#tokens = undefined;
@@ -113,6 +132,7 @@ export class Passflow {
       body: body as components["schemas"]["TokenRequest"],
       bodySerializer: (b) => form({ ...(b as Record<string, string | undefined>), ...this.#clientBody() }),
       headers: this.#clientHeaders(),
+      ...this.#credentials(),
     });
     if (error || !data) {
       const e = error as OAuthError | undefined;
@@ -127,8 +147,14 @@ export class Passflow {
     return this.#tokens;
   }
 
+  /** In cookie mode, fetch sends and keeps the refresh cookie. */
+  #credentials(): { credentials?: RequestCredentials } {
+    return this.opts.cookieMode ? { credentials: "include" } : {};
+  }
+
   #clientHeaders(): Record<string, string> {
     const h: Record<string, string> = { "Content-Type": "application/x-www-form-urlencoded" };
+    if (this.opts.cookieMode) h[CSRF_HEADER] = "1";
     const { clientId, clientSecret } = this.opts;
     if (clientId && clientSecret) {
       const enc = (s: string) => encodeURIComponent(s);
@@ -146,7 +172,7 @@ export class Passflow {
       onRequest: async ({ request, schemaPath }) => {
         if (public_.has(schemaPath) || !this.#tokens) return request;
         const leeway = (this.opts.refreshLeeway ?? 10) * 1000;
-        if (this.#tokens.refreshToken && Date.now() + leeway >= this.#tokens.expiresAt) {
+        if ((this.#tokens.refreshToken || this.opts.cookieMode) && Date.now() + leeway >= this.#tokens.expiresAt) {
           await this.refresh();
         }
         request.headers.set("Authorization", `Bearer ${this.#tokens.accessToken}`);

@@ -15,18 +15,17 @@ const repo = resolve(fileURLToPath(import.meta.url), "../../../..");
 const dir = mkdtempSync(join(tmpdir(), "passflow-ts-"));
 const bin = join(dir, "passflow");
 const db = join(dir, "passflow.db");
-let server;
+const servers = [];
 let baseUrl;
 
-before(async () => {
-  execFileSync("go", ["build", "-o", bin, "."], { cwd: repo, stdio: "inherit" });
-  const add = (name, scopes) =>
-    execFileSync(bin, ["user", "add", name, "--scopes", scopes, "--db", db], { input: `${name}-password\n` });
-  server = spawn(bin, ["serve", "--addr", "127.0.0.1:0", "--db", db, "--access-token-ttl", "5s"], {
+/** Starts passflow on db with extra flags and returns its URL. */
+async function serve(...flags) {
+  const server = spawn(bin, ["serve", "--addr", "127.0.0.1:0", "--db", db, "--access-token-ttl", "5s", ...flags], {
     env: { ...process.env, PASSFLOW_ADMIN_PASSWORD: "ts-admin-password" },
     stdio: ["ignore", "ignore", "pipe"],
   });
-  baseUrl = await new Promise((ok, fail) => {
+  servers.push(server);
+  return new Promise((ok, fail) => {
     let log = "";
     server.stderr.on("data", (chunk) => {
       log += chunk;
@@ -36,11 +35,18 @@ before(async () => {
     server.on("exit", (code) => fail(new Error(`passflow exited (${code}):\n${log}`)));
     setTimeout(() => fail(new Error(`passflow did not start:\n${log}`)), 30_000).unref();
   });
+}
+
+before(async () => {
+  execFileSync("go", ["build", "-o", bin, "."], { cwd: repo, stdio: "inherit" });
+  const add = (name, scopes) =>
+    execFileSync(bin, ["user", "add", name, "--scopes", scopes, "--db", db], { input: `${name}-password\n` });
+  baseUrl = await serve();
   add("ts-user", "data:read,data:write");
 });
 
 after(() => {
-  server?.kill("SIGTERM");
+  for (const s of servers) s.kill("SIGTERM");
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -122,4 +128,45 @@ test("the server metadata", async () => {
   assert.equal(data?.issuer, baseUrl);
   assert.equal(data?.token_endpoint, `${baseUrl}/token`);
   assert.deepEqual(data?.response_types_supported, ["none"]);
+});
+
+test("cookie mode: the refresh token stays in the cookie", async () => {
+  const url = await serve("--refresh-cookie");
+  // A cookie jar, as a browser keeps one: by path, forgotten at Max-Age=0.
+  const jar = new Map();
+  const sent = [];
+  const jarFetch = async (input, init) => {
+    const req = new Request(input, init);
+    const path = new URL(req.url).pathname;
+    if (jar.has(path)) req.headers.set("Cookie", `passflow_refresh=${jar.get(path)}`);
+    sent.push({ path, csrf: req.headers.get("X-Passflow-CSRF"), credentials: req.credentials });
+    const res = await fetch(req);
+    for (const c of res.headers.getSetCookie()) {
+      const m = /^passflow_refresh=([^;]*);.*\bPath=([^;]+)/.exec(c);
+      if (!m) continue;
+      if (/Max-Age=0/.test(c)) jar.delete(m[2]);
+      else jar.set(m[2], m[1]);
+    }
+    return res;
+  };
+  const pf = new Passflow({ baseUrl: url, cookieMode: true, fetch: jarFetch });
+  const tokens = await pf.login("ts-user", "ts-user-password");
+  assert.equal(tokens.refreshToken, undefined, "the body carried the refresh token");
+  assert.ok(jar.get("/token") && jar.get("/token") === jar.get("/revoke"));
+  for (const s of sent) {
+    assert.equal(s.csrf, "1");
+    assert.equal(s.credentials, "include");
+  }
+
+  const before = jar.get("/token");
+  const next = await pf.refresh();
+  assert.notEqual(next.accessToken, tokens.accessToken);
+  assert.notEqual(jar.get("/token"), before, "the cookie was not rotated");
+  assert.equal((await pf.api.GET("/users/me")).response.status, 200);
+
+  await pf.logout();
+  assert.equal(jar.size, 0, "logout did not clear the cookie");
+  const res = await fetch(`${url}/users/me`, { headers: { Authorization: `Bearer ${next.accessToken}` } });
+  assert.equal(res.status, 401);
+  await assert.rejects(pf.refresh(), (e) => e instanceof PassflowError && e.status === 400);
 });
