@@ -80,6 +80,10 @@ func (s *Server) send(ctx context.Context, from, to string, msg []byte) error {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(sendTimeout))
+	// A server shutting down does not wait for a slow SMTP server: the
+	// mail stays claimed until its lease ends, and goes out then.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	c, err := smtp.NewClient(conn, s.Host)
 	if err != nil {
 		return err
