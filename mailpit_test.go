@@ -24,6 +24,8 @@ type mailpit struct {
 	API  string // http://host:port
 	db   string
 	cmd  *exec.Cmd
+	// args are more flags for mailpit.
+	args []string
 }
 
 // mailpitClient talks to mailpit's API; not http.DefaultClient, whose
@@ -81,8 +83,8 @@ func (m *mailpit) start() {
 		}
 		t.Skipf("mailpit cannot be built here: %v", err)
 	}
-	m.cmd = exec.Command(bin, "--smtp", m.SMTP, "--listen", strings.TrimPrefix(m.API, "http://"), "--database", m.db,
-		"--disable-version-check", "--quiet", "--smtp-auth-accept-any", "--smtp-auth-allow-insecure")
+	m.cmd = exec.Command(bin, append([]string{"--smtp", m.SMTP, "--listen", strings.TrimPrefix(m.API, "http://"), "--database", m.db,
+		"--disable-version-check", "--quiet", "--smtp-auth-accept-any", "--smtp-auth-allow-insecure"}, m.args...)...)
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -222,3 +222,36 @@ func TestMailSurvivesKill(t *testing.T) {
 	startChild(t, db, args...)
 	mp.waitFor("finn@example.com", "Reset your password", 30*time.Second)
 }
+
+// TestMailRefusedRecipientGivesUp: a recipient the SMTP server refuses for
+// good (550) is given up at once, logged and counted, not retried for an
+// hour; other mails still go out.
+func TestMailRefusedRecipientGivesUp(t *testing.T) {
+	t.Parallel()
+	mp := newMailpit(t)
+	mp.args = []string{"--smtp-allowed-recipients", `@allowed\.example$`}
+	mp.start()
+	ts := startServer(t, mailArgs(mp)...)
+	for name, email := range map[string]string{"gil": "gil@refused.example", "hal": "hal@allowed.example"} {
+		if out, err := ts.cli(name+"-river-stone\n", "user", "add", name, "--email", email); err != nil {
+			t.Fatalf("user add: %v %s", err, out)
+		}
+	}
+	for _, name := range []string{"gil", "hal"} {
+		if res := ts.postJSON("/password/forgot", `{"username":"`+name+`"}`, nil); res.Status != http.StatusAccepted {
+			t.Fatalf("forgot %s = %d %s", name, res.Status, res.Body)
+		}
+	}
+	mp.waitFor("hal@allowed.example", "Reset your password", 20*time.Second)
+	if !within(10*time.Second, func() bool {
+		return strings.Contains(string(ts.do(http.MethodGet, "/metrics", nil, nil).Body), `passflow_mail_total{event="failed"} 1`)
+	}) {
+		t.Fatal("the refused mail was not given up")
+	}
+	if strings.Contains(string(ts.do(http.MethodGet, "/metrics", nil, nil).Body), `passflow_mail_total{event="retry"}`) {
+		t.Error("a refused recipient was retried")
+	}
+	if !strings.Contains(ts.logs.String(), "the SMTP server refused the recipient") {
+		t.Errorf("the log does not say why the mail was given up:\n%s", ts.logs)
+	}
+}

@@ -61,6 +61,16 @@ func ParseServer(raw string) (*Server, error) {
 	return s, nil
 }
 
+// refusedError is a recipient the SMTP server refused for good (a 5xx
+// answer to RCPT TO, such as 550 "no such mailbox"): trying again cannot
+// help.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string {
+	return "the SMTP server refused the recipient: " + e.err.Error()
+}
+func (e *refusedError) Unwrap() error { return e.err }
+
 // sendTimeout bounds one delivery: connecting, the dialogue and the data.
 const sendTimeout = 30 * time.Second
 
@@ -112,6 +122,10 @@ func (s *Server) send(ctx context.Context, from, to string, msg []byte) error {
 		return err
 	}
 	if err := c.Rcpt(to); err != nil {
+		var tp *textproto.Error
+		if errors.As(err, &tp) && tp.Code >= 500 {
+			return &refusedError{err} // the server will never take it
+		}
 		return err
 	}
 	w, err := c.Data()
@@ -395,7 +409,8 @@ func (s *Sender) deliver(ctx context.Context, m store.Mail) {
 		s.done(ctx, m, store.MailSent)
 		return
 	}
-	if m.Attempts >= MaxAttempts {
+	var refused *refusedError
+	if m.Attempts >= MaxAttempts || errors.As(err, &refused) {
 		s.logger.Error("a mail could not be sent; gave up", "mail_id", m.ID, "kind", m.Kind, "attempts", m.Attempts, "error", err)
 		s.done(ctx, m, store.MailFailed)
 		return
