@@ -96,9 +96,21 @@ func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	}
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	// A new file switched to WAL by two processes at once: SQLite answers
+	// one of them "database is locked" at once, without waiting (waiting
+	// could deadlock), so the first connection tries again for a while.
+	deadline := time.Now().Add(15 * time.Second)
+	for attempt := 1; ; attempt++ {
+		err := db.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) || ctx.Err() != nil {
+			db.Close()
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		}
+		time.Sleep(min(time.Duration(attempt)*10*time.Millisecond, 200*time.Millisecond))
 	}
 	if err := migrate(ctx, db); err != nil {
 		db.Close()
