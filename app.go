@@ -197,6 +197,11 @@ func newSender(cfg config, st store.Store, accounts *auth.Accounts, m *metrics, 
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SMTPCA != "" {
+		if server.RootCAs, err = mail.LoadCA(cfg.SMTPCA); err != nil {
+			return nil, err
+		}
+	}
 	templates, err := mail.LoadTemplates(cfg.MailTemplates)
 	if err != nil {
 		return nil, fmt.Errorf("--mail-templates: %w", err)

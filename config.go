@@ -69,6 +69,7 @@ type config struct {
 	EmailTokenTTL        time.Duration
 	ResetTokenTTL        time.Duration
 	SMTPURL              string
+	SMTPCA               string
 	MailFrom             string
 	MailTemplates        string
 	// PasswordMinLength and PasswordMinScore are the password policy.
@@ -122,6 +123,11 @@ func (c *config) checkSelfService() error {
 	}
 	if c.SMTPURL != "" {
 		if _, err := mail.ParseServer(c.SMTPURL); err != nil {
+			return err
+		}
+	}
+	if c.SMTPCA != "" {
+		if _, err := mail.LoadCA(c.SMTPCA); err != nil {
 			return err
 		}
 	}

@@ -73,6 +73,7 @@ func bindSelfService(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.EmailTokenTTL, "email-token-ttl", 24*time.Hour, "how long a mailed email verification link works")
 	fs.DurationVar(&c.ResetTokenTTL, "reset-token-ttl", time.Hour, "how long a mailed password reset link works")
 	fs.StringVar(&c.SMTPURL, "smtp-url", "", "SMTP server mails are sent through: smtp://user:password@host:port (STARTTLS when offered) or smtps://… (TLS); unset: mails wait in the outbox (prefer the env)")
+	fs.StringVar(&c.SMTPCA, "smtp-ca", "", "PEM file of the certificate authorities the SMTP server's certificate must come from (default: the system's)")
 	fs.StringVar(&c.MailFrom, "mail-from", "", "From address of mails, such as \"App <no-reply@example.com>\" (required with --smtp-url)")
 	fs.StringVar(&c.MailTemplates, "mail-templates", "", "folder whose verify_email.txt, verify_email.html, password_reset.txt, password_reset.html replace the built-in mail templates")
 }

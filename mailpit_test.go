@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -24,7 +25,8 @@ type mailpit struct {
 	API  string // http://host:port
 	db   string
 	cmd  *exec.Cmd
-	// args are more flags for mailpit.
+	// args are more flags for mailpit, in place of the default
+	// --smtp-auth-allow-insecure (any SMTP password, even without TLS).
 	args []string
 }
 
@@ -83,8 +85,14 @@ func (m *mailpit) start() {
 		}
 		t.Skipf("mailpit cannot be built here: %v", err)
 	}
+	args := m.args
+	if args == nil {
+		args = []string{"--smtp-auth-allow-insecure"}
+	}
 	m.cmd = exec.Command(bin, append([]string{"--smtp", m.SMTP, "--listen", strings.TrimPrefix(m.API, "http://"), "--database", m.db,
-		"--disable-version-check", "--quiet", "--smtp-auth-accept-any", "--smtp-auth-allow-insecure"}, m.args...)...)
+		"--disable-version-check", "--quiet", "--smtp-auth-accept-any"}, args...)...)
+	var stderr bytes.Buffer // it logs to stdout
+	m.cmd.Stdout, m.cmd.Stderr = &stderr, &stderr
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +105,7 @@ func (m *mailpit) start() {
 		}
 		return err == nil && res.StatusCode == 200
 	}) {
-		t.Fatal("mailpit did not start within 15s")
+		t.Fatalf("mailpit did not start within 15s:\n%s", stderr.String())
 	}
 }
 

@@ -229,7 +229,7 @@ func TestMailSurvivesKill(t *testing.T) {
 func TestMailRefusedRecipientGivesUp(t *testing.T) {
 	t.Parallel()
 	mp := newMailpit(t)
-	mp.args = []string{"--smtp-allowed-recipients", `@allowed\.example$`}
+	mp.args = []string{"--smtp-auth-allow-insecure", "--smtp-allowed-recipients", `@allowed\.example$`}
 	mp.start()
 	ts := startServer(t, mailArgs(mp)...)
 	for name, email := range map[string]string{"gil": "gil@refused.example", "hal": "hal@allowed.example"} {
@@ -253,5 +253,56 @@ func TestMailRefusedRecipientGivesUp(t *testing.T) {
 	}
 	if !strings.Contains(ts.logs.String(), "the SMTP server refused the recipient") {
 		t.Errorf("the log does not say why the mail was given up:\n%s", ts.logs)
+	}
+}
+
+// TestMailOverTLS: STARTTLS, which the server requires here, and TLS from
+// the first byte (smtps://), each with a password, against a certificate
+// of an authority named by --smtp-ca; without it the certificate is
+// refused and nothing is sent.
+func TestMailOverTLS(t *testing.T) {
+	t.Parallel()
+	cert, key, _ := selfSigned(t)
+	for _, tt := range []struct {
+		name, scheme, mailpitFlag string
+	}{
+		{"STARTTLS", "smtp", "--smtp-require-starttls"},
+		{"implicit TLS", "smtps", "--smtp-require-tls"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			mp := newMailpit(t)
+			mp.args = []string{"--smtp-tls-cert", cert, "--smtp-tls-key", key, tt.mailpitFlag}
+			mp.start()
+			url := tt.scheme + "://relay-user:relay-secret@" + mp.SMTP
+			trusting := startServer(t, "--smtp-url", url, "--smtp-ca", cert, "--mail-from", "no-reply@passflow.test")
+			if out, err := trusting.cli("ivy-river-stone\n", "user", "add", "ivy", "--email", "ivy@example.com"); err != nil {
+				t.Fatalf("user add: %v %s", err, out)
+			}
+			if res := trusting.postJSON("/password/forgot", `{"username":"ivy"}`, nil); res.Status != http.StatusAccepted {
+				t.Fatalf("forgot = %d %s", res.Status, res.Body)
+			}
+			mp.waitFor("ivy@example.com", "Reset your password", 20*time.Second)
+
+			// The system's authorities do not know this certificate.
+			doubting := startServer(t, "--smtp-url", url, "--mail-from", "no-reply@passflow.test")
+			if out, err := doubting.cli("jon-river-stone\n", "user", "add", "jon", "--email", "jon@example.com"); err != nil {
+				t.Fatalf("user add: %v %s", err, out)
+			}
+			if res := doubting.postJSON("/password/forgot", `{"username":"jon"}`, nil); res.Status != http.StatusAccepted {
+				t.Fatalf("forgot = %d %s", res.Status, res.Body)
+			}
+			if !within(10*time.Second, func() bool { return strings.Contains(doubting.logs.String(), "certificate") }) {
+				t.Fatalf("no certificate error logged:\n%s", doubting.logs)
+			}
+			for _, m := range mp.messages() {
+				if m.To[0].Address == "jon@example.com" {
+					t.Error("a mail went out over TLS to a server whose certificate was not trusted")
+				}
+			}
+			if strings.Contains(trusting.logs.String()+doubting.logs.String(), "relay-secret") {
+				t.Error("the SMTP password is in a log")
+			}
+		})
 	}
 }

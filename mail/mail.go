@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"embed"
 	"encoding/hex"
 	"errors"
@@ -41,6 +42,26 @@ type Server struct {
 	Host, Port         string
 	ImplicitTLS        bool
 	Username, Password string
+	// RootCAs, when set, are the only authorities whose certificates the
+	// server may present (--smtp-ca); the system's otherwise.
+	RootCAs *x509.CertPool
+}
+
+// LoadCA reads PEM certificates to trust for the SMTP server's TLS.
+func LoadCA(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--smtp-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("--smtp-ca: %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+func (s *Server) tlsConfig() *tls.Config {
+	return &tls.Config{ServerName: s.Host, RootCAs: s.RootCAs, MinVersion: tls.VersionTLS12}
 }
 
 // ParseServer reads an SMTP URL. The port defaults to 587 (smtp) or 465
@@ -81,7 +102,7 @@ func (s *Server) send(ctx context.Context, from, to string, msg []byte) error {
 	var conn net.Conn
 	var err error
 	if s.ImplicitTLS {
-		conn, err = (&tls.Dialer{NetDialer: dialer, Config: &tls.Config{ServerName: s.Host, MinVersion: tls.VersionTLS12}}).DialContext(ctx, "tcp", addr)
+		conn, err = (&tls.Dialer{NetDialer: dialer, Config: s.tlsConfig()}).DialContext(ctx, "tcp", addr)
 	} else {
 		conn, err = dialer.DialContext(ctx, "tcp", addr)
 	}
@@ -107,7 +128,7 @@ func (s *Server) send(ctx context.Context, from, to string, msg []byte) error {
 		return err
 	}
 	if ok, _ := c.Extension("STARTTLS"); ok && !s.ImplicitTLS {
-		if err := c.StartTLS(&tls.Config{ServerName: s.Host, MinVersion: tls.VersionTLS12}); err != nil {
+		if err := c.StartTLS(s.tlsConfig()); err != nil {
 			return err
 		}
 	}
