@@ -45,7 +45,8 @@ type LoginEvent struct {
 // ChangeEvent is one administrative change.
 type ChangeEvent struct {
 	// Action is user.created, user.updated, user.deleted, user.imported,
-	// user.password_changed, user.logged_out_everywhere, client.created,
+	// user.password_changed, user.logged_out_everywhere, user.registered,
+	// user.email_verified, user.password_reset, client.created,
 	// client.deleted or keys.rotated.
 	Action string
 	// Target is what changed: a username, a client id, a key id.
@@ -53,7 +54,8 @@ type ChangeEvent struct {
 	// Detail says more, without secrets (which fields changed, counts).
 	Detail string
 	// Actor says who made the change when no authenticated user did:
-	// ActorStartup, or empty for the command line.
+	// ActorStartup, ActorSelf (an account through a mailed link or a
+	// sign-up), or empty for the command line.
 	Actor string
 }
 
