@@ -276,7 +276,7 @@ func TestLogoutEverywhereAndChangePassword(t *testing.T) {
 // the interval is theft, and the login ends.
 func TestRefreshReuseInterval(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, "--refresh-reuse-interval", "1s")
+	ts := startServer(t, "--refresh-reuse-interval", "2s")
 	ts.addUser("tab", "tab-river-stone", "data:read")
 	login := ts.passwordGrant("tab", "tab-river-stone")
 	tab1, res := ts.refresh(login.Refresh)
@@ -297,7 +297,7 @@ func TestRefreshReuseInterval(t *testing.T) {
 			t.Errorf("tab %d refreshing its own token = %d %s", i+1, res.Status, res.Body)
 		}
 	}
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(2100 * time.Millisecond)
 	_, res = ts.refresh(login.Refresh)
 	wantGrantError(t, res, "invalid_grant")
 	if ts.works(tab1.Access) || ts.works(tab2.Access) {
