@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/passflow/passflow/store/postgres/pgtest"
 )
 
 // mailArgs points a server at m.
@@ -304,5 +307,47 @@ func TestMailOverTLS(t *testing.T) {
 				t.Error("the SMTP password is in a log")
 			}
 		})
+	}
+}
+
+// TestTwoInstancesSendEachMailOnce: two servers on one PostgreSQL database,
+// both with a sender, share the outbox: twelve accounts asking for a reset
+// on either one get one mail each.
+func TestTwoInstancesSendEachMailOnce(t *testing.T) {
+	t.Parallel()
+	mp := startMailpit(t)
+	db := pgtest.Database(t)
+	args := append(mailArgs(mp), "--issuer", "http://passflow.test")
+	a := startServerOn(t, db, adminEnv, args...)
+	b := startServerOn(t, db, adminEnv, args...)
+	const n = 12
+	for i := range n {
+		name := fmt.Sprintf("kit%02d", i)
+		if out, err := a.cli(name+"-river-stone\n", "user", "add", name, "--email", name+"@example.com"); err != nil {
+			t.Fatalf("user add: %v %s", err, out)
+		}
+	}
+	for i := range n {
+		ts := a
+		if i%2 == 1 {
+			ts = b
+		}
+		if res := ts.postJSON("/password/forgot", fmt.Sprintf(`{"username":"kit%02d"}`, i), nil); res.Status != http.StatusAccepted {
+			t.Fatalf("forgot = %d %s", res.Status, res.Body)
+		}
+	}
+	var msgs []message
+	if !within(30*time.Second, func() bool { msgs = mp.messages(); return len(msgs) >= n }) {
+		t.Fatalf("%d of %d mails arrived", len(msgs), n)
+	}
+	time.Sleep(2 * time.Second) // a duplicate would arrive about now
+	seen := map[string]int{}
+	for _, m := range mp.messages() {
+		seen[m.To[0].Address]++
+	}
+	for i := range n {
+		if to := fmt.Sprintf("kit%02d@example.com", i); seen[to] != 1 {
+			t.Errorf("%s got %d mails, want 1", to, seen[to])
+		}
 	}
 }
