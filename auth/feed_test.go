@@ -129,14 +129,7 @@ func newBenchFeed(b *testing.B) (*Feed, *sqlite.Store, *Principal) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, slog.New(slog.DiscardHandler), time.Now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f, err := NewFeed(ctx, slog.New(slog.DiscardHandler), st, keys, 10, time.Now)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, f, _ := newTokenCore(b, st, NoEvents{})
 	u, err := NewAccounts(AccountConfig{Scopes: testScopes}, st, NewArgon2id(cheap), nil, f, NoEvents{}, time.Now).
 		Create(ctx, NewAccount{Username: "ann", Password: "a-long-password"})
 	if err != nil {

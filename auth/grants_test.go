@@ -68,12 +68,11 @@ func (e *recordingEvents) Login(_ context.Context, l LoginEvent) {
 	e.mu.Unlock()
 }
 
-func newLoginEnv(t testing.TB, params Argon2idParams, tc ThrottleConfig) *loginEnv {
+// newTokenCore returns the signing keys, change feed and token service of
+// a test store.
+func newTokenCore(t testing.TB, st store.Store, ev Events) (*KeySet, *Feed, *Tokens) {
 	t.Helper()
 	ctx := context.Background()
-	st := openStore(t)
-	rec := &recordingHasher{inner: NewPasswords(params)}
-	ev := &recordingEvents{}
 	keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, slog.New(slog.DiscardHandler), time.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +85,16 @@ func newLoginEnv(t testing.TB, params Argon2idParams, tc ThrottleConfig) *loginE
 	if err != nil {
 		t.Fatal(err)
 	}
+	return keys, feed, tokens
+}
+
+func newLoginEnv(t testing.TB, params Argon2idParams, tc ThrottleConfig) *loginEnv {
+	t.Helper()
+	ctx := context.Background()
+	st := openStore(t)
+	rec := &recordingHasher{inner: NewPasswords(params)}
+	ev := &recordingEvents{}
+	_, feed, tokens := newTokenCore(t, st, ev)
 	throttle := NewThrottle(st, tc, time.Now)
 	accounts := NewAccounts(AccountConfig{Scopes: testScopes}, st, rec, throttle, feed, ev, time.Now)
 	if _, err := accounts.Create(ctx, NewAccount{Username: "known", Password: "the-right-password", Scopes: []string{"data:read"}}); err != nil {
@@ -412,18 +421,7 @@ func TestFullHashQueueRefusesFirst(t *testing.T) {
 		return out
 	}
 	b := NewBounded(NewArgon2id(cheap), 1, 0, time.Second)
-	keys, err := LoadKeys(ctx, st, KeyConfig{Alg: AlgEdDSA, Verify: time.Minute}, slog.New(slog.DiscardHandler), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	feed, err := NewFeed(ctx, slog.New(slog.DiscardHandler), st, keys, 10, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := NewTokens(TokenConfig{Issuer: "https://p.test", TTL: time.Minute, CacheSize: 10}, keys, feed, NoEvents{}, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, feed, tokens := newTokenCore(t, st, NoEvents{})
 	throttle := NewThrottle(st, looseThrottle, time.Now)
 	if _, err := NewAccounts(AccountConfig{Scopes: testScopes}, st, b, throttle, feed, NoEvents{}, time.Now).
 		Create(ctx, NewAccount{Username: "known", Password: "the-right-password"}); err != nil {
