@@ -217,20 +217,27 @@ func identifierKey(identifier string) string {
 // proves the owner reads the address, which is then verified. Attempts
 // are counted per client IP; a good one gives its count back.
 func (a *Accounts) ResetPassword(ctx context.Context, token, password, ip string) error {
-	if err := a.cfg.Passwords.Check("/new_password", password); err != nil {
-		return err
-	}
 	tokenHash := hashEmailToken(token)
 	attempt, err := a.throttle.Reserve(ctx, resetLink(tokenHash), ip)
 	if err != nil {
 		return err
 	}
-	// A read first: a guessed token costs neither a hash nor a write.
-	if _, err := a.users.EmailToken(ctx, tokenHash, store.PurposeReset, a.now()); err != nil {
-		if errors.Is(err, fault.ErrNotFound) {
-			return errBadLink // counted: a guessed link is a failure
-		}
+	// Reads first: a guessed token costs neither a hash nor a write, and
+	// the policy is judged outside the transaction that uses the token.
+	var owner store.User
+	t, err := a.users.EmailToken(ctx, tokenHash, store.PurposeReset, a.now())
+	if err == nil {
+		owner, err = a.users.UserByID(ctx, t.UserID)
+	}
+	if errors.Is(err, fault.ErrNotFound) {
+		return errBadLink // counted: a guessed link is a failure
+	}
+	if err != nil {
 		attempt.Abandon(ctx)
+		return err
+	}
+	if err := a.cfg.Passwords.Check("/new_password", password, owner.Username, localPart(owner.Email)); err != nil {
+		attempt.Abandon(ctx) // the link is good; the password is not
 		return err
 	}
 	hash, err := a.hasher.Hash(ctx, password)
@@ -239,9 +246,6 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password, ip string
 		return err
 	}
 	u, err := a.users.UseEmailToken(ctx, tokenHash, store.PurposeReset, a.now(), func(t store.EmailToken, u *store.User) error {
-		if err := a.cfg.Passwords.Check("/new_password", password, u.Username, localPart(u.Email)); err != nil {
-			return err
-		}
 		u.PasswordHash = hash
 		u.TokenVersion++
 		if store.EmailKey(t.Email) == store.EmailKey(u.Email) {
@@ -251,12 +255,10 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password, ip string
 		return nil
 	})
 	if errors.Is(err, fault.ErrNotFound) {
-		return errBadLink // counted: a guessed link is a failure
+		return errBadLink // used or expired since it was read
 	}
 	if err != nil {
-		if fault.As(err).Code == fault.InvalidRequest {
-			attempt.Abandon(ctx) // the link is good; the password was not
-		}
+		attempt.Abandon(ctx)
 		return err
 	}
 	_ = attempt.Succeeded(ctx)

@@ -262,3 +262,28 @@ func TestMailCooldown(t *testing.T) {
 		t.Errorf("a second request within the cooldown = %v, %v; want dropped", send, err)
 	}
 }
+
+// TestResetJudgesThePasswordByItsAccount: a reset refuses a password built
+// on the account's name, before using the link, which then still works.
+func TestResetJudgesThePasswordByItsAccount(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newSelfEnv(t, SelfService{}, looseThrottle)
+	if _, err := e.accounts.Create(ctx, NewAccount{Username: "marguerite", Password: "ann-river-stone", Email: "m@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.accounts.ForgotPassword(ctx, "marguerite", "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	l, _, err := e.accounts.PrepareMail(ctx, e.claim(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.accounts.ResetPassword(ctx, l.Token, "marguerite1", "192.0.2.1"); fault.As(err).Field != "/new_password" ||
+		!strings.Contains(fault.As(err).Description, "account's name") {
+		t.Fatalf("a password built on the username = %v", err)
+	}
+	if err := e.accounts.ResetPassword(ctx, l.Token, "ann-new-harbor", "192.0.2.1"); err != nil {
+		t.Fatalf("the link after a refused password: %v", err)
+	}
+}
