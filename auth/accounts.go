@@ -114,13 +114,19 @@ func (a *Accounts) Create(ctx context.Context, n NewAccount) (store.User, error)
 	}
 	u.EmailVerified = email != "" && n.EmailVerified
 	if err := a.users.CreateUser(ctx, u); err != nil {
-		if fault.As(err).Code == fault.Conflict && !errors.Is(err, store.ErrEmailTaken) {
-			return store.User{}, &fault.Error{Code: fault.Conflict, Description: "username is taken", Field: "/username", Err: err}
-		}
-		return store.User{}, err
+		return store.User{}, createError(err)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.created", Target: u.Username, Detail: "scopes=" + strings.Join(u.Scopes, ",")})
 	return u, nil
+}
+
+// createError names what a failed CreateUser clashed with: the email
+// (store.ErrEmailTaken says so), else the username.
+func createError(err error) error {
+	if fault.As(err).Code == fault.Conflict && !errors.Is(err, store.ErrEmailTaken) {
+		return &fault.Error{Code: fault.Conflict, Description: "username is taken", Field: "/username", Err: err}
+	}
+	return err
 }
 
 // newUsername is the normalised name of a new account: one PRECIS allows

@@ -109,10 +109,7 @@ func (a *Accounts) Register(ctx context.Context, r Registration) (store.User, er
 		Email: email, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := a.users.CreateUser(ctx, u, store.Mail{Kind: store.MailVerifyEmail, UserID: u.ID, To: email, CreatedAt: now}); err != nil {
-		if fault.As(err).Code == fault.Conflict && !errors.Is(err, store.ErrEmailTaken) {
-			return store.User{}, &fault.Error{Code: fault.Conflict, Description: "username is taken", Field: "/username", Err: err}
-		}
-		return store.User{}, err
+		return store.User{}, createError(err)
 	}
 	a.events.Change(ctx, ChangeEvent{Action: "user.registered", Target: u.Username, Detail: "scopes=" + strings.Join(u.Scopes, ","), Actor: ActorSelf})
 	a.mailQueued()
