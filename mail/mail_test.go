@@ -2,9 +2,11 @@ package mail
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -148,5 +150,37 @@ func TestBackoff(t *testing.T) {
 	}
 	if got := backoff(MaxAttempts); got != maxRetry {
 		t.Errorf("backoff(%d) = %v, want the cap %v", MaxAttempts, got, maxRetry)
+	}
+}
+
+// TestSendEndsWithItsContext: a server shutting down does not wait out a
+// silent SMTP server's 30 s deadline: the conversation ends with the
+// context.
+func TestSendEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, and never a word
+		}
+	}()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	err = (&Server{Host: host, Port: port}).send(ctx, "a@example.com", "b@example.com", []byte("x"))
+	if err == nil {
+		t.Fatal("a send to a silent server succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the send took %v after its context ended at 100ms", d)
 	}
 }
