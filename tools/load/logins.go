@@ -83,10 +83,7 @@ func loginRates(o options, bin, dir string, s *server) error {
 	if out, err := add.CombinedOutput(); err != nil {
 		return fmt.Errorf("user add: %v %s", err, out)
 	}
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db, "--argon2id-params", cheap,
-		"--login-max-failures", "1000000", "--login-max-failures-per-user", "1000000", "--login-max-failures-per-ip", "1000000")
-	cmd.Env = append(os.Environ(), "PASSFLOW_ADMIN_PASSWORD=load-admin-password")
-	c, err := launch(cmd, "cheap-hash instance")
+	c, err := launch(serveCmd(bin, db, "--argon2id-params", cheap), "cheap-hash instance")
 	if err != nil {
 		return err
 	}

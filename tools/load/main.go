@@ -16,7 +16,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -203,10 +202,16 @@ type server struct {
 var servingRe = regexp.MustCompile(`msg=serving addr=(\S+)`)
 
 func start(bin, db string, i int) (*server, error) {
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db,
-		"--login-max-failures", "1000000", "--login-max-failures-per-user", "1000000", "--login-max-failures-per-ip", "1000000")
+	return launch(serveCmd(bin, db), fmt.Sprintf("instance %d", i))
+}
+
+// serveCmd is passflow serving db on a free port, its login limits out of
+// the load's way, with the admin password load-admin-password.
+func serveCmd(bin, db string, flags ...string) *exec.Cmd {
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db,
+		"--login-max-failures", "1000000", "--login-max-failures-per-user", "1000000", "--login-max-failures-per-ip", "1000000"}, flags...)...)
 	cmd.Env = append(os.Environ(), "PASSFLOW_ADMIN_PASSWORD=load-admin-password")
-	return launch(cmd, fmt.Sprintf("instance %d", i))
+	return cmd
 }
 
 // launch starts cmd and waits for it to log the address it serves on.
@@ -392,20 +397,25 @@ func do(method, u, token, body string) int {
 	return res.StatusCode
 }
 
-func login(base string) (string, error) {
+// login logs the load user in and returns its access token.
+func login(base string) (string, error) { return tokenFor(base, "loaduser", "load-password-1") }
+
+var accessTokenRe = regexp.MustCompile(`"access_token":"([^"]+)"`)
+
+// tokenFor logs name in and returns its access token, trying again while
+// the server is overloaded (503).
+func tokenFor(base, name, password string) (string, error) {
 	for range 50 {
-		res, err := client.PostForm(base+"/token", url.Values{"grant_type": {"password"}, "username": {"loaduser"}, "password": {"load-password-1"}})
-		if err != nil {
-			return "", err
+		body, st := postBody(base+"/token", url.Values{"grant_type": {"password"}, "username": {name}, "password": {password}})
+		if m := accessTokenRe.FindStringSubmatch(body); st == http.StatusOK && m != nil {
+			return m[1], nil
 		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if m := regexp.MustCompile(`"access_token":"([^"]+)"`).FindSubmatch(b); m != nil {
-			return string(m[1]), nil
+		if st != http.StatusServiceUnavailable {
+			return "", fmt.Errorf("login as %s: %d", name, st)
 		}
-		time.Sleep(100 * time.Millisecond) // overloaded: try again
+		time.Sleep(100 * time.Millisecond)
 	}
-	return "", errors.New("could not log in")
+	return "", fmt.Errorf("login as %s: overloaded", name)
 }
 
 // runFor runs n workers calling fn until d has passed.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -82,11 +81,8 @@ func scaleOnce(o options, bin, dir, hash string, n int) (scaleRun, error) {
 	r.importTime = time.Since(start)
 	os.Remove(file)
 
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db,
-		"--login-max-failures", "1000000", "--login-max-failures-per-user", "1000000", "--login-max-failures-per-ip", "1000000")
-	cmd.Env = append(os.Environ(), "PASSFLOW_ADMIN_PASSWORD=load-admin-password")
 	start = time.Now()
-	s, err := launch(cmd, fmt.Sprintf("the server on %d users", n))
+	s, err := launch(serveCmd(bin, db), fmt.Sprintf("the server on %d users", n))
 	if err != nil {
 		return r, err
 	}
@@ -157,14 +153,4 @@ func want(got, status int, what string) error {
 		return fmt.Errorf("%s: %d, want %d", what, got, status)
 	}
 	return nil
-}
-
-// tokenFor logs name in and returns its access token.
-func tokenFor(base, name, password string) (string, error) {
-	body, st := postBody(base+"/token", url.Values{"grant_type": {"password"}, "username": {name}, "password": {password}})
-	m := regexp.MustCompile(`"access_token":"([^"]+)"`).FindStringSubmatch(body)
-	if st != http.StatusOK || m == nil {
-		return "", fmt.Errorf("login as %s: %d", name, st)
-	}
-	return m[1], nil
 }
