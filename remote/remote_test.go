@@ -31,6 +31,20 @@ type issuer struct {
 	active    atomic.Bool
 }
 
+// clockedVerifier is New(cfg) on a clock that stands still until the test
+// sets how far past the start it is.
+func clockedVerifier(t *testing.T, cfg Config) (*Verifier, func(time.Duration)) {
+	t.Helper()
+	start := time.Now()
+	var offset atomic.Int64
+	cfg.Now = func() time.Time { return start.Add(time.Duration(offset.Load())) }
+	v, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, func(d time.Duration) { offset.Store(int64(d)) }
+}
+
 func newIssuer(t *testing.T) *issuer {
 	t.Helper()
 	is := &issuer{keys: map[string]ed25519.PrivateKey{}}
@@ -161,12 +175,7 @@ func TestVerify(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	t.Parallel()
 	is := newIssuer(t)
-	now := time.Now()
-	var clock atomic.Int64
-	v, err := New(context.Background(), Config{Issuer: is.URL, Now: func() time.Time { return now.Add(time.Duration(clock.Load())) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, setClock := clockedVerifier(t, Config{Issuer: is.URL})
 	// Tokens of another issuer never make it read the keys: they cannot
 	// spend the refetch a rotation needs.
 	for range 10 {
@@ -186,7 +195,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := v.Verify(context.Background(), is.token(t, "k3", nil)); err == nil {
 		t.Error("a second new key within a minute was fetched")
 	}
-	clock.Store(int64(time.Minute))
+	setClock(time.Minute)
 	if _, err := v.Verify(context.Background(), is.token(t, "k3", nil)); err != nil {
 		t.Errorf("a minute later, the second new key: %v", err)
 	}
@@ -266,20 +275,14 @@ func tamper(t *testing.T, token string) string {
 func TestKeysRefreshInTheBackground(t *testing.T) {
 	t.Parallel()
 	is := newIssuer(t)
-	now := time.Now()
-	var clock atomic.Int64
-	v, err := New(context.Background(), Config{Issuer: is.URL, RefetchEvery: time.Hour,
-		Now: func() time.Time { return now.Add(time.Duration(clock.Load())) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, setClock := clockedVerifier(t, Config{Issuer: is.URL, RefetchEvery: time.Hour})
 	good := is.token(t, "k1", nil)
 	v.Verify(context.Background(), is.token(t, "made-up", nil)) // spends the refetch
 	is.addKey(t, "k2")
 	if _, err := v.Verify(context.Background(), is.token(t, "k2", nil)); err == nil {
 		t.Fatal("the refetch was not spent")
 	}
-	clock.Store(int64(5 * time.Minute))
+	setClock(5 * time.Minute)
 	if _, err := v.Verify(context.Background(), good); err != nil {
 		t.Fatal(err)
 	}
@@ -317,12 +320,7 @@ func TestIssuerWithASlash(t *testing.T) {
 func TestKeyReadsOutliveTheirCaller(t *testing.T) {
 	t.Parallel()
 	is := newIssuer(t)
-	now := time.Now()
-	var clock atomic.Int64
-	v, err := New(context.Background(), Config{Issuer: is.URL, Now: func() time.Time { return now.Add(time.Duration(clock.Load())) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, setClock := clockedVerifier(t, Config{Issuer: is.URL})
 	is.addKey(t, "k2")
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -333,7 +331,7 @@ func TestKeyReadsOutliveTheirCaller(t *testing.T) {
 
 	is.jwksDown.Store(true)
 	reads := is.jwksReads.Load()
-	clock.Store(int64(5 * time.Minute))
+	setClock(5 * time.Minute)
 	good := is.token(t, "k1", nil)
 	for range 20 {
 		if _, err := v.Verify(context.Background(), good); err != nil {
