@@ -100,16 +100,7 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 		c.Next()
 		var line accessLine
 		line.read(c, start)
-		attrs := make([]slog.Attr, 0, 10)
-		for _, f := range line.fields() {
-			if f.str {
-				attrs = append(attrs, slog.String(f.key, f.s))
-			} else {
-				attrs = append(attrs, slog.Int64(f.key, f.n))
-			}
-		}
-		attrs[5] = slog.Duration("duration", line.duration)
-		logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
+		logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", line.attrs()...)
 	}
 }
 
@@ -163,29 +154,22 @@ func (l *accessLine) read(c *gin.Context, start time.Time) {
 	}
 }
 
-type accessField struct {
-	key string
-	str bool
-	s   string
-	n   int64
-}
-
-// fields lists the line's fields in order; the sixth is the duration.
-func (l *accessLine) fields() []accessField {
-	fs := []accessField{
-		{key: "request_id", str: true, s: l.requestID},
-		{key: "method", str: true, s: l.method},
-		{key: "path", str: true, s: l.path},
-		{key: "route", str: true, s: l.route},
-		{key: "status", n: int64(l.status)},
-		{key: "duration", n: int64(l.duration)},
-		{key: "bytes", n: int64(l.bytes)},
-		{key: "remote", str: true, s: l.remote},
+// attrs are the line's fields as slog attributes, in appendText's order.
+func (l *accessLine) attrs() []slog.Attr {
+	attrs := []slog.Attr{
+		slog.String("request_id", l.requestID),
+		slog.String("method", l.method),
+		slog.String("path", l.path),
+		slog.String("route", l.route),
+		slog.Int("status", l.status),
+		slog.Duration("duration", l.duration),
+		slog.Int("bytes", l.bytes),
+		slog.String("remote", l.remote),
 	}
 	if l.authenticated {
-		fs = append(fs, accessField{key: "subject", str: true, s: l.subject}, accessField{key: "client_id", str: true, s: l.clientID})
+		attrs = append(attrs, slog.String("subject", l.subject), slog.String("client_id", l.clientID))
 	}
-	return fs
+	return attrs
 }
 
 // appendText appends the line as slog.TextHandler writes it.
