@@ -3,10 +3,8 @@ package guard
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -43,33 +41,23 @@ type RefreshCookie struct {
 // may leave the refresh token out of its form to have the cookie's used.
 func (g *Guard) UseRefreshCookie(c RefreshCookie) { g.cookie = &c }
 
-// cookieIn puts the cookie's refresh token into the form of r, when r
-// leaves it out and may use the cookie.
-func (g *Guard) cookieIn(r *http.Request, op *operation) (*http.Request, error) {
-	if r.Body == nil {
-		return r, nil
-	}
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		return r, bodyReadError(err)
-	}
-	form, err := url.ParseQuery(string(raw))
-	r.Body = io.NopCloser(bytes.NewReader(raw))
-	if err != nil || form.Has(op.cookieParam) || op.cookieParam == "refresh_token" && form.Get("grant_type") != "refresh_token" {
-		return r, nil // validation answers a malformed form
+// cookieIn puts the cookie's refresh token into r's form (as prepareOAuth
+// returned it; nil when the body is no form), when the form leaves it out
+// and may use the cookie.
+func (g *Guard) cookieIn(r *http.Request, form url.Values, op *operation) error {
+	if form == nil || form.Has(op.cookieParam) || op.cookieParam == "refresh_token" && form.Get("grant_type") != "refresh_token" {
+		return nil
 	}
 	c, err := r.Cookie(g.cookie.Name)
 	if err != nil || c.Value == "" {
-		return r, nil
+		return nil
 	}
 	if r.Header.Get(CSRFHeader) == "" {
-		return r, fault.New(fault.InvalidRequest, "a refresh token from the cookie needs the "+CSRFHeader+" header")
+		return fault.New(fault.InvalidRequest, "a refresh token from the cookie needs the "+CSRFHeader+" header")
 	}
 	form.Set(op.cookieParam, c.Value)
-	body := form.Encode()
-	r.Body = io.NopCloser(strings.NewReader(body))
-	r.ContentLength = int64(len(body))
-	return r, nil
+	setForm(r, form)
+	return nil
 }
 
 // cookieWriter holds a response until the cookie transport has seen it.

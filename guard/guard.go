@@ -177,12 +177,13 @@ func (g *Guard) Middleware() gin.HandlerFunc {
 			c.Header("Cache-Control", "no-store")
 			c.Header("Pragma", "no-cache")
 			var err error
-			if r, err = g.prepareOAuth(r); err != nil {
+			var form url.Values
+			if r, form, err = g.prepareOAuth(r); err != nil {
 				g.WriteError(c, err)
 				return
 			}
 			if g.cookie != nil && op.cookieParam != "" {
-				if r, err = g.cookieIn(r, op); err != nil {
+				if err = g.cookieIn(r, form, op); err != nil {
 					g.WriteError(c, err)
 					return
 				}
@@ -331,32 +332,34 @@ const formType = "application/x-www-form-urlencoded"
 
 // prepareOAuth applies RFC 6749's transport rules before validation: no
 // query string, client credentials from a Basic header onto the context, a
-// parameter sent empty counts as omitted, a repeated one is refused.
-func (g *Guard) prepareOAuth(r *http.Request) (*http.Request, error) {
+// parameter sent empty counts as omitted, a repeated one is refused. It
+// returns the form it put back as the body, nil when the body is not a
+// form (validation refuses it).
+func (g *Guard) prepareOAuth(r *http.Request) (*http.Request, url.Values, error) {
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
-		return r, fault.New(fault.InvalidRequest, "parameters belong in the form body, not the URL query")
+		return r, nil, fault.New(fault.InvalidRequest, "parameters belong in the form body, not the URL query")
 	}
 	if auths := r.Header.Values("Authorization"); len(auths) > 1 {
-		return r, errManyAuthorizations
+		return r, nil, errManyAuthorizations
 	} else if len(auths) == 1 {
 		creds, present, err := auth.ParseBasic(auths[0])
 		if err != nil {
-			return r, err
+			return r, nil, err
 		}
 		if present {
 			r = r.WithContext(auth.WithClientCredentials(r.Context(), creds))
 		}
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != formType || r.Body == nil {
-		return r, nil // validation refuses the content type
+		return r, nil, nil // validation refuses the content type
 	}
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
-		return r, bodyReadError(err)
+		return r, nil, bodyReadError(err)
 	}
 	form, err := url.ParseQuery(string(raw))
 	if err != nil {
-		return r, fault.New(fault.InvalidRequest, "the form body is malformed")
+		return r, nil, fault.New(fault.InvalidRequest, "the form body is malformed")
 	}
 	for name, values := range form {
 		values = slices.DeleteFunc(values, func(v string) bool { return v == "" })
@@ -366,14 +369,19 @@ func (g *Guard) prepareOAuth(r *http.Request) (*http.Request, error) {
 		case 1:
 			form[name] = values
 		default:
-			return r, fault.New(fault.InvalidRequest, "a parameter is repeated: "+safeName(name))
+			return r, nil, fault.New(fault.InvalidRequest, "a parameter is repeated: "+safeName(name))
 		}
 	}
+	setForm(r, form)
+	return r, form, nil
+}
+
+// setForm makes form r's body.
+func setForm(r *http.Request, form url.Values) {
 	body := form.Encode()
 	r.Body = io.NopCloser(strings.NewReader(body))
 	r.ContentLength = int64(len(body))
 	r.GetBody = nil
-	return r, nil
 }
 
 // safeName returns a parameter name fit to repeat in a description: short,
