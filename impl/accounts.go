@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/passflow/passflow/auth"
-	"github.com/passflow/passflow/fault"
 	"github.com/passflow/passflow/generated/api"
 )
 
@@ -50,11 +49,9 @@ func (s *Server) ForgotPassword(ctx context.Context, req api.ForgotPasswordReque
 	if err != nil {
 		return nil, err
 	}
+	// The spec's ForgotPassword holds exactly one of the two.
 	identifier := deref(req.Body.Username)
 	if req.Body.Email != nil {
-		if identifier != "" {
-			return nil, fault.Invalid("", "give the username or the email address, not both")
-		}
 		identifier = *req.Body.Email
 	}
 	if err := s.accounts.ForgotPassword(ctx, identifier, ip); err != nil {
